@@ -1,0 +1,22 @@
+"""Celery application: broker and schedules come from Django settings (CELERY_*)."""
+
+import os
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+
+app = Celery("storefront")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@worker_process_init.connect
+def _limit_torch_threads(**_kwargs) -> None:
+    # More than one torch thread per prefork child made serving ~20x slower on
+    # 2 cores, and torch must not run in the parent before fork (OpenMP hangs):
+    # configure it in each child only.
+    from recommender.rl.runtime import configure_torch_threads
+
+    configure_torch_threads()

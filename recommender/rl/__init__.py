@@ -1,0 +1,1 @@
+"""Pure torch/numpy RL core of the recommender. Never imports Django."""
