@@ -9,6 +9,10 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.urls import reverse
 
+# A cart line holds 1..MAX_LINE_QUANTITY units: enough for any real shopper,
+# small enough that a typo (500 instead of 5) is caught before checkout.
+MAX_LINE_QUANTITY = 50
+
 
 class Category(models.Model):
     name = models.CharField(max_length=100, unique=True)
@@ -94,7 +98,14 @@ class CartItem(models.Model):
         ordering = ["added_at", "pk"]
         constraints = [
             models.UniqueConstraint(fields=["cart", "product"], name="unique_cart_product"),
+            models.CheckConstraint(
+                condition=models.Q(quantity__gte=1, quantity__lte=MAX_LINE_QUANTITY),
+                name="cart_item_quantity_in_range",
+            ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} × {self.product}"
 
     @property
     def line_total(self) -> Decimal:
@@ -135,6 +146,17 @@ class OrderLine(models.Model):
     product_name = models.CharField(max_length=200)
     unit_price = models.DecimalField(max_digits=10, decimal_places=2)
     quantity = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(quantity__gte=1), name="order_line_quantity_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} × {self.product_name}"
 
     @property
     def line_total(self) -> Decimal:

@@ -60,6 +60,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Every shopper has a session from the first request (cart, recommendations).
+    "shop.middleware.ShopperSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -173,7 +175,9 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "shop.api.exceptions.json_exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "events": env("API_EVENTS_THROTTLE", default="120/min"),
+        "events_address": env("API_EVENTS_ADDRESS_THROTTLE", default="6000/min"),
     },
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 24,
 }
 SPECTACULAR_SETTINGS = {
@@ -232,3 +236,36 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# ---------------------------------------------------------------------------
+# Recommender: serving, rewards, the learning loop and its schedules.
+# Every value can be set from the environment under the same name.
+# ---------------------------------------------------------------------------
+RECOMMENDER_DEFAULT_K = env.int("RECOMMENDER_DEFAULT_K", default=8)
+RECOMMENDER_EPSILON = env.float("RECOMMENDER_EPSILON", default=0.1)
+RECOMMENDER_RELOAD_SECONDS = env.float("RECOMMENDER_RELOAD_SECONDS", default=10.0)
+RECOMMENDER_ELIGIBILITY_TTL = env.float("RECOMMENDER_ELIGIBILITY_TTL", default=5.0)
+RECOMMENDER_ATTRIBUTION_WINDOW = env.int("RECOMMENDER_ATTRIBUTION_WINDOW", default=600)
+RECOMMENDER_SESSION_IDLE = env.int("RECOMMENDER_SESSION_IDLE", default=900)
+RECOMMENDER_REWARD_CLICK = env.float("RECOMMENDER_REWARD_CLICK", default=1.0)
+RECOMMENDER_REWARD_ADD_TO_CART = env.float("RECOMMENDER_REWARD_ADD_TO_CART", default=3.0)
+RECOMMENDER_REWARD_PURCHASE = env.float("RECOMMENDER_REWARD_PURCHASE", default=5.0)
+RECOMMENDER_REWARD_PURCHASE_PER_UNIT_PRICE = env.float(
+    "RECOMMENDER_REWARD_PURCHASE_PER_UNIT_PRICE", default=0.02
+)
+RECOMMENDER_GAMMA = env.float("RECOMMENDER_GAMMA", default=0.9)
+RECOMMENDER_TRAIN_STEPS = env.int("RECOMMENDER_TRAIN_STEPS", default=300)
+RECOMMENDER_REPLAY_WINDOW = env.int("RECOMMENDER_REPLAY_WINDOW", default=50_000)
+RECOMMENDER_MIN_TRANSITIONS = env.int("RECOMMENDER_MIN_TRANSITIONS", default=500)
+RECOMMENDER_MAX_ABS_REWARD = env.float("RECOMMENDER_MAX_ABS_REWARD", default=50.0)
+RECOMMENDER_OPE_MARGIN = env.float("RECOMMENDER_OPE_MARGIN", default=0.05)
+RECOMMENDER_OPE_IMPRESSIONS = env.int("RECOMMENDER_OPE_IMPRESSIONS", default=5_000)
+RECOMMENDER_AUTO_ACTIVATE = env.bool("RECOMMENDER_AUTO_ACTIVATE", default=True)
+RECOMMENDER_LOCK_TIMEOUT = env.int("RECOMMENDER_LOCK_TIMEOUT", default=1800)
+# Seconds between runs of each beat task (stored in django-celery-beat on
+# migrate; admins edit them in the admin afterwards).
+RECOMMENDER_SCHEDULE_BUILD_TRANSITIONS = env.int("RECOMMENDER_SCHEDULE_BUILD_TRANSITIONS", default=60)
+RECOMMENDER_SCHEDULE_TRAIN = env.int("RECOMMENDER_SCHEDULE_TRAIN", default=300)
+RECOMMENDER_SCHEDULE_SYNC_TARGET = env.int("RECOMMENDER_SCHEDULE_SYNC_TARGET", default=600)
+RECOMMENDER_SCHEDULE_ROLLUP = env.int("RECOMMENDER_SCHEDULE_ROLLUP", default=120)
+SHOP_CAROUSEL_PROVIDER = env("SHOP_CAROUSEL_PROVIDER", default="recommender.carousels.carousel_provider")

@@ -1,0 +1,85 @@
+# Two commands matter: `make demo` (run the store) and `make test` (run every test).
+# Both create .venv and install pinned requirements first. With DATABASE_URL and
+# REDIS_URL set they use PostgreSQL and Redis; otherwise SQLite and a filesystem
+# Celery broker, so a fresh machine needs nothing but Python 3.11.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export DJANGO_SETTINGS_MODULE ?= config.settings.local
+
+.DEFAULT_GOAL := help
+.PHONY: help install install-dev browser-deps demo run seed migrate test test-fast lint format bench clean
+
+help: ## List every target with what it does
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv and install the pinned runtime requirements
+
+install-dev: $(VENV)/.installed-dev ## Install runtime and test requirements
+
+browser-deps: ## Install Debian's chromium + chromium-driver for browser tests (needs root or sudo)
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		echo "chromium and chromedriver are installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	elif command -v sudo >/dev/null && command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else \
+		echo "note: chromium/chromedriver not installed and no root: browser tests will be skipped"; \
+	fi
+
+migrate: install ## Apply database migrations
+	$(PY) manage.py migrate --noinput
+
+seed: migrate ## Seed the demo catalog, admin user, simulated history and a trained policy
+	$(PY) manage.py seed_demo
+	$(PY) manage.py seed_history
+
+demo: seed ## Install, migrate, seed and start web + Celery worker + beat (http://127.0.0.1:8000)
+	@echo ""
+	@echo "  Store:  http://$(HOST):$(PORT)/"
+	@echo "  Admin:  http://$(HOST):$(PORT)/admin/   (login: admin / admin)"
+	@echo "  Watch it learn: $(PY) manage.py simulate_traffic --base-url http://$(HOST):$(PORT)"
+	@echo ""
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/honcho start -f Procfile.demo
+
+run: migrate ## Start web + worker + beat without seeding
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/honcho start -f Procfile.demo
+
+test: install-dev browser-deps ## Install everything and run the whole test suite
+	@# pytest exits 5 when a selection (-k/-m) collects nothing: report it, don't fail.
+	@rc=0; DJANGO_SETTINGS_MODULE=config.settings.test $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected"; rc=0; fi; exit $$rc
+
+test-fast: install-dev ## Run the tests that need no browser and no services
+	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) -m pytest -m "not browser and not integration" $(PYTEST_ARGS)
+
+lint: install-dev ## Lint and check formatting with ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install-dev ## Format and auto-fix with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install ## Run every benchmark (tables; add ARGS=--json for machine output)
+	$(PY) -m bench.serving $(ARGS)
+	$(PY) -m bench.training $(ARGS)
+	$(PY) -m bench.policy_quality $(ARGS)
+
+clean: ## Remove the SQLite database, generated media, broker files and caches
+	rm -rf db.sqlite3* media var staticfiles .pytest_cache .ruff_cache

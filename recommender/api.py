@@ -1,0 +1,190 @@
+"""GET /api/v1/recommendations/ and POST /api/v1/events/ (DESIGN.md contract)."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
+
+from recommender.models import Event, EventType, SlotName
+from recommender.recommendations import recommend
+from recommender.services import EventRejected, event_record
+from shop.api.serializers import ProductSerializer
+from shop.api.views import ShopApiView
+from shop.models import Product
+from shop.sessions import ensure_session_key
+
+logger = logging.getLogger(__name__)
+
+
+class _FailOpen:
+    """Rate limits live in the cache; if the cache is down, let requests
+    through rather than fail them (events are idempotent and cheap)."""
+
+    def allow_request(self, request, view) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except Exception:
+            logger.warning("Throttle cache unavailable; allowing the request", exc_info=True)
+            return True
+
+
+class EventsSessionThrottle(_FailOpen, SimpleRateThrottle):
+    """Per shopper session: what one shopper may send."""
+
+    scope = "events"
+
+    def get_cache_key(self, request, view) -> str | None:
+        key = request.session.session_key
+        return self.cache_format % {"scope": self.scope, "ident": key} if key else None
+
+
+class EventsAddressThrottle(_FailOpen, SimpleRateThrottle):
+    """Per client address: bounds a client that drops its cookie each time."""
+
+    scope = "events_address"
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class RecommendedItemSerializer(serializers.Serializer):
+    product = ProductSerializer()
+    position = serializers.IntegerField()
+    propensity = serializers.FloatField(
+        help_text="Exact probability with which this item was chosen for its position."
+    )
+
+
+class PolicySerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="'dqn', or 'popularity' when falling back.")
+    version = serializers.IntegerField(allow_null=True)
+
+
+class RecommendationsApi(ShopApiView):
+    class InputSerializer(serializers.Serializer):
+        slot = serializers.ChoiceField(choices=SlotName.values)
+        # No serializer default: the view falls back to RECOMMENDER_DEFAULT_K (8),
+        # which a default=8 here would shadow.
+        k = serializers.IntegerField(
+            min_value=1,
+            max_value=24,
+            required=False,
+            help_text="Slate size; default RECOMMENDER_DEFAULT_K (8).",
+        )
+        product_id = serializers.IntegerField(min_value=1, required=False)
+
+        def validate(self, attrs: dict) -> dict:
+            if attrs["slot"] == SlotName.PRODUCT and "product_id" not in attrs:
+                raise ValidationError({"product_id": "Required when slot is 'product'."})
+            return attrs
+
+    class OutputSerializer(serializers.Serializer):
+        impression_id = serializers.UUIDField(help_text="Send it with click events.")
+        slot = serializers.ChoiceField(choices=SlotName.values)
+        policy = PolicySerializer()
+        items = RecommendedItemSerializer(many=True)
+
+    @extend_schema(
+        parameters=[InputSerializer],
+        responses={200: OutputSerializer},
+        summary="A logged slate of recommended products for a carousel slot",
+    )
+    def get(self, request: Request) -> Response:
+        params = self.InputSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        product = None
+        if data["slot"] == SlotName.PRODUCT:
+            product = get_object_or_404(Product, pk=data["product_id"], is_active=True)
+        rec = recommend(
+            request._request,
+            slot=data["slot"],
+            k=data.get("k") or settings.RECOMMENDER_DEFAULT_K,
+            product=product,
+        )
+        by_id = {p.pk: p for p in rec.products}
+        items = [
+            {"product": by_id[int(item)], "position": position, "propensity": float(propensity)}
+            for position, (item, propensity) in enumerate(
+                zip(rec.served.slate.items, rec.served.slate.propensities, strict=True)
+            )
+            if int(item) in by_id
+        ]
+        output = {
+            "impression_id": rec.impression.pk,
+            "slot": data["slot"],
+            "policy": {"name": rec.served.policy_name, "version": rec.served.policy_version},
+            "items": items,
+        }
+        return Response(self.OutputSerializer(output, context={"request": request}).data)
+
+
+class EventsApi(ShopApiView):
+    throttle_classes = [EventsSessionThrottle, EventsAddressThrottle]
+
+    class InputSerializer(serializers.Serializer):
+        event_id = serializers.UUIDField(help_text="Client-generated; repeats are idempotent.")
+        type = serializers.ChoiceField(
+            choices=[EventType.VIEW, EventType.CLICK],
+            help_text="add_to_cart and purchase are recorded by the server, never accepted here.",
+        )
+        product_id = serializers.IntegerField(min_value=1)
+        impression_id = serializers.UUIDField(required=False, allow_null=True)
+
+        def validate(self, attrs: dict) -> dict:
+            if attrs["type"] == EventType.CLICK and not attrs.get("impression_id"):
+                raise ValidationError({"impression_id": "Required for click events."})
+            return attrs
+
+    class OutputSerializer(serializers.Serializer):
+        event_id = serializers.UUIDField()
+        type = serializers.CharField()
+        product_id = serializers.IntegerField()
+        impression_id = serializers.UUIDField(allow_null=True)
+        reward = serializers.FloatField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: OutputSerializer,
+            200: OpenApiResponse(OutputSerializer, description="A repeat of a recorded event_id."),
+        },
+        summary="Record a product view or a carousel click",
+    )
+    def post(self, request: Request) -> Response:
+        payload = self.InputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        product = Product.objects.filter(pk=data["product_id"]).first()
+        if product is None:
+            raise ValidationError({"product_id": "No such product."})
+        try:
+            recorded = event_record(
+                type=data["type"],
+                product=product,
+                session_key=ensure_session_key(request.session),
+                user_id=request.user.pk if request.user.is_authenticated else None,
+                event_id=data["event_id"],
+                impression_id=data.get("impression_id"),
+                source=Event.Source.CLIENT,
+            )
+        except EventRejected as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        event = recorded.event
+        if recorded.created is False and (
+            event.type != data["type"] or event.product_id != product.pk
+        ):
+            raise ValidationError({"event_id": "This event_id was used for a different event."})
+        return Response(
+            self.OutputSerializer(event).data,
+            status=status.HTTP_201_CREATED if recorded.created else status.HTTP_200_OK,
+        )

@@ -1,0 +1,243 @@
+"""Publishing a trained learner as a versioned checkpoint, behind guards:
+finite weights, sane Q values, and an off-policy estimate on recent logged
+impressions that is not worse than the active version's beyond a margin."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+
+from recommender.models import Checkpoint, Impression, TrainingRun
+from recommender.models import Transition as TransitionRow
+from recommender.rl import ope
+from recommender.rl.agent import DQNAgent
+from recommender.rl.checkpoint import check_agent
+from recommender.rl.types import ItemCatalog, Observation
+from recommender.services import checkpoint_activate
+
+# Impressions scored per batch: bounds the (impressions x catalog) score matrix.
+_CHUNK = 256
+_BOOTSTRAP = 500
+
+
+@dataclass(frozen=True)
+class LoggedSlates:
+    """Recent impressions whose rewards are final, as arrays for OPE.
+
+    ``shown`` holds catalog columns by position (-1 where the item left the
+    catalog); rows of the per-slot arrays are (impression, position) pairs.
+    """
+
+    observations: list[Observation]
+    candidate_mask: np.ndarray  # (n, C) bool: eligible at request time (cart / page item excluded)
+    shown: np.ndarray  # (n, K) int64
+    propensities: np.ndarray  # (n, K) float64, 0 past a slate's end
+    rewards: np.ndarray  # (n, K) float64
+
+    def __len__(self) -> int:
+        return len(self.observations)
+
+
+def logged_slates(*, catalog: ItemCatalog, limit: int) -> LoggedSlates:
+    impressions = list(
+        Impression.objects.filter(transitions_built=True)
+        .order_by("-created_at")
+        .values_list("id", "state")[:limit]
+    )
+    ids = [pk for pk, _ in impressions]
+    rows: dict = defaultdict(list)
+    for start in range(0, len(ids), 5000):
+        for imp, product, position, propensity, reward in TransitionRow.objects.filter(
+            impression_id__in=ids[start : start + 5000]
+        ).values_list("impression_id", "product_id", "position", "propensity", "reward"):
+            rows[imp].append((position, product, propensity, reward))
+    impressions = [(pk, state) for pk, state in impressions if rows[pk]]
+    k = max((len(rows[pk]) for pk, _ in impressions), default=0)
+    n, c = len(impressions), len(catalog)
+    shown = np.full((n, k), -1, dtype=np.int64)
+    propensities = np.zeros((n, k))
+    rewards = np.zeros((n, k))
+    mask = np.ones((n, c), dtype=bool)
+    observations = []
+    for i, (pk, state) in enumerate(impressions):
+        observation = Observation.from_dict(state)
+        observations.append(observation)
+        excluded = list(observation.cart_items)
+        if observation.current_item is not None:
+            excluded.append(observation.current_item)
+        columns = catalog.index_of(excluded)
+        mask[i, columns[columns >= 0]] = False
+        items = sorted(rows[pk])
+        columns = catalog.index_of([product for _, product, _, _ in items])
+        for j, ((_, _, propensity, reward), column) in enumerate(zip(items, columns, strict=True)):
+            shown[i, j] = column
+            propensities[i, j] = propensity
+            rewards[i, j] = reward
+    # An item shown then may have left the catalog since: it stays out of the
+    # estimate but keeps its place, so later positions' candidate sets are right.
+    return LoggedSlates(observations, mask, shown, propensities, rewards)
+
+
+def _estimates(rewards, propensities, target, r_hat, direct, seed: int) -> dict:
+    kwargs = {"n_bootstrap": _BOOTSTRAP, "seed": seed}
+    return {
+        "ips": _jsonable(ope.ips(rewards, propensities, target, **kwargs)),
+        "snips": _jsonable(ope.snips(rewards, propensities, target, **kwargs)),
+        "dr": _jsonable(ope.doubly_robust(rewards, propensities, target, r_hat, direct, **kwargs)),
+    }
+
+
+def _jsonable(estimate: ope.Estimate) -> dict:
+    def clean(x: float) -> float | None:
+        return None if x is None or math.isnan(x) else round(float(x), 6)
+
+    return {
+        "value": clean(estimate.value),
+        "ci95": [clean(estimate.ci_low), clean(estimate.ci_high)],
+        "n": estimate.n,
+    }
+
+
+def _reward_model(logged: LoggedSlates, n_items: int) -> np.ndarray:
+    """r̂ per catalog item: its mean logged reward, shrunk towards the global
+    mean (a few impressions of a new item should not look like a sure hit)."""
+    valid = logged.shown >= 0
+    columns = logged.shown[valid]
+    rewards = logged.rewards[valid]
+    prior = float(rewards.mean()) if len(rewards) else 0.0
+    strength = 20.0
+    sums = np.bincount(columns, weights=rewards, minlength=n_items)
+    counts = np.bincount(columns, minlength=n_items)
+    return (sums + strength * prior) / (counts + strength)
+
+
+def policy_value(
+    agent: DQNAgent | None, logged: LoggedSlates, *, epsilon: float, seed: int = 0
+) -> dict:
+    """IPS, SNIPS and DR estimates (per shown slot) of serving ``agent`` with
+    ε-greedy slates on the logged requests; ``agent=None`` evaluates the
+    logging policy itself (its on-policy value)."""
+    valid = (logged.shown >= 0) & (logged.propensities > 0)
+    rewards = logged.rewards[valid]
+    propensities = logged.propensities[valid]
+    if agent is None:
+        r_hat_all = _reward_model(logged, logged.candidate_mask.shape[1])
+        predicted = r_hat_all[logged.shown[valid]]
+        return _estimates(rewards, propensities, propensities, predicted, predicted, seed)
+
+    r_hat_all = _reward_model(logged, len(agent.catalog))
+    row_parts, position_parts, target_parts, direct_parts = [], [], [], []
+    for start in range(0, len(logged), _CHUNK):
+        stop = start + _CHUNK
+        scores = agent.q_values_batch(logged.observations[start:stop], agent.catalog.ids)
+        shown = logged.shown[start:stop]
+        masks = ope.slot_candidate_masks(logged.candidate_mask[start:stop], shown)
+        for position in range(shown.shape[1]):
+            rows = np.flatnonzero(valid[start:stop, position])
+            if not len(rows):
+                continue
+            distribution = ope.epsilon_greedy_distribution(
+                scores[rows], masks[rows, position], epsilon
+            )
+            logged_columns = shown[rows, position]
+            target_parts.append(distribution[np.arange(len(rows)), logged_columns])
+            direct_parts.append(ope.expected_under(distribution, r_hat_all[None, :]))
+            row_parts.append(start + rows)
+            position_parts.append(np.full(len(rows), position))
+    if not row_parts:
+        return _estimates(np.empty(0), np.empty(0), np.empty(0), np.empty(0), np.empty(0), seed)
+    index = (np.concatenate(row_parts), np.concatenate(position_parts))
+    return _estimates(
+        logged.rewards[index],
+        logged.propensities[index],
+        np.concatenate(target_parts),
+        r_hat_all[logged.shown[index]],
+        np.concatenate(direct_parts),
+        seed,
+    )
+
+
+def checkpoint_publish(*, agent: DQNAgent, catalog: ItemCatalog, run: TrainingRun) -> Checkpoint:
+    """Store the learner as the next version; activate it if every guard passes
+    (and RECOMMENDER_AUTO_ACTIVATE), otherwise keep it as rejected with the
+    reasons, so an admin can still inspect or force-activate it."""
+    margin = settings.RECOMMENDER_OPE_MARGIN
+    epsilon = settings.RECOMMENDER_EPSILON
+    logged = logged_slates(catalog=catalog, limit=settings.RECOMMENDER_OPE_IMPRESSIONS)
+    checks = _jsonable_dict(
+        check_agent(
+            agent,
+            logged.observations[:200],
+            max_abs_reward=settings.RECOMMENDER_MAX_ABS_REWARD,
+        )
+    )
+    checks["passed"] = bool(checks.get("ok"))
+
+    active = Checkpoint.objects.filter(status=Checkpoint.Status.ACTIVE).first()
+    baseline_agent = None
+    if active is not None:
+        baseline_agent = DQNAgent.load(bytes(active.weights), catalog=catalog)
+    candidate_value = policy_value(agent, logged, epsilon=epsilon)
+    baseline_value = policy_value(baseline_agent, logged, epsilon=epsilon)
+    candidate_snips = candidate_value["snips"]["value"]
+    baseline_snips = baseline_value["snips"]["value"]
+    if len(logged) == 0 or candidate_snips is None or baseline_snips is None:
+        ope_passed, reason = True, "no logged impressions with final rewards yet"
+    else:
+        floor = baseline_snips - margin * abs(baseline_snips)
+        ope_passed = candidate_snips >= floor
+        reason = f"SNIPS {candidate_snips:.4f} vs floor {floor:.4f}"
+    evaluation = {
+        **candidate_value,
+        "baseline": {
+            "policy": f"v{active.version}" if active else "logged policy",
+            "version": active.version if active else None,
+            **baseline_value,
+        },
+        "n_impressions": len(logged),
+        "epsilon": epsilon,
+        "margin": margin,
+        "passed": bool(ope_passed),
+        "reason": reason,
+    }
+    passed = checks["passed"] and ope_passed
+    with transaction.atomic():
+        version = (Checkpoint.objects.aggregate(v=Max("version"))["v"] or 0) + 1
+        checkpoint = Checkpoint.objects.create(
+            version=version,
+            weights=agent.save(),
+            config=agent.config.to_dict(),
+            checks=checks,
+            evaluation=evaluation,
+            training_run=run,
+            status=Checkpoint.Status.CANDIDATE if passed else Checkpoint.Status.REJECTED,
+            note="" if passed else _rejection_note(checks, evaluation),
+        )
+        if passed and settings.RECOMMENDER_AUTO_ACTIVATE:
+            checkpoint = checkpoint_activate(checkpoint=checkpoint)
+    return checkpoint
+
+
+def _rejection_note(checks: dict, evaluation: dict) -> str:
+    reasons = []
+    if not checks.get("finite_weights"):
+        reasons.append("non-finite weights")
+    if not checks.get("q_finite") or not checks.get("q_within_bound"):
+        reasons.append("Q values out of bounds")
+    if not evaluation["passed"]:
+        reasons.append(f"off-policy estimate too low ({evaluation['reason']})")
+    return "Rejected: " + ", ".join(reasons) + "."
+
+
+def _jsonable_dict(report: dict) -> dict:
+    """JSON columns reject NaN: store missing numbers as null."""
+    return {
+        key: (None if isinstance(value, float) and math.isnan(value) else value)
+        for key, value in report.items()
+    }

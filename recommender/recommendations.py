@@ -1,0 +1,101 @@
+"""One recommendation request, end to end: observe the session, choose a
+slate with the active policy (or the fallback) and log it as an impression.
+Used by the HTML carousels and by GET /api/v1/recommendations/."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+from django.db import transaction
+from django.http import HttpRequest
+
+from recommender import features
+from recommender.models import Event, EventType, Impression
+from recommender.services import EventRejected, event_record, impression_log
+from recommender.serving import ServedSlate, policy_server
+from shop.models import Product
+from shop.sessions import cart_for_request, ensure_session_key
+
+logger = logging.getLogger(__name__)
+
+IMPRESSION_PARAM = "imp"
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    impression: Impression
+    served: ServedSlate
+    products: list[Product]  # in slate order
+
+
+def _rng() -> np.random.Generator:
+    return np.random.default_rng()
+
+
+def recommend(
+    request: HttpRequest, *, slot: str, k: int, product: Product | None = None
+) -> Recommendation:
+    """Serve and log a slate for this request's session."""
+    session_key = ensure_session_key(request.session)
+    user_id = request.user.pk if request.user.is_authenticated else None
+    observation = features.session_observation(
+        session_key=session_key,
+        user_id=user_id,
+        slot=slot,
+        product_id=product.pk if product else None,
+    )
+    exclude = set(cart_for_request(request).items.values_list("product_id", flat=True))
+    if product is not None:
+        exclude.add(product.pk)
+    served = policy_server.recommend(observation, k=k, exclude=exclude, rng=_rng())
+    impression = impression_log(
+        session_key=session_key,
+        user_id=user_id,
+        slot=slot,
+        product_id=product.pk if product else None,
+        observation=observation,
+        slate=served.slate,
+        policy_name=served.policy_name,
+        policy_version=served.policy_version,
+        epsilon=served.epsilon,
+    )
+    by_id = Product.objects.select_related("category").in_bulk([int(i) for i in served.slate.items])
+    products = [by_id[int(i)] for i in served.slate.items if int(i) in by_id]
+    return Recommendation(impression=impression, served=served, products=products)
+
+
+def record_page_view(request: HttpRequest, *, product: Product) -> None:
+    """Log a product page view, and the carousel click that led to it when the
+    link carried an impression id (so clicks need no JavaScript)."""
+    session_key = ensure_session_key(request.session)
+    user_id = request.user.pk if request.user.is_authenticated else None
+    raw = request.GET.get(IMPRESSION_PARAM)
+    with transaction.atomic():
+        event_record(
+            type=EventType.VIEW,
+            product=product,
+            session_key=session_key,
+            user_id=user_id,
+            source=Event.Source.SERVER,
+        )
+        if raw:
+            try:
+                impression_id = uuid.UUID(raw)
+            except ValueError:
+                return
+            try:
+                with transaction.atomic():
+                    event_record(
+                        type=EventType.CLICK,
+                        product=product,
+                        session_key=session_key,
+                        user_id=user_id,
+                        impression_id=impression_id,
+                        source=Event.Source.SERVER,
+                    )
+            except EventRejected:
+                # A shared or stale link: the view counts, the click earns nothing.
+                logger.info("Ignored carousel click with foreign impression %s", impression_id)

@@ -1,0 +1,177 @@
+"""Checkpoint bytes and the checks a checkpoint passes before the store serves it.
+
+A checkpoint is ``torch.save`` of plain tensors and dicts, read back with
+``torch.load(weights_only=True)`` so that loading never runs pickled code.
+Every tensor is checked against the shapes the saved config and schema imply,
+and for finiteness, before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import pickle
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from recommender.rl.types import ItemCatalog, Observation
+
+if TYPE_CHECKING:
+    from recommender.rl.agent import DQNAgent
+
+FORMAT = "storefront-dqn"
+VERSION = 1
+_REQUIRED = (
+    "config",
+    "n_categories",
+    "n_attributes",
+    "vocabulary",
+    "catalog",
+    "step",
+    "online",
+    "target",
+    "optimizer",
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that must not be loaded: unreadable, non-finite or mismatched."""
+
+
+def dumps(payload: dict) -> bytes:
+    """Serialise a checkpoint payload (tensors, dicts, lists and scalars only)."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **payload}, buffer)
+    return buffer.getvalue()
+
+
+def loads(data: bytes) -> dict:
+    """Read checkpoint bytes without executing code; checks format and fields."""
+    try:
+        payload = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise CheckpointError(f"unreadable checkpoint: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError("not a storefront DQN checkpoint")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"checkpoint version {payload.get('version')} is not {VERSION}")
+    missing = [key for key in _REQUIRED if key not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint lacks {', '.join(missing)}")
+    return payload
+
+
+def restore_module(module: nn.Module, state: Mapping[str, Tensor], name: str) -> None:
+    """Load ``state`` into ``module`` after checking every tensor's presence, shape
+    and finiteness, naming the first offending one."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{name} weights do not match the model: missing {missing}, unexpected {unexpected}"
+        )
+    for key, reference in expected.items():
+        tensor = state[key]
+        if not isinstance(tensor, Tensor) or tensor.shape != reference.shape:
+            shape = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
+            raise CheckpointError(
+                f"{name} tensor '{key}' has shape {shape}, the config and schema give "
+                f"{tuple(reference.shape)}"
+            )
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{name} tensor '{key}' has non-finite values")
+    module.load_state_dict(state)
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load optimizer state after checking its moments match the parameters and are finite."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    try:
+        per_param = state["state"]
+        groups = state["param_groups"]
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError("optimizer state is malformed") from exc
+    if sum(len(group["params"]) for group in groups) != len(params):
+        raise CheckpointError("optimizer state covers a different number of parameters")
+    for index, moments in per_param.items():
+        for key, tensor in moments.items():
+            if not isinstance(tensor, Tensor) or not tensor.is_floating_point():
+                continue
+            if key != "step" and tensor.shape != params[index].shape:
+                raise CheckpointError(
+                    f"optimizer tensor '{key}' of parameter {index} has shape "
+                    f"{tuple(tensor.shape)}, the model {tuple(params[index].shape)}"
+                )
+            if not torch.isfinite(tensor).all():
+                raise CheckpointError(
+                    f"optimizer tensor '{key}' of parameter {index} is non-finite"
+                )
+    optimizer.load_state_dict(state)
+
+
+def catalog_to_tensors(catalog: ItemCatalog) -> dict[str, Tensor]:
+    return {
+        "ids": torch.from_numpy(np.asarray(catalog.ids, dtype=np.int64).copy()),
+        "categories": torch.from_numpy(np.asarray(catalog.categories, dtype=np.int64).copy()),
+        "prices": torch.from_numpy(np.asarray(catalog.prices, dtype=np.float32).copy()),
+        "attributes": torch.from_numpy(np.asarray(catalog.attributes, dtype=np.float32).copy()),
+    }
+
+
+def catalog_from_tensors(tensors: Mapping[str, Tensor]) -> ItemCatalog:
+    try:
+        return ItemCatalog(
+            ids=tensors["ids"].numpy(),
+            categories=tensors["categories"].numpy(),
+            prices=tensors["prices"].numpy(),
+            attributes=tensors["attributes"].numpy(),
+        )
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"invalid catalog in checkpoint: {exc}") from exc
+
+
+def check_agent(
+    agent: DQNAgent,
+    sample_observations: Sequence[Observation],
+    catalog: ItemCatalog | None = None,
+    max_abs_reward: float | None = None,
+) -> dict:
+    """Publication checks: finite weights, and finite Q within the largest value any
+    policy can earn, max_abs_reward / (1 - gamma), for every catalog item in each
+    sample observation. ``ok`` is True when all pass. The agent is not modified."""
+    non_finite = [
+        f"{name}.{key}"
+        for name, net in (("online", agent.online), ("target", agent.target))
+        for key, tensor in net.state_dict().items()
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all()
+    ]
+    probe = agent
+    if catalog is not None and catalog is not agent.catalog:
+        probe = type(agent).load(agent.save(), catalog=catalog)
+    reward_bound = agent.config.max_abs_reward if max_abs_reward is None else max_abs_reward
+    bound = reward_bound / (1.0 - agent.config.gamma)
+    report: dict = {
+        "finite_weights": not non_finite,
+        "non_finite_tensors": non_finite,
+        "n_observations": len(sample_observations),
+        "n_items": len(probe.catalog),
+        "q_bound": bound,
+    }
+    q = np.empty(0, dtype=np.float32)
+    if not non_finite and sample_observations and len(probe.catalog):
+        q = probe.q_values_batch(list(sample_observations), probe.catalog.ids)
+    finite = bool(np.isfinite(q).all())
+    report["q_finite"] = finite and not non_finite
+    if q.size and finite:
+        report.update(q_min=float(q.min()), q_max=float(q.max()), q_mean=float(q.mean()))
+        report["q_within_bound"] = bool(np.abs(q).max() <= bound)
+    else:
+        report.update(q_min=math.nan, q_max=math.nan, q_mean=math.nan)
+        report["q_within_bound"] = finite and not non_finite
+    report["ok"] = report["finite_weights"] and report["q_finite"] and report["q_within_bound"]
+    return report

@@ -1,0 +1,124 @@
+"""Every hyperparameter of the DQN slate recommender, in one dataclass.
+
+The Django app builds a ``DQNConfig`` from its settings; nothing in the core
+reads settings itself. Checkpoints store the config they were trained with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass(frozen=True)
+class DQNConfig:
+    """Hyperparameters of the two-tower Q-network, replay training and exploration."""
+
+    # --- item tower: g(i), b(i) from features plus a learned id embedding ---
+    id_dim: int = 16
+    """width of the learned item-id embedding; ids outside the vocabulary get a zero vector"""
+    category_dim: int = 8
+    """width of the category embedding"""
+    item_hidden: int = 64
+    """hidden units of the item tower's MLP"""
+    embed_dim: int = 32
+    """width D of the state and item vectors whose dot product (plus biases) is Q(s, i)"""
+    id_dropout: float = 0.2
+    """probability of hiding an item's id embedding during training, so that the
+    features alone carry signal and new items (cold start) are scored sensibly"""
+    grow_vocabulary: bool = True
+    """``set_catalog`` adds ids it has not seen as new zero-initialised id-embedding rows
+    (they score from features until trained); False keeps the vocabulary of construction"""
+
+    # --- state tower: f(s), c(s) from pooled item vectors and scalars ---
+    state_hidden: int = 128
+    """hidden units of the state tower's MLP"""
+    max_recent: int = 16
+    """most recent interactions kept per observation (older ones are dropped)"""
+    max_cart: int = 16
+    """cart items kept per observation"""
+    max_history: int = 32
+    """items of a signed-in shopper's longer history kept per observation"""
+    recency_half_life_s: float = 900.0
+    """seconds after which a recent interaction weighs half as much in its pool"""
+
+    # --- learning ---
+    gamma: float = 0.9
+    """discount of the next recommendation request's value; 0 gives the myopic baseline"""
+    lr: float = 1e-3
+    """Adam learning rate"""
+    batch_size: int = 256
+    """transitions per gradient step"""
+    replay_capacity: int = 100_000
+    """transitions kept by the replay buffer (oldest overwritten first)"""
+    max_next_candidates: int = 128
+    """width of the stored next-state candidate set; larger sets are stored as their
+    complement in the catalog when that fits, otherwise rejected"""
+    huber_delta: float = 1.0
+    """Huber loss threshold between its quadratic and linear parts"""
+    max_grad_norm: float = 10.0
+    """gradients are clipped to this global L2 norm"""
+    target_update_interval: int = 500
+    """gradient steps between target-network updates inside ``train_steps``; 0 leaves
+    them to explicit ``sync_target`` / ``soft_update`` calls (the store's own task)"""
+    tau: float = 1.0
+    """target update coefficient at each interval: 1 is a hard copy, below 1 Polyak averaging"""
+
+    # --- exploration ---
+    epsilon_start: float = 1.0
+    """per-slot exploration probability at gradient step 0"""
+    epsilon_end: float = 0.05
+    """per-slot exploration probability after the decay"""
+    epsilon_decay_steps: int = 10_000
+    """gradient steps over which epsilon falls linearly from start to end"""
+
+    # --- checks ---
+    max_abs_reward: float = 10.0
+    """largest |reward| one transition can carry; |Q| above max_abs_reward / (1 - gamma)
+    fails the publication check"""
+
+    seed: int = 0
+    """seed of weight initialisation"""
+
+    def __post_init__(self) -> None:
+        positive = [
+            "id_dim",
+            "category_dim",
+            "item_hidden",
+            "embed_dim",
+            "state_hidden",
+            "batch_size",
+            "replay_capacity",
+            "max_next_candidates",
+            "epsilon_decay_steps",
+        ]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"DQNConfig.{name} must be at least 1")
+        for name in ("max_recent", "max_cart", "max_history", "target_update_interval"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"DQNConfig.{name} must not be negative")
+        if not 0.0 <= self.gamma < 1.0:
+            raise ValueError("DQNConfig.gamma must be in [0, 1)")
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ValueError("DQNConfig.id_dropout must be in [0, 1)")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError("DQNConfig.tau must be in (0, 1]")
+        for name in ("epsilon_start", "epsilon_end"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"DQNConfig.{name} must be in [0, 1]")
+        for name in ("lr", "huber_delta", "max_grad_norm", "recency_half_life_s", "max_abs_reward"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"DQNConfig.{name} must be positive")
+
+    def to_dict(self) -> dict:
+        """Plain values, as stored in checkpoints."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DQNConfig:
+        """Inverse of ``to_dict``; unknown keys are an error rather than silently dropped."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown DQNConfig fields: {', '.join(unknown)}")
+        return cls(**data)

@@ -1,0 +1,225 @@
+"""Observations to fixed-width numpy arrays: the only path from ``Observation``
+to the networks.
+
+A state is a row of L catalog rows (recent interactions grouped by event type,
+cart, history, the current item) split into N_POOLS bags, each position with a
+pooling weight (recency-decayed for recent interactions, equal otherwise, 0 on
+padding and on items the catalog does not know), plus the slot and page depth.
+Fixed widths let the replay buffer store states as plain arrays.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from recommender.rl.config import DQNConfig
+from recommender.rl.types import EventType, ItemCatalog, Observation
+
+# Pools the state tower averages item vectors over: one per event type of the
+# recent interactions, then the cart, the signed-in history and the current item.
+CART_POOL = len(EventType)
+HISTORY_POOL = CART_POOL + 1
+CURRENT_POOL = CART_POOL + 2
+N_POOLS = CART_POOL + 3
+
+# Dense id -> row tables are used while they stay this small relative to the
+# catalog (store ids are autoincrement keys, so they normally are).
+_DENSE_FACTOR = 8
+_DENSE_SLACK = 4096
+
+
+class ItemIndex:
+    """Vectorised item id -> row lookup; -1 for ids it does not hold.
+
+    ``ItemCatalog.index_of`` is a Python loop; this is the same mapping as one
+    numpy gather (a dense table for compact ids, binary search otherwise).
+    """
+
+    def __init__(self, ids: np.ndarray) -> None:
+        ids = np.asarray(ids, dtype=np.int64)
+        self.size = len(ids)
+        self._table: np.ndarray | None = None
+        self._sorted = self._order = np.empty(0, dtype=np.int64)
+        if not len(ids):
+            return
+        if ids.min() >= 0 and ids.max() <= _DENSE_FACTOR * len(ids) + _DENSE_SLACK:
+            table = np.full(int(ids.max()) + 1, -1, dtype=np.int64)
+            table[ids] = np.arange(len(ids))
+            if np.count_nonzero(table >= 0) != len(ids):
+                raise ValueError("item ids must be unique")
+            self._table = table
+        else:
+            self._order = np.argsort(ids, kind="stable")
+            self._sorted = ids[self._order]
+            if np.any(self._sorted[1:] == self._sorted[:-1]):
+                raise ValueError("item ids must be unique")
+
+    @classmethod
+    def of(cls, catalog: ItemCatalog) -> ItemIndex:
+        return cls(catalog.ids)
+
+    def rows(self, item_ids: Iterable[int] | np.ndarray) -> np.ndarray:
+        """int64 rows of ``item_ids`` (any shape), -1 where unknown."""
+        query = np.asarray(item_ids, dtype=np.int64)
+        if self._table is not None:
+            rows = self._table.take(query, mode="clip")
+            rows[(query < 0) | (query >= len(self._table))] = -1
+            return rows
+        if not self.size:
+            return np.full(query.shape, -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self._sorted, query), self.size - 1)
+        return np.where(self._sorted[pos] == query, self._order[pos], -1)
+
+
+class IdVocabulary:
+    """Item ids that own an id-embedding row. Row 0 is the shared "unknown id"
+    row; the vocabulary only grows, so trained rows never move."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = np.asarray(ids, dtype=np.int64).copy()
+        self._index = ItemIndex(self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def rows(self, item_ids: np.ndarray) -> np.ndarray:
+        """Embedding rows of ``item_ids``: 1.. for known ids, 0 for the rest."""
+        return self._index.rows(item_ids) + 1
+
+    def extend(self, item_ids: np.ndarray) -> int:
+        """Append the ids not yet known (in first-seen order); returns how many."""
+        item_ids = np.asarray(item_ids, dtype=np.int64)
+        new = item_ids[self._index.rows(item_ids) < 0]
+        new = new[np.sort(np.unique(new, return_index=True)[1])]
+        if len(new):
+            self.ids = np.concatenate([self.ids, new])
+            self._index = ItemIndex(self.ids)
+        return len(new)
+
+
+class EncodedStates(NamedTuple):
+    """A batch of encoded observations: B states of L item positions each.
+
+    Within a state the positions are grouped by pool (recent items ordered by
+    event type, then cart, history, current item), so each (state, pool) is one
+    contiguous bag starting at ``bag_starts`` and the state tower pools with a
+    single ``embedding_bag``.
+    """
+
+    rows: np.ndarray  # int32 (B, L) catalog rows, -1 on padding / unknown items
+    weights: np.ndarray  # float32 (B, L) pooling weights, summing to 1 within each non-empty bag
+    bag_starts: np.ndarray  # int16 (B, N_POOLS) first position of each pool's bag
+    masses: np.ndarray  # float32 (B, N_POOLS) total raw weight per pool (recency-decayed count)
+    slots: np.ndarray  # int8 (B,) Slot
+    page_depths: np.ndarray  # float32 (B,)
+
+    def take(self, index: np.ndarray) -> EncodedStates:
+        """The states at ``index`` (a batch gather)."""
+        return EncodedStates(*(a[index] for a in self))
+
+
+class ObservationEncoder:
+    """Encodes batches of observations against a catalog's ``ItemIndex``."""
+
+    def __init__(self, config: DQNConfig) -> None:
+        self.max_recent = config.max_recent
+        self.max_cart = config.max_cart
+        self.max_history = config.max_history
+        self.half_life_s = config.recency_half_life_s
+        self._cart_start = self.max_recent
+        self._history_start = self._cart_start + self.max_cart
+        self._current = self._history_start + self.max_history
+        self.width = self._current + 1
+        # Layout of an empty state: the recent padding belongs to the last event bag
+        # (the event bags all start at 0 and are empty), then cart, history, current.
+        self._empty_pools = np.repeat(
+            np.array([len(EventType) - 1, CART_POOL, HISTORY_POOL, CURRENT_POOL], dtype=np.int64),
+            [self.max_recent, self.max_cart, self.max_history, 1],
+        )
+        self._empty_starts = np.array(
+            [0] * len(EventType) + [self._cart_start, self._history_start, self._current],
+            dtype=np.int16,
+        )
+
+    def empty(self, n: int) -> EncodedStates:
+        """``n`` all-padding states (what a terminal next state encodes to)."""
+        return EncodedStates(
+            rows=np.full((n, self.width), -1, dtype=np.int32),
+            weights=np.zeros((n, self.width), dtype=np.float32),
+            bag_starts=np.tile(self._empty_starts, (n, 1)),
+            masses=np.zeros((n, N_POOLS), dtype=np.float32),
+            slots=np.zeros(n, dtype=np.int8),
+            page_depths=np.zeros(n, dtype=np.float32),
+        )
+
+    def encode(self, observations: Sequence[Observation], index: ItemIndex) -> EncodedStates:
+        """Encode ``observations``; items missing from ``index`` get weight 0.
+
+        Keeps the newest ``max_recent`` / ``max_cart`` / ``max_history`` items of
+        each sequence (sequences are ordered oldest first).
+        """
+        n, r = len(observations), self.max_recent
+        ids = np.full((n, self.width), -1, dtype=np.int64)
+        pools = np.tile(self._empty_pools, (n, 1))
+        bag_starts = np.tile(self._empty_starts, (n, 1))
+        ages = np.zeros((n, r), dtype=np.float32)
+        slots = np.empty(n, dtype=np.int8)
+        depths = np.empty(n, dtype=np.float32)
+        for b, obs in enumerate(observations):
+            if not len(obs.recent_items) == len(obs.recent_events) == len(obs.recent_ages):
+                raise ValueError(
+                    "Observation.recent_items, recent_events and recent_ages must have equal lengths"
+                )
+            m = min(len(obs.recent_items), r)
+            if m:
+                # Group the recent items by event type; the sort is stable, so time
+                # order is kept within a type.
+                items, events, item_ages = (
+                    obs.recent_items[-m:],
+                    obs.recent_events[-m:],
+                    obs.recent_ages[-m:],
+                )
+                order = sorted(range(m), key=events.__getitem__)
+                grouped = [int(events[i]) for i in order]
+                if grouped[0] < 0 or grouped[-1] >= len(EventType):
+                    raise ValueError("Observation.recent_events must hold EventType values")
+                ids[b, :m] = [items[i] for i in order]
+                pools[b, :m] = grouped
+                ages[b, :m] = [item_ages[i] for i in order]
+                bag_starts[b, 1 : len(EventType)] = [
+                    bisect_left(grouped, event) for event in range(1, len(EventType))
+                ]
+            m = min(len(obs.cart_items), self.max_cart)
+            if m:
+                ids[b, self._cart_start : self._cart_start + m] = obs.cart_items[-m:]
+            m = min(len(obs.history_items), self.max_history)
+            if m:
+                ids[b, self._history_start : self._history_start + m] = obs.history_items[-m:]
+            if obs.current_item is not None:
+                ids[b, self._current] = obs.current_item
+            slots[b] = obs.slot
+            depths[b] = obs.page_depth
+
+        rows = index.rows(ids)
+        weights = (rows >= 0).astype(np.float32)
+        # Recency decay: an interaction recency_half_life_s old weighs half as much.
+        weights[:, :r] *= np.exp2(-np.maximum(ages, 0.0) / self.half_life_s)
+        # Normalise each (state, pool) bag to a weighted mean; keep its mass as a feature.
+        bags = pools + N_POOLS * np.arange(n)[:, None]
+        masses = np.bincount(bags.ravel(), weights.ravel(), minlength=n * N_POOLS)
+        denominators = masses[bags]
+        weights = np.divide(
+            weights, denominators, out=np.zeros_like(weights), where=denominators > 0
+        )
+        return EncodedStates(
+            rows=rows.astype(np.int32),
+            weights=weights.astype(np.float32, copy=False),
+            bag_starts=bag_starts,
+            masses=masses.reshape(n, N_POOLS).astype(np.float32),
+            slots=slots,
+            page_depths=depths,
+        )

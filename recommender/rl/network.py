@@ -1,0 +1,208 @@
+"""Two-tower Q-network over candidate sets.
+
+    Q(s, i) = <f(s), g(i)> + b(i) + c(s)
+
+The item tower maps an item's features (category, log-price, dense attributes)
+and its learned id embedding to [g(i), b(i)]; the state tower maps pooled item
+vectors and a few scalars to [f(s), c(s)]. Nothing is tied to the catalog
+size, an item outside the id vocabulary is scored from its features alone, and
+serving precomputes [g, b] for every item once per checkpoint so that a request
+costs one state encoding plus a matrix-vector product.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from recommender.rl.config import DQNConfig
+from recommender.rl.encoding import N_POOLS, EncodedStates, IdVocabulary
+from recommender.rl.types import ItemCatalog, Slot
+
+
+class ItemFeatures(NamedTuple):
+    """Item-tower inputs for N items, as tensors."""
+
+    id_rows: Tensor  # int64 (N,) id-embedding rows, 0 = unknown id
+    categories: Tensor  # int64 (N,) category, n_categories = unknown category
+    log_prices: Tensor  # float32 (N,) log1p(price)
+    attributes: Tensor  # float32 (N, A)
+
+    @classmethod
+    def build(
+        cls, catalog: ItemCatalog, vocabulary: IdVocabulary, n_categories: int
+    ) -> ItemFeatures:
+        """Features of every catalog row; unseen categories share one extra row."""
+        categories = np.asarray(catalog.categories, dtype=np.int64)
+        categories = np.where(
+            (categories >= 0) & (categories < n_categories), categories, n_categories
+        )
+        prices = np.maximum(np.asarray(catalog.prices, dtype=np.float32), 0.0)
+        return cls(
+            id_rows=torch.from_numpy(vocabulary.rows(catalog.ids)),
+            categories=torch.from_numpy(categories),
+            log_prices=torch.from_numpy(np.log1p(prices)),
+            attributes=torch.from_numpy(np.ascontiguousarray(catalog.attributes, dtype=np.float32)),
+        )
+
+    def take(self, rows: Tensor) -> ItemFeatures:
+        return ItemFeatures(*(t.index_select(0, rows) for t in self))
+
+
+class StateInputs(NamedTuple):
+    """Encoded states as tensors, ready for ``embedding_bag`` pooling: one bag
+    per (state, pool); ``rows`` index the item table passed alongside."""
+
+    rows: Tensor  # int64 (P,) item-table rows of the weighted positions, bag after bag
+    weights: Tensor  # float32 (P,) normalised within each bag
+    offsets: Tensor  # int64 (B * N_POOLS,) first position of each bag
+    masses: Tensor  # float32 (B, N_POOLS)
+    slots: Tensor  # int64 (B,)
+    page_depths: Tensor  # float32 (B,)
+
+    @classmethod
+    def from_encoded(cls, states: EncodedStates, rows: np.ndarray) -> StateInputs:
+        """Tensors of encoded states, with ``rows`` (B, L) the states' rows renumbered
+        into the item table they will pool over.
+
+        Positions without weight (padding, unknown items) are dropped, so pooling
+        costs what the sessions hold rather than the encoder's fixed width.
+        """
+        n, width = rows.shape
+        keep = states.weights > 0
+        # Bag of each position: the last bag starting at or before it (bag_starts ascend).
+        bags = (states.bag_starts[:, :, None] <= np.arange(width)).sum(1) - 1
+        bags += N_POOLS * np.arange(n)[:, None]
+        counts = np.bincount(bags[keep], minlength=n * N_POOLS)
+        offsets = np.zeros(n * N_POOLS, dtype=np.int64)
+        np.cumsum(counts[:-1], out=offsets[1:])
+        return cls(
+            rows=torch.from_numpy(rows[keep].astype(np.int64, copy=False)),
+            weights=torch.from_numpy(states.weights[keep]),
+            offsets=torch.from_numpy(offsets),
+            masses=torch.from_numpy(states.masses),
+            slots=torch.from_numpy(states.slots.astype(np.int64)),
+            page_depths=torch.from_numpy(states.page_depths),
+        )
+
+
+class ItemTower(nn.Module):
+    """[g(i), b(i)] from an item's id embedding, category, log-price and attributes."""
+
+    def __init__(
+        self, config: DQNConfig, vocabulary_size: int, n_categories: int, n_attributes: int
+    ) -> None:
+        super().__init__()
+        # Row 0 is the unknown-id vector: fixed at zero (padding_idx gets no gradient).
+        self.id_embedding = nn.Embedding(vocabulary_size + 1, config.id_dim, padding_idx=0)
+        # Known ids start at the unknown vector too and move only as far as their data takes them.
+        nn.init.zeros_(self.id_embedding.weight)
+        self.category_embedding = nn.Embedding(n_categories + 1, config.category_dim)
+        # Standardise log-price with the training catalog's statistics (kept in checkpoints).
+        self.register_buffer("price_loc", torch.zeros(()))
+        self.register_buffer("price_scale", torch.ones(()))
+        width = config.id_dim + config.category_dim + 1 + n_attributes
+        self.mlp = nn.Sequential(
+            nn.Linear(width, config.item_hidden),
+            nn.ReLU(),
+            nn.Linear(config.item_hidden, config.embed_dim + 1),
+        )
+
+    def fit_price_scale(self, log_prices: Tensor) -> None:
+        """Set the log-price standardisation from a catalog."""
+        if len(log_prices):
+            self.price_loc.fill_(float(log_prices.mean()))
+            self.price_scale.fill_(max(float(log_prices.std(correction=0)), 1e-3))
+
+    def forward(self, features: ItemFeatures) -> Tensor:
+        """(N, D + 1): item vector g and bias b in the last column."""
+        price = (features.log_prices - self.price_loc) / self.price_scale
+        x = torch.cat(
+            [
+                self.id_embedding(features.id_rows),
+                self.category_embedding(features.categories),
+                price.unsqueeze(1),
+                features.attributes,
+            ],
+            dim=1,
+        )
+        return self.mlp(x)
+
+
+class StateTower(nn.Module):
+    """[f(s), c(s)] from item-tower outputs averaged per pool (recent items of each
+    event type, recency-weighted; cart; history; current item), the pool masses,
+    the slot and the page depth."""
+
+    def __init__(self, config: DQNConfig) -> None:
+        super().__init__()
+        width = N_POOLS * (config.embed_dim + 1) + N_POOLS + len(Slot) + 1
+        self.mlp = nn.Sequential(
+            nn.Linear(width, config.state_hidden),
+            nn.ReLU(),
+            nn.Linear(config.state_hidden, config.embed_dim + 1),
+        )
+
+    def forward(self, item_table: Tensor, states: StateInputs) -> Tensor:
+        """(B, D + 1): state vector f and offset c in the last column.
+
+        ``item_table`` (M, D + 1) holds the item-tower outputs ``states.rows`` index.
+        """
+        n = len(states.slots)
+        # Weighted mean per bag in one fused gather-and-sum; an empty pool pools to zero
+        # and is told apart by its mass.
+        pooled = F.embedding_bag(
+            states.rows, item_table, states.offsets, mode="sum", per_sample_weights=states.weights
+        )
+        x = torch.cat(
+            [
+                pooled.view(n, -1),
+                torch.log1p(states.masses),
+                F.one_hot(states.slots, len(Slot)).to(item_table.dtype),
+                torch.log1p(states.page_depths).unsqueeze(1),
+            ],
+            dim=1,
+        )
+        return self.mlp(x)
+
+
+class QNetwork(nn.Module):
+    """Item tower plus state tower; Q is computed from their outputs by the helpers below."""
+
+    def __init__(
+        self, config: DQNConfig, vocabulary_size: int, n_categories: int, n_attributes: int
+    ) -> None:
+        super().__init__()
+        self.items = ItemTower(config, vocabulary_size, n_categories, n_attributes)
+        self.states = StateTower(config)
+
+
+def query(state_out: Tensor) -> tuple[Tensor, Tensor]:
+    """Split state outputs into the query [f(s), 1] and the offset c(s), so that
+    Q(s, i) = item_out(i) @ query + offset with item_out(i) = [g(i), b(i)]."""
+    return (
+        torch.cat([state_out[:, :-1], torch.ones_like(state_out[:, -1:])], dim=1),
+        state_out[:, -1],
+    )
+
+
+def pair_q(state_out: Tensor, item_out: Tensor) -> Tensor:
+    """(B,) Q of each state with its own item: state_out (B, D+1), item_out (B, D+1)."""
+    q, offset = query(state_out)
+    return (item_out * q).sum(1) + offset
+
+
+def candidate_q(state_out: Tensor, candidate_out: Tensor) -> Tensor:
+    """(B, C) Q of each state with its own candidates: candidate_out (B, C, D+1)."""
+    q, offset = query(state_out)
+    return torch.bmm(candidate_out, q.unsqueeze(2)).squeeze(2) + offset.unsqueeze(1)
+
+
+def all_items_q(state_out: Tensor, item_table: Tensor) -> Tensor:
+    """(B, M) Q of each state with every item of ``item_table`` (M, D+1)."""
+    q, offset = query(state_out)
+    return q @ item_table.T + offset.unsqueeze(1)

@@ -1,0 +1,269 @@
+"""The full-information planner: a strong reference policy that reads the
+shopper's hidden state and plans with the simulator's true dynamics.
+
+How it decides one carousel
+---------------------------
+For each candidate item i it computes, from the true model,
+
+- ``R(i)``: the exact expected immediate reward if i is clicked
+  (click weight + P(add | click) * (add weight + P(checkout) * purchase reward));
+- ``G(i) = R(i) + E[V(next state) | click on i]`` (the next interest is i's
+  category, with or without the add-to-cart; the session may end after it);
+- ``G0 = E[V(next state) | no click]`` (one less unit of patience).
+
+Under the shopper's position-biased multinomial logit, a carousel S with
+attention b_k and click weights v_i = exp(utility_i) is worth
+
+    G0 + sum_k b_k v_k (G_k - G0) / (v0 + sum_k b_k v_k)
+
+and the planner picks the exact maximiser over ordered K-subsets of the
+candidates: this ratio is maximised by Dinkelbach's method, whose inner
+problem (top-K items by v (G - lambda), best at position 0) is solved exactly
+by sorting (rearrangement inequality).
+
+The values V
+------------
+V is the optimal value of the simulator's own MDP restricted to what matters
+for the future: the interest state (last clicked category, and whether that
+click reached the cart) and the remaining patience. It is solved exactly per
+shopper by value iteration on those (2C + 1) x patience states, with the same
+exact carousel optimisation in every state, undiscounted (sessions end by the
+leave probabilities and patience). Two effects are ignored in V, and only in
+V: fatigue and revisit penalties that future carousels will add, and the
+page's exclusions (current product, cart). Both make V slightly optimistic
+about the future; the current carousel itself uses the exact utilities with
+today's fatigue. It also ignores ``max_requests`` (a safety cap that the leave
+probabilities make almost unreachable).
+
+``myopic=True`` drops the future (G = R, G0 = 0): the best carousel for the
+immediate expected reward with full knowledge of the shopper. The gap between
+the two is the value of planning for the long term in the simulator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recommender.rl.simulator.model import Shopper, _sigmoid
+
+
+def best_carousels(
+    v: np.ndarray,
+    g: np.ndarray,
+    attention: np.ndarray,
+    v0: float,
+    max_iterations: int = 50,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best ordered carousels for several states at once.
+
+    ``v``: (S, M) click weights exp(utility) of M candidates in S states;
+    ``g``: (S, M) value of a click on each over no click; ``attention``: (K,)
+    position weights, decreasing; ``v0``: weight of "no click".
+
+    Returns (value (S,), chosen (S, K) candidate indices, position 0 first),
+    maximising sum_k a_k v_k g_k / (v0 + sum_k a_k v_k) exactly.
+    """
+    n_states, m = v.shape
+    k = min(len(attention), m)
+    attention = attention[:k]
+    rows = np.arange(n_states)[:, None]
+    # Dinkelbach: lam_{n+1} = F(S_n) where S_n maximises N(S) - lam_n D(S); every
+    # lam_n after the first is the value of a real carousel, so the sequence
+    # rises to the optimum, and S_n is optimal once it no longer rises.
+    lam = np.zeros(n_states)
+    value = lam
+    chosen = np.zeros((n_states, k), dtype=np.int64)
+    for iteration in range(max_iterations):
+        # Inner problem: top-k by v (g - lam), the largest at position 0.
+        c = v * (g - lam[:, None])
+        top = np.argpartition(-c, k - 1, axis=1)[:, :k] if k < m else np.tile(np.arange(m), (n_states, 1))
+        order = np.argsort(-c[rows, top], axis=1, kind="stable")
+        chosen = top[rows, order]
+        vs, gs = v[rows, chosen], g[rows, chosen]
+        value = (attention * vs * gs).sum(1) / (v0 + (attention * vs).sum(1))
+        if iteration and np.all(value <= lam + 1e-12 * (1.0 + np.abs(lam))):
+            break
+        lam = value
+    return value, chosen
+    return lam, chosen
+
+
+class OraclePlanner:
+    """Plans carousels for simulated shoppers it can see inside of."""
+
+    def __init__(self, myopic: bool = False, tolerance: float = 1e-6) -> None:
+        self.myopic = myopic
+        self.tolerance = tolerance
+        # Value tables are solved once per shopper (its hidden tastes are fixed
+        # for the session) and slate size; only the newest shopper is kept.
+        self._cache_key: tuple[int, int] | None = None
+        self._values: np.ndarray | None = None
+
+    # --- one carousel --------------------------------------------------------
+
+    def plan(
+        self, shopper: Shopper, candidate_ids: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(item ids position 0 first, their G values) of the best carousel of
+        ``k`` items among ``candidate_ids`` for ``shopper`` right now."""
+        sim = shopper.simulator
+        candidate_ids = np.asarray(candidate_ids, dtype=np.int64)
+        rows = sim.rows_of(candidate_ids)
+        known = rows >= 0
+        k = min(int(k), len(candidate_ids))
+        if k <= 0:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        if not known.any():
+            return candidate_ids[:k], np.zeros(k)
+        candidate_ids, rows = candidate_ids[known], rows[known]
+        k = min(k, len(rows))
+        p = sim.params
+        utility = shopper.utilities(rows)
+        cart = shopper.cart_probabilities(rows)
+        reward = self._immediate_reward(shopper, rows, cart)
+        # Adding an item already in the cart is impossible; its click earns only the click.
+        in_cart = np.isin(rows, np.asarray(shopper.cart, dtype=np.int64))
+        cart = np.where(in_cart, 0.0, cart)
+        reward = np.where(in_cart, sim.rewards.click, reward)
+        if self.myopic:
+            g_click, g_none = reward, 0.0
+        else:
+            values = self._value_table(shopper, k)
+            patience = max(shopper.patience, 1)
+            g_click = reward + self._continuation(shopper, rows, cart, values[patience])
+            g_none = (1.0 - p.leave_probability) * values[patience - 1][self._state(shopper)]
+        shift = max(float(utility.max()), p.no_click_utility)
+        v = np.exp(utility - shift)[None, :]
+        _, chosen = best_carousels(
+            v,
+            (g_click - g_none)[None, :],
+            sim.position_weights[:k],
+            float(np.exp(p.no_click_utility - shift)),
+        )
+        picked = chosen[0]
+        return candidate_ids[picked], np.broadcast_to(g_click, rows.shape)[picked]
+
+    # --- the model's pieces ---------------------------------------------------
+
+    @staticmethod
+    def _immediate_reward(shopper: Shopper, rows: np.ndarray, cart: np.ndarray) -> np.ndarray:
+        """Expected reward of a click on each of ``rows``: the click, the
+        add-to-cart and, since a cart is bought with a fixed probability when
+        the shopper leaves, the expected purchase."""
+        sim = shopper.simulator
+        w = sim.rewards
+        purchase = sim.params.checkout_probability * sim.purchase_rewards[rows]
+        return w.click + cart * (w.add_to_cart + purchase)
+
+    @staticmethod
+    def _state(shopper: Shopper) -> int:
+        """Index of the shopper's interest state: 0 before any click, then
+        1 + 2 * category + carted."""
+        if shopper.intent_category < 0:
+            return 0
+        return 1 + 2 * shopper.intent_category + int(shopper.intent_carted)
+
+    @staticmethod
+    def _continuation(
+        shopper: Shopper, rows: np.ndarray, cart: np.ndarray, values: np.ndarray
+    ) -> np.ndarray:
+        """Expected value after a click on each of ``rows``, given the value of
+        each interest state at the current patience."""
+        sim, p = shopper.simulator, shopper.simulator.params
+        base = 1 + 2 * sim.categories[rows]
+        stay_after_add = 1.0 - p.leave_after_add_probability
+        stay = 1.0 - p.leave_probability
+        return cart * stay_after_add * values[base + 1] + (1.0 - cart) * stay * values[base]
+
+    def _value_table(self, shopper: Shopper, k: int) -> np.ndarray:
+        """V[patience, interest state], solved for this shopper (cached)."""
+        key = (id(shopper), k)
+        if self._cache_key != key or self._values is None:
+            self._values = self._solve(shopper, k)
+            self._cache_key = key
+        return self._values
+
+    def _solve(self, shopper: Shopper, k: int) -> np.ndarray:
+        """Value iteration over (patience, interest state), see the module docstring."""
+        sim, p = shopper.simulator, shopper.simulator.params
+        n_cat = sim.n_categories
+        rows = self._planning_items(shopper, k)
+        categories = sim.categories[rows]
+        # Category boosts of every interest state: (S, C).
+        n_states = 1 + 2 * n_cat
+        boosts = np.zeros((n_states, n_cat))
+        for c in range(n_cat):
+            for carted in (0, 1):
+                boosts[1 + 2 * c + carted] = sim.interest_boosts(c, bool(carted))
+        item_boost = boosts[:, categories]  # (S, M)
+        utility = shopper.appeal[rows][None, :] + item_boost
+        cart = _sigmoid(
+            p.cart_bias
+            + p.cart_affinity * (shopper.affinity[rows][None, :] + item_boost)
+            - p.cart_price * shopper.price_sensitivity * sim.log_price_ratio[rows][None, :]
+        )
+        w = sim.rewards
+        reward = w.click + cart * (
+            w.add_to_cart + p.checkout_probability * sim.purchase_rewards[rows][None, :]
+        )
+        shift = max(float(utility.max()), p.no_click_utility)
+        v = np.exp(utility - shift)
+        v0 = float(np.exp(p.no_click_utility - shift))
+        attention = sim.position_weights[: min(k, len(rows))]
+        after_click = 1 + 2 * categories
+        stay = 1.0 - p.leave_probability
+        stay_after_add = 1.0 - p.leave_after_add_probability
+
+        values = np.zeros((p.patience_max + 1, n_states))
+        states = np.arange(n_states)[:, None]
+        for level in range(1, p.patience_max + 1):
+            # No click at this patience leads to the level below, already solved.
+            g_none = stay * values[level - 1]  # (S,)
+            current = values[level - 1].copy()
+            chosen = None
+            # Policy iteration: improve every state's carousel against the current
+            # values, then evaluate the improved carousels exactly (a linear
+            # system over the interest states); stop when no carousel changes.
+            for _ in range(100):
+                g_click = reward + (
+                    cart * stay_after_add * current[after_click + 1]
+                    + (1.0 - cart) * stay * current[after_click]
+                )
+                _, improved = best_carousels(v, g_click - g_none[:, None], attention, v0)
+                if chosen is not None and np.array_equal(improved, chosen):
+                    break
+                chosen = improved
+                # Click probability of each shown item under the chosen carousels.
+                vs = v[states, chosen] * attention
+                clicks = vs / (v0 + vs.sum(1, keepdims=True))  # (S, K)
+                carted = cart[states, chosen]
+                nxt = after_click[chosen]  # (S, K) interest state after the click, not carted
+                transition = np.zeros((n_states, n_states))
+                np.add.at(transition, (states.repeat(chosen.shape[1], 1), nxt + 1), clicks * carted * stay_after_add)
+                np.add.at(transition, (states.repeat(chosen.shape[1], 1), nxt), clicks * (1.0 - carted) * stay)
+                gain = (clicks * reward[states, chosen]).sum(1) + (1.0 - clicks.sum(1)) * g_none
+                updated = np.linalg.solve(np.eye(n_states) - transition, gain)
+                # Policy iteration never lowers values; guard against round-off cycles.
+                if np.max(np.abs(updated - current)) < self.tolerance:
+                    current = np.maximum(updated, current)
+                    break
+                current = updated
+            values[level] = current
+        return values
+
+    @staticmethod
+    def _planning_items(shopper: Shopper, k: int) -> np.ndarray:
+        """Items the value iteration optimises over: per category, the k most
+        clickable and the k with the best clickability x immediate reward.
+        Within a category every interest state shifts utilities equally, so an
+        optimal carousel draws from these."""
+        sim = shopper.simulator
+        cart = shopper.cart_probabilities(np.arange(len(sim.ids)))
+        reward = OraclePlanner._immediate_reward(shopper, np.arange(len(sim.ids)), cart)
+        weight = np.exp(shopper.appeal - shopper.appeal.max())
+        keep = np.zeros(len(sim.ids), dtype=bool)
+        for c in np.unique(sim.categories):
+            members = np.flatnonzero(sim.categories == c)
+            for score in (weight[members], weight[members] * reward[members]):
+                keep[members[np.argsort(-score, kind="stable")[:k]]] = True
+        return np.flatnonzero(keep)

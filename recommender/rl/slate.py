@@ -1,0 +1,118 @@
+"""Slates of K distinct items filled greedily by Q, exploring per slot, with the
+exact probability of each choice (what off-policy evaluation divides by).
+
+ε-greedy (default): slot k takes the best remaining item with probability
+1 - ε, otherwise a uniformly random remaining one, so the chosen item's
+propensity is (1 - ε)·[it is the best remaining] + ε / |remaining|.
+Softmax (``temperature`` set): slot k draws from the remaining items with
+probability ∝ exp(Q / temperature).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recommender.rl.types import Slate
+
+
+def empty_slate() -> Slate:
+    return Slate(
+        items=np.empty(0, dtype=np.int64),
+        propensities=np.empty(0, dtype=np.float64),
+        scores=np.empty(0, dtype=np.float32),
+    )
+
+
+@dataclass(frozen=True)
+class SlateBuilder:
+    """Per-slot exploration policy over scored candidates."""
+
+    epsilon: float = 0.0
+    temperature: float | None = None  # softmax exploration instead of ε-greedy when set
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise ValueError("epsilon must be in [0, 1]")
+        if self.temperature is not None and not self.temperature > 0:
+            raise ValueError("temperature must be positive")
+
+    def build(
+        self, item_ids: np.ndarray, scores: np.ndarray, k: int, rng: np.random.Generator
+    ) -> Slate:
+        """Fill min(k, len(item_ids)) slots from distinct candidates ``item_ids``
+        with Q ``scores`` (same length). Ties go to the earlier candidate."""
+        item_ids = np.asarray(item_ids, dtype=np.int64)
+        scores = np.asarray(scores, dtype=np.float32)
+        if item_ids.shape != scores.shape or item_ids.ndim != 1:
+            raise ValueError("item_ids and scores must be 1-d arrays of equal length")
+        k = min(int(k), len(item_ids))
+        if k <= 0:
+            return empty_slate()
+        if not np.isfinite(scores).all():
+            raise ValueError("scores must be finite")
+        if self.temperature is None:
+            chosen, propensities = self._epsilon_greedy(scores, k, rng)
+        else:
+            chosen, propensities = self._softmax(scores, k, rng)
+        return Slate(items=item_ids[chosen], propensities=propensities, scores=scores[chosen])
+
+    def _epsilon_greedy(
+        self, scores: np.ndarray, k: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(scores)
+        # The best remaining item is always among the top k (fewer than k are taken before
+        # any slot), so rank only those instead of sorting every candidate. Among equal
+        # scores the earlier candidate ranks first, also across the k-th place.
+        if k < n:
+            kth = np.partition(scores, n - k)[n - k]
+            above = np.flatnonzero(scores > kth)
+            top = np.concatenate([above, np.flatnonzero(scores == kth)[: k - len(above)]])
+        else:
+            top = np.arange(n)
+        ranked = top[np.argsort(-scores[top], kind="stable")].tolist()
+        chosen: list[int] = []
+        taken: set[int] = set()
+        propensities = np.empty(k, dtype=np.float64)
+        for slot in range(k):
+            remaining = n - slot
+            greedy = next(i for i in ranked if i not in taken)
+            pick = greedy
+            if self.epsilon > 0.0 and rng.random() < self.epsilon:
+                pick = _uniform_untaken(rng, remaining, chosen)
+            propensities[slot] = self.epsilon / remaining + (1.0 - self.epsilon) * (pick == greedy)
+            chosen.append(pick)
+            taken.add(pick)
+        return np.asarray(chosen, dtype=np.int64), propensities
+
+    def _softmax(
+        self, scores: np.ndarray, k: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        logits = scores.astype(np.float64) / self.temperature
+        chosen = np.empty(k, dtype=np.int64)
+        propensities = np.empty(k, dtype=np.float64)
+        for slot in range(k):
+            # Shift by the best remaining logit so the remaining weights never all underflow.
+            weights = np.exp(logits - logits.max())
+            cumulative = np.cumsum(weights)
+            total = cumulative[-1]
+            pick = int(np.searchsorted(cumulative, rng.random() * total, side="right"))
+            if pick == len(logits):  # u * total rounded up to total: the last item with weight
+                pick = int(np.flatnonzero(weights)[-1])
+            chosen[slot] = pick
+            propensities[slot] = weights[pick] / total
+            logits[pick] = -np.inf
+        return chosen, propensities
+
+
+def _uniform_untaken(rng: np.random.Generator, remaining: int, taken: list[int]) -> int:
+    """A uniform draw among the indices not in ``taken``: draw a rank among the
+    remaining ones and step over the taken indices below it."""
+    index = int(rng.integers(remaining))
+    for t in sorted(taken):
+        if t <= index:
+            index += 1
+        else:
+            break
+    return index

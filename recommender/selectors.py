@@ -1,0 +1,631 @@
+"""Reads of the recommender for the admin dashboard.
+
+Traffic numbers come from the hourly ImpressionStats roll-up for every hour
+before its newest bucket, and from raw impressions (an indexed range query)
+from that bucket on, so the dashboard is live without ever scanning history:
+the raw tail is normally the last hour or two, however large the tables grow.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce, Trunc
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from recommender.models import (
+    Checkpoint,
+    Impression,
+    ImpressionItem,
+    ImpressionStats,
+    TrainingRun,
+)
+from recommender.stats import FALLBACK_VERSION, stats_rolled_up_until
+
+Bucket = Literal["hour", "day"]
+
+# Periodic tasks of the learning loop are those whose task path lives here.
+RECOMMENDER_TASK_PREFIX = "recommender.tasks."
+
+
+# ---------------------------------------------------------------------------
+# Ranges and totals
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """A half-open interval [start, end) of aware datetimes."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise ValueError("A date range must end after it starts.")
+
+    @property
+    def duration(self) -> timedelta:
+        return self.end - self.start
+
+    def previous(self) -> DateRange:
+        """The range of the same length that ends where this one starts."""
+        return DateRange(self.start - self.duration, self.start)
+
+    def so_far(self, now: datetime) -> DateRange:
+        """The part of the range up to ``now`` (all of it once it is past)."""
+        return DateRange(self.start, min(self.end, now)) if now > self.start else self
+
+    def shifted(self, delta: timedelta) -> DateRange:
+        return DateRange(self.start + delta, self.end + delta)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Outcome counters of a set of impressions and the rates derived from
+    them. Rates are per impression and None when there were no impressions."""
+
+    impressions: int = 0
+    clicks: int = 0
+    add_to_carts: int = 0
+    purchases: int = 0
+    reward: float = 0.0
+    revenue: Decimal = Decimal("0")
+
+    def __add__(self, other: Totals) -> Totals:
+        return Totals(
+            impressions=self.impressions + other.impressions,
+            clicks=self.clicks + other.clicks,
+            add_to_carts=self.add_to_carts + other.add_to_carts,
+            purchases=self.purchases + other.purchases,
+            reward=self.reward + other.reward,
+            revenue=self.revenue + other.revenue,
+        )
+
+    def _per_impression(self, amount: float) -> float | None:
+        return amount / self.impressions if self.impressions else None
+
+    @property
+    def ctr(self) -> float | None:
+        # Clicks per impression: attribution counts each (impression, item)
+        # click once, so a carousel with two clicked items counts twice.
+        return self._per_impression(self.clicks)
+
+    @property
+    def add_to_cart_rate(self) -> float | None:
+        return self._per_impression(self.add_to_carts)
+
+    @property
+    def purchase_rate(self) -> float | None:
+        return self._per_impression(self.purchases)
+
+    @property
+    def reward_per_impression(self) -> float | None:
+        return self._per_impression(self.reward)
+
+
+# Metrics are computed by the same names from both sources: the roll-up sums
+# its bucket counters, raw impressions count rows and sum their counters.
+_SUMMED = ("clicks", "add_to_carts", "purchases", "reward", "revenue")
+
+
+def _stats_metrics(condition: Q | None = None, prefix: str = "") -> dict[str, Any]:
+    metrics = {f"{prefix}impressions": Sum("impressions", filter=condition)}
+    metrics.update({f"{prefix}{name}": Sum(name, filter=condition) for name in _SUMMED})
+    return metrics
+
+
+def _raw_metrics(condition: Q | None = None, prefix: str = "") -> dict[str, Any]:
+    metrics = {f"{prefix}impressions": Count("pk", filter=condition)}
+    metrics.update({f"{prefix}{name}": Sum(name, filter=condition) for name in _SUMMED})
+    return metrics
+
+
+def _totals(row: dict[str, Any], prefix: str = "") -> Totals:
+    def get(name: str) -> Any:
+        return row.get(f"{prefix}{name}") or 0
+
+    return Totals(
+        impressions=int(get("impressions")),
+        clicks=int(get("clicks")),
+        add_to_carts=int(get("add_to_carts")),
+        purchases=int(get("purchases")),
+        reward=float(get("reward")),
+        revenue=Decimal(get("revenue")),
+    )
+
+
+@dataclass(frozen=True)
+class _Sources:
+    """The roll-up and raw querysets that together cover a range once."""
+
+    stats: QuerySet[ImpressionStats] | None
+    raw: QuerySet[Impression] | None
+
+
+def _sources(
+    date_range: DateRange, *, slot: str | None, rolled_up_until: datetime | None
+) -> _Sources:
+    """Split a range at the roll-up's newest bucket: complete buckets before
+    it come from ImpressionStats, the rest from raw impressions."""
+    stats = raw = None
+    boundary = rolled_up_until
+    if boundary is not None and date_range.start < boundary:
+        stats = ImpressionStats.objects.filter(
+            hour__gte=date_range.start, hour__lt=min(date_range.end, boundary)
+        )
+    raw_start = date_range.start if boundary is None else max(date_range.start, boundary)
+    if raw_start < date_range.end:
+        raw = Impression.objects.filter(created_at__gte=raw_start, created_at__lt=date_range.end)
+    if slot:
+        stats = stats.filter(slot=slot) if stats is not None else None
+        raw = raw.filter(slot=slot) if raw is not None else None
+    return _Sources(stats=stats, raw=raw)
+
+
+# ---------------------------------------------------------------------------
+# KPIs
+# ---------------------------------------------------------------------------
+
+KpiFormat = Literal["count", "percent", "number", "money"]
+
+
+@dataclass(frozen=True)
+class Kpi:
+    key: str
+    label: str
+    value: float | Decimal | int | None
+    previous: float | Decimal | int | None
+    format: KpiFormat
+    help: str = ""
+
+    @property
+    def change(self) -> float | None:
+        """Relative change against the previous range (0.1 = +10%); None when
+        there is nothing to compare with."""
+        if self.value is None or not self.previous:
+            return None
+        return (float(self.value) - float(self.previous)) / abs(float(self.previous))
+
+
+@dataclass(frozen=True)
+class KpiReport:
+    date_range: DateRange
+    previous_range: DateRange
+    current: Totals
+    previous: Totals
+    kpis: list[Kpi]
+
+
+def _totals_for_ranges(ranges: list[DateRange], *, slot: str | None) -> list[Totals]:
+    """Totals for several ranges with one conditional aggregate per source."""
+    rolled_up_until = stats_rolled_up_until()
+    span = DateRange(min(r.start for r in ranges), max(r.end for r in ranges))
+    sources = _sources(span, slot=slot, rolled_up_until=rolled_up_until)
+    stats_row: dict[str, Any] = {}
+    raw_row: dict[str, Any] = {}
+    if sources.stats is not None:
+        metrics: dict[str, Any] = {}
+        for i, r in enumerate(ranges):
+            metrics |= _stats_metrics(Q(hour__gte=r.start, hour__lt=r.end), prefix=f"r{i}_")
+        stats_row = sources.stats.aggregate(**metrics)
+    if sources.raw is not None:
+        metrics = {}
+        for i, r in enumerate(ranges):
+            metrics |= _raw_metrics(
+                Q(created_at__gte=r.start, created_at__lt=r.end), prefix=f"r{i}_"
+            )
+        raw_row = sources.raw.aggregate(**metrics)
+    return [
+        _totals(stats_row, prefix=f"r{i}_") + _totals(raw_row, prefix=f"r{i}_")
+        for i in range(len(ranges))
+    ]
+
+
+def kpis(
+    *, date_range: DateRange, slot: str | None = None, compare_to: DateRange | None = None
+) -> KpiReport:
+    """The dashboard's KPI cards for a range, each against ``compare_to``
+    (by default the range of the same length just before)."""
+    previous_range = compare_to or date_range.previous()
+    current, previous = _totals_for_ranges([date_range, previous_range], slot=slot)
+
+    def card(key: str, label: str, fmt: KpiFormat, attr: str, help: str) -> Kpi:
+        return Kpi(key, label, getattr(current, attr), getattr(previous, attr), fmt, help)
+
+    cards = [
+        card("impressions", "Impressions", "count", "impressions", "Carousels served."),
+        card("ctr", "Click-through rate", "percent", "ctr", "Attributed clicks per impression."),
+        card(
+            "add_to_cart_rate",
+            "Add-to-cart rate",
+            "percent",
+            "add_to_cart_rate",
+            "Attributed add-to-carts per impression.",
+        ),
+        card(
+            "purchase_rate",
+            "Purchase rate",
+            "percent",
+            "purchase_rate",
+            "Attributed purchases per impression.",
+        ),
+        card(
+            "reward_per_impression",
+            "Reward per impression",
+            "number",
+            "reward_per_impression",
+            "Mean reward the policy earned per carousel.",
+        ),
+        card(
+            "revenue",
+            "Attributed revenue",
+            "money",
+            "revenue",
+            "Value of purchases attributed to a carousel.",
+        ),
+    ]
+    return KpiReport(date_range, previous_range, current, previous, cards)
+
+
+# ---------------------------------------------------------------------------
+# Time series per policy version
+# ---------------------------------------------------------------------------
+
+
+def policy_label(version: int) -> str:
+    return "Fallback" if version == FALLBACK_VERSION else f"v{version}"
+
+
+@dataclass(frozen=True)
+class PolicySeries:
+    version: int
+    points: dict[datetime, Totals] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return policy_label(self.version)
+
+    @property
+    def is_fallback(self) -> bool:
+        return self.version == FALLBACK_VERSION
+
+    @property
+    def totals(self) -> Totals:
+        return sum(self.points.values(), Totals())
+
+
+@dataclass(frozen=True)
+class Timeseries:
+    bucket: Bucket
+    buckets: list[datetime]
+    series: list[PolicySeries]
+
+
+def bucket_starts(date_range: DateRange, bucket: Bucket) -> list[datetime]:
+    """Every bucket start in the range: whole hours, or local midnights."""
+    tz = timezone.get_current_timezone()
+    if bucket == "hour":
+        step = timedelta(hours=1)
+        current = date_range.start.replace(minute=0, second=0, microsecond=0)
+        starts = []
+        while current < date_range.end:
+            starts.append(current)
+            current += step
+        return starts
+    local = timezone.localtime(date_range.start, tz)
+    day = local.date()
+    starts = []
+    while True:
+        # Construct each midnight afresh so days around a DST change stay
+        # at local midnight instead of drifting by the offset change.
+        midnight = datetime.combine(day, datetime.min.time(), tzinfo=tz)
+        if midnight >= date_range.end:
+            return starts
+        starts.append(midnight)
+        day += timedelta(days=1)
+
+
+def timeseries(
+    *, date_range: DateRange, slot: str | None = None, bucket: Bucket = "hour"
+) -> Timeseries:
+    """Totals per bucket and policy version (0 = fallback), for the charts
+    and the per-version table. Buckets without impressions are left out of
+    a version's points so charts show a gap, not a zero."""
+    tz = timezone.get_current_timezone()
+    sources = _sources(date_range, slot=slot, rolled_up_until=stats_rolled_up_until())
+    merged: dict[int, dict[datetime, Totals]] = defaultdict(dict)
+
+    def fold(rows: Iterable[dict[str, Any]]) -> None:
+        for row in rows:
+            when = row["bucket_start"]
+            points = merged[row["version"]]
+            points[when] = points.get(when, Totals()) + _totals(row)
+
+    if sources.stats is not None:
+        fold(
+            sources.stats.annotate(
+                bucket_start=Trunc("hour", bucket, tzinfo=tz), version=F("policy_version")
+            )
+            .values("bucket_start", "version")
+            .annotate(**_stats_metrics())
+            .order_by()
+        )
+    if sources.raw is not None:
+        fold(
+            sources.raw.annotate(
+                bucket_start=Trunc("created_at", bucket, tzinfo=tz),
+                version=Coalesce("policy_version", Value(FALLBACK_VERSION)),
+            )
+            .values("bucket_start", "version")
+            .annotate(**_raw_metrics())
+            .order_by()
+        )
+    # Learned versions newest first, the fallback last: the order of legends.
+    versions = sorted(merged, key=lambda v: (v == FALLBACK_VERSION, -v))
+    return Timeseries(
+        bucket=bucket,
+        buckets=bucket_starts(date_range, bucket),
+        series=[PolicySeries(v, dict(sorted(merged[v].items()))) for v in versions],
+    )
+
+
+# ---------------------------------------------------------------------------
+# Training runs
+# ---------------------------------------------------------------------------
+
+
+def training_runs_for_chart(*, date_range: DateRange, limit: int = 500) -> list[TrainingRun]:
+    """Finished training runs in the range, oldest first (the newest ``limit``)."""
+    runs = (
+        TrainingRun.objects.filter(
+            kind=TrainingRun.Kind.TRAIN,
+            status=TrainingRun.Status.SUCCEEDED,
+            started_at__gte=date_range.start,
+            started_at__lt=date_range.end,
+        )
+        .only("pk", "started_at", "loss", "mean_q", "epsilon", "replay_size", "steps")
+        .order_by("-started_at")[:limit]
+    )
+    return list(reversed(runs))
+
+
+def training_runs_recent(*, limit: int = 8) -> QuerySet[TrainingRun]:
+    """The latest runs of every kind and outcome (failures included)."""
+    return TrainingRun.objects.order_by("-started_at")[:limit]
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------
+
+ESTIMATORS = (("ips", "IPS"), ("snips", "SNIPS"), ("dr", "DR"))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass(frozen=True)
+class EstimateComparison:
+    name: str
+    candidate: Estimate | None
+    baseline: Estimate | None
+
+
+@dataclass(frozen=True)
+class GuardCheck:
+    name: str
+    label: str
+    passed: bool
+
+
+@dataclass(frozen=True)
+class CheckpointRow:
+    checkpoint: Checkpoint
+    checks: list[GuardCheck]
+    checks_passed: bool | None
+    q_range: tuple[float, float] | None
+    estimates: list[EstimateComparison]
+    baseline_version: int | None
+    n_impressions: int | None
+    margin: float | None
+    evaluation_passed: bool | None
+    can_activate: bool
+    can_roll_back: bool
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _estimate(value: Any) -> Estimate | None:
+    """Accepts {"value": x, "ci95": [lo, hi]} or a bare number; anything else
+    (missing, malformed, non-finite) is no estimate."""
+    if isinstance(value, dict):
+        point = _number(value.get("value"))
+        if point is None:
+            return None
+        ci = value.get("ci95")
+        if isinstance(ci, list | tuple) and len(ci) == 2:
+            return Estimate(point, _number(ci[0]), _number(ci[1]))
+        return Estimate(point)
+    point = _number(value)
+    return Estimate(point) if point is not None else None
+
+
+# The trainer's checks first, in the order they run; any others after, by
+# name (JSON object key order does not survive PostgreSQL's jsonb).
+KNOWN_CHECKS = ("finite_weights", "q_sane")
+
+
+def _check_order(name: str) -> tuple[int, str]:
+    return (KNOWN_CHECKS.index(name), "") if name in KNOWN_CHECKS else (len(KNOWN_CHECKS), name)
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def checkpoint_row(checkpoint: Checkpoint, *, has_rollback_target: bool) -> CheckpointRow:
+    """Read a checkpoint's guard checks and off-policy evaluation, tolerating
+    any missing or malformed key (older trainers wrote fewer of them)."""
+    checks = checkpoint.checks if isinstance(checkpoint.checks, dict) else {}
+    evaluation = checkpoint.evaluation if isinstance(checkpoint.evaluation, dict) else {}
+    baseline = evaluation.get("active") if isinstance(evaluation.get("active"), dict) else {}
+    q_min, q_max = _number(checks.get("q_min")), _number(checks.get("q_max"))
+    n_impressions = _number(evaluation.get("n_impressions"))
+    baseline_version = _number(baseline.get("version"))
+    status = checkpoint.status
+    return CheckpointRow(
+        checkpoint=checkpoint,
+        checks=[
+            GuardCheck(name, name.replace("_", " ").capitalize(), checks[name])
+            for name in sorted(checks, key=_check_order)
+            if name != "passed" and isinstance(checks[name], bool)
+        ],
+        checks_passed=_flag(checks.get("passed")),
+        q_range=(q_min, q_max) if q_min is not None and q_max is not None else None,
+        estimates=[
+            EstimateComparison(label, _estimate(evaluation.get(key)), _estimate(baseline.get(key)))
+            for key, label in ESTIMATORS
+        ],
+        baseline_version=int(baseline_version) if baseline_version is not None else None,
+        n_impressions=int(n_impressions) if n_impressions is not None else None,
+        margin=_number(evaluation.get("margin")),
+        evaluation_passed=_flag(evaluation.get("passed")),
+        can_activate=status != Checkpoint.Status.ACTIVE,
+        can_roll_back=status == Checkpoint.Status.ACTIVE and has_rollback_target,
+    )
+
+
+def _checkpoints_without_weights() -> QuerySet[Checkpoint]:
+    # Weights are megabytes per row and never shown: never load them here.
+    return Checkpoint.objects.defer("weights", "config").select_related("training_run")
+
+
+def checkpoints_table(*, limit: int = 12) -> list[CheckpointRow]:
+    """The newest checkpoints and the active one (wherever it is in history)."""
+    rows = list(_checkpoints_without_weights().order_by("-version")[:limit])
+    if not any(c.status == Checkpoint.Status.ACTIVE for c in rows):
+        active = active_checkpoint()
+        if active is not None:
+            rows.append(active)
+    has_rollback_target = Checkpoint.objects.filter(
+        status=Checkpoint.Status.RETIRED, activated_at__isnull=False
+    ).exists()
+    return [checkpoint_row(c, has_rollback_target=has_rollback_target) for c in rows]
+
+
+def active_checkpoint() -> Checkpoint | None:
+    return _checkpoints_without_weights().filter(status=Checkpoint.Status.ACTIVE).first()
+
+
+# ---------------------------------------------------------------------------
+# Scheduled tasks
+# ---------------------------------------------------------------------------
+
+
+def scheduled_tasks() -> QuerySet[PeriodicTask]:
+    """The learning loop's beat entries with their schedule and last run."""
+    return (
+        PeriodicTask.objects.filter(task__startswith=RECOMMENDER_TASK_PREFIX)
+        .select_related("interval", "crontab", "solar", "clocked")
+        .order_by("name")
+    )
+
+
+# ---------------------------------------------------------------------------
+# Impressions
+# ---------------------------------------------------------------------------
+
+
+def impression_policy_label(policy_name: str, policy_version: int | None) -> str:
+    if policy_version is None:
+        return f"{policy_name} (fallback)"
+    return f"{policy_name} v{policy_version}"
+
+
+IMPRESSION_EXPORT_HEADER = [
+    "impression_id",
+    "created_at",
+    "slot",
+    "policy_name",
+    "policy_version",
+    "epsilon",
+    "session_key",
+    "user_id",
+    "page_product_id",
+    "item_ids",
+    "propensities",
+    "clicks",
+    "add_to_carts",
+    "purchases",
+    "reward",
+    "revenue",
+]
+EXPORT_CHUNK = 2000
+
+
+def impression_export_rows(queryset: QuerySet[Impression]) -> Iterator[list[Any]]:
+    """The header, then one row per impression with the items it showed (in
+    position order, space-separated, with their propensities) and the reward
+    attributed to it. Reads in chunks, so memory stays flat for any range."""
+    yield IMPRESSION_EXPORT_HEADER
+    items = ImpressionItem.objects.order_by("position").only(
+        "impression_id", "product_id", "propensity", "position"
+    )
+    rows = (
+        queryset.select_related(None)
+        .only(
+            "id",
+            "created_at",
+            "slot",
+            "policy_name",
+            "policy_version",
+            "epsilon",
+            "session_key",
+            "user_id",
+            "product_id",
+            "clicks",
+            "add_to_carts",
+            "purchases",
+            "reward",
+            "revenue",
+        )
+        .prefetch_related(Prefetch("items", queryset=items))
+        .iterator(chunk_size=EXPORT_CHUNK)
+    )
+    for impression in rows:
+        shown = list(impression.items.all())
+        yield [
+            impression.pk,
+            impression.created_at.isoformat(),
+            impression.slot,
+            impression.policy_name,
+            "" if impression.policy_version is None else impression.policy_version,
+            impression.epsilon,
+            impression.session_key,
+            impression.user_id or "",
+            impression.product_id or "",
+            " ".join(str(item.product_id) for item in shown),
+            " ".join(f"{item.propensity:.6g}" for item in shown),
+            impression.clicks,
+            impression.add_to_carts,
+            impression.purchases,
+            round(impression.reward, 6),
+            impression.revenue,
+        ]

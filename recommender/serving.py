@@ -1,0 +1,167 @@
+"""Serving slates in web processes: the active checkpoint, hot-loaded.
+
+Each process keeps the active policy in memory with its item vectors
+precomputed, and asks the database at most every RECOMMENDER_RELOAD_SECONDS
+whether another version became active. Nothing on this path needs Redis, so
+a cache outage cannot slow or break a page. With no checkpoint, or when the
+model cannot be loaded or scored, a popularity slate is served and named so.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from django.conf import settings
+from django.db.models import Count, Max
+
+from recommender import features
+from recommender.models import Checkpoint
+from recommender.rl.slate import SlateBuilder
+from recommender.rl.types import Observation, Slate
+from shop.models import Product
+
+logger = logging.getLogger(__name__)
+
+POLICY_DQN = "dqn"
+POLICY_POPULARITY = "popularity"
+
+
+@dataclass(frozen=True)
+class ServedSlate:
+    slate: Slate
+    policy_name: str
+    policy_version: int | None
+    epsilon: float
+
+
+@dataclass
+class _Loaded:
+    version: int
+    agent: object  # recommender.rl.agent.DQNAgent, imported lazily (torch)
+    catalog_signature: tuple
+
+
+class PolicyServer:
+    """Per-process cache of the active policy and of item eligibility."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded: _Loaded | None = None
+        self._checked_at = float("-inf")
+        self._failed_version: int | None = None
+        self._eligible_at = float("-inf")
+        self._eligible_ids = np.empty(0, dtype=np.int64)
+        self._popularity = np.empty(0, dtype=np.float32)
+
+    # -- eligibility ---------------------------------------------------------
+
+    def eligible(self) -> tuple[np.ndarray, np.ndarray]:
+        """Ids of active, in-stock products and their popularity (units sold),
+        refreshed every RECOMMENDER_ELIGIBILITY_TTL seconds."""
+        now = time.monotonic()
+        if now - self._eligible_at >= settings.RECOMMENDER_ELIGIBILITY_TTL:
+            rows = list(
+                Product.objects.filter(is_active=True, stock__gt=0)
+                .order_by("pk")
+                .values_list("pk", "units_sold")
+            )
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            popularity = np.fromiter((r[1] for r in rows), dtype=np.float32, count=len(rows))
+            self._eligible_ids, self._popularity, self._eligible_at = ids, popularity, now
+        return self._eligible_ids, self._popularity
+
+    def refresh(self) -> None:
+        """Check the active version and eligibility on the next request."""
+        self._eligible_at = float("-inf")
+        self._checked_at = float("-inf")
+
+    # -- the active checkpoint ----------------------------------------------
+
+    def active_policy(self) -> _Loaded | None:
+        """The loaded active version, reloading when another one was activated
+        or the catalog grew. Returns None when there is none or it cannot load."""
+        now = time.monotonic()
+        if now - self._checked_at < settings.RECOMMENDER_RELOAD_SECONDS:
+            return self._loaded
+        with self._lock:
+            if now - self._checked_at < settings.RECOMMENDER_RELOAD_SECONDS:
+                return self._loaded
+            try:
+                self._loaded = self._refresh(self._loaded)
+            except Exception:
+                # Keep serving what we had; the next check tries again.
+                logger.exception("Could not refresh the active recommender policy")
+            self._checked_at = time.monotonic()
+            return self._loaded
+
+    def _refresh(self, loaded: _Loaded | None) -> _Loaded | None:
+        active = (
+            Checkpoint.objects.filter(status=Checkpoint.Status.ACTIVE)
+            .values_list("version", flat=True)
+            .first()
+        )
+        if active is None:
+            return None
+        signature = _catalog_signature()
+        if loaded is not None and loaded.version == active:
+            if loaded.catalog_signature != signature:
+                loaded.agent.set_catalog(
+                    features.build_catalog(n_categories=loaded.agent.n_categories)
+                )
+                loaded.catalog_signature = signature
+            return loaded
+        if active == self._failed_version:
+            return loaded
+        from recommender.rl.agent import DQNAgent
+        from recommender.rl.runtime import configure_torch_threads
+
+        configure_torch_threads()
+        weights = Checkpoint.objects.filter(version=active).values_list("weights", flat=True).first()
+        try:
+            agent = DQNAgent.load(bytes(weights))
+            agent.set_catalog(features.build_catalog(n_categories=agent.n_categories))
+        except Exception:
+            self._failed_version = active
+            logger.exception("Checkpoint v%s could not be loaded; keeping the previous policy", active)
+            return loaded
+        logger.info("Serving recommender checkpoint v%s", active)
+        return _Loaded(version=active, agent=agent, catalog_signature=signature)
+
+    # -- slates --------------------------------------------------------------
+
+    def recommend(
+        self,
+        observation: Observation,
+        *,
+        k: int,
+        exclude: set[int],
+        rng: np.random.Generator,
+    ) -> ServedSlate:
+        """A slate of up to k eligible items not in ``exclude``."""
+        ids, popularity = self.eligible()
+        if exclude:
+            keep = ~np.isin(ids, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))
+            ids, popularity = ids[keep], popularity[keep]
+        epsilon = settings.RECOMMENDER_EPSILON
+        loaded = self.active_policy()
+        if loaded is not None:
+            try:
+                slate = loaded.agent.act(observation, ids, k, rng, epsilon=epsilon)
+                return ServedSlate(slate, POLICY_DQN, loaded.version, epsilon)
+            except Exception:
+                logger.exception("Policy v%s failed to score; serving popularity", loaded.version)
+        slate = SlateBuilder(epsilon=epsilon).build(ids, popularity, k, rng)
+        return ServedSlate(slate, POLICY_POPULARITY, None, epsilon)
+
+
+def _catalog_signature() -> tuple:
+    """Changes when products are added or removed (not on stock changes)."""
+    agg = Product.objects.filter(is_active=True).aggregate(n=Count("pk"), last=Max("pk"))
+    return (agg["n"], agg["last"])
+
+
+policy_server = PolicyServer()

@@ -1,0 +1,315 @@
+"""The learning loop's services: transitions from logged sessions, replay
+training, target-network sync and guarded checkpoint publication.
+
+Celery tasks (recommender/tasks.py) and management commands call these same
+functions. The RL core never sees an ORM object: rows are turned into
+recommender.rl types here and in recommender/features.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Max, Sum
+from django.utils import timezone
+
+from recommender import features
+from recommender.conf import dqn_config
+from recommender.models import (
+    Event,
+    Impression,
+    ImpressionItem,
+    TrainerState,
+    TrainingRun,
+)
+from recommender.models import (
+    Transition as TransitionRow,
+)
+from recommender.rl.agent import DQNAgent
+from recommender.rl.checkpoint import check_agent
+from recommender.rl.replay import ReplayBuffer
+from recommender.rl.types import ItemCatalog, Observation
+from recommender.rl.types import Transition as RLTransition
+
+logger = logging.getLogger(__name__)
+
+TRAINER_LOCK_KEY = "recommender:trainer-lock"
+
+
+class TrainerBusy(RuntimeError):
+    """Another training or sync run holds the trainer lock."""
+
+
+# ---------------------------------------------------------------------------
+# Transitions
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    impressions: int
+    created: int
+
+
+def transitions_build(*, now: datetime | None = None, batch_size: int = 2000) -> BuildResult:
+    """Turn impressions whose attribution window has closed into transitions.
+
+    For each shown item: s = the impression's state, a = the item, r = the
+    reward attributed to (impression, item), s' = the session's next
+    impression's state, done = the session went idle with no next impression.
+    Impressions whose session is still active and has no next impression yet
+    wait for a later run. Idempotent: a unique constraint per (impression,
+    item) and the impression's transitions_built flag make reruns no-ops.
+    """
+    now = now or timezone.now()
+    window_closed = now - timedelta(seconds=settings.RECOMMENDER_ATTRIBUTION_WINDOW)
+    idle_since = now - timedelta(seconds=settings.RECOMMENDER_SESSION_IDLE)
+    total_impressions = total_created = 0
+    while True:
+        pending = list(
+            Impression.objects.filter(transitions_built=False, created_at__lte=window_closed)
+            .order_by("created_at", "id")
+            .values("id", "session_key", "created_at")[:batch_size]
+        )
+        if not pending:
+            break
+        created, built = _build_batch(pending, idle_since=idle_since)
+        total_created += created
+        total_impressions += built
+        if built == 0:
+            # Everything left is waiting for its session to continue or end.
+            break
+    return BuildResult(impressions=total_impressions, created=total_created)
+
+
+def _build_batch(pending: list[dict], *, idle_since: datetime) -> tuple[int, int]:
+    sessions = {p["session_key"] for p in pending}
+    earliest = min(p["created_at"] for p in pending)
+    # Every later impression of these sessions, to find each one's successor.
+    timeline: dict[str, list[tuple[datetime, uuid.UUID]]] = defaultdict(list)
+    for key, at, pk in (
+        Impression.objects.filter(session_key__in=sessions, created_at__gte=earliest)
+        .order_by("created_at", "id")
+        .values_list("session_key", "created_at", "id")
+    ):
+        timeline[key].append((at, pk))
+    last_event = dict(
+        Event.objects.filter(session_key__in=sessions)
+        .values("session_key")
+        .annotate(last=Max("created_at"))
+        .values_list("session_key", "last")
+    )
+
+    ready: dict[uuid.UUID, tuple[uuid.UUID | None, bool]] = {}
+    for p in pending:
+        events = timeline[p["session_key"]]
+        position = next(i for i, (_, pk) in enumerate(events) if pk == p["id"])
+        if position + 1 < len(events):
+            ready[p["id"]] = (events[position + 1][1], False)
+            continue
+        last_activity = max(events[-1][0], last_event.get(p["session_key"]) or events[-1][0])
+        if last_activity <= idle_since:
+            ready[p["id"]] = (None, True)
+    if not ready:
+        return 0, 0
+
+    rewards = {
+        (imp, product): total
+        for imp, product, total in Event.objects.filter(impression_id__in=ready.keys())
+        .values("impression_id", "product_id")
+        .annotate(total=Sum("reward"))
+        .values_list("impression_id", "product_id", "total")
+    }
+    rows = [
+        TransitionRow(
+            impression_id=item.impression_id,
+            product_id=item.product_id,
+            position=item.position,
+            propensity=item.propensity,
+            reward=rewards.get((item.impression_id, item.product_id), 0.0),
+            next_impression_id=ready[item.impression_id][0],
+            done=ready[item.impression_id][1],
+        )
+        for item in ImpressionItem.objects.filter(impression_id__in=ready.keys())
+    ]
+    with transaction.atomic():
+        created = TransitionRow.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+        Impression.objects.filter(pk__in=ready.keys()).update(transitions_built=True)
+    return len(created), len(ready)
+
+
+def replay_transitions(*, limit: int) -> list[RLTransition]:
+    """The most recent ``limit`` transitions as RL core objects."""
+    rows = list(
+        TransitionRow.objects.order_by("-created_at", "-id").values_list(
+            "impression_id", "product_id", "reward", "next_impression_id", "done", "propensity"
+        )[:limit]
+    )
+    impression_ids = {r[0] for r in rows} | {r[3] for r in rows if r[3] is not None}
+    # Eight transitions share each impression's state: parse each state once.
+    ids = list(impression_ids)
+    states: dict[uuid.UUID, Observation] = {}
+    for start in range(0, len(ids), 5000):  # stay under SQLite's variable limit
+        chunk = Impression.objects.filter(pk__in=ids[start : start + 5000])
+        states.update((pk, Observation.from_dict(state)) for pk, state in chunk.values_list("id", "state"))
+    return [
+        RLTransition(
+            state=states[impression_id],
+            item=int(product_id),
+            reward=float(reward),
+            next_state=None if done or next_id not in states else states[next_id],
+            done=bool(done or next_id not in states),
+            propensity=float(propensity),
+        )
+        for impression_id, product_id, reward, next_id, done, propensity in rows
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Trainer state and lock
+# ---------------------------------------------------------------------------
+
+
+@contextmanager
+def trainer_lock() -> Iterator[None]:
+    """One trainer at a time across workers (training and target sync share it).
+
+    The lock expires on its own after RECOMMENDER_LOCK_TIMEOUT so a killed
+    worker cannot block training forever.
+    """
+    token = uuid.uuid4().hex
+    if not cache.add(TRAINER_LOCK_KEY, token, timeout=settings.RECOMMENDER_LOCK_TIMEOUT):
+        raise TrainerBusy("Another training run is in progress.")
+    try:
+        yield
+    finally:
+        if cache.get(TRAINER_LOCK_KEY) == token:
+            cache.delete(TRAINER_LOCK_KEY)
+
+
+def learner_load() -> tuple[DQNAgent, ItemCatalog]:
+    """The learner (created on first use) serving the current catalog."""
+    state = TrainerState.objects.filter(pk=1).first()
+    if state is None:
+        catalog = features.build_catalog()
+        n_categories = features.category_table_size(int(catalog.categories.max(initial=0)))
+        return DQNAgent(dqn_config(), catalog, n_categories=n_categories), catalog
+    agent = DQNAgent.load(bytes(state.weights))
+    # Keep the learner's category table: features of new categories share its last row.
+    catalog = features.build_catalog(n_categories=agent.n_categories)
+    agent.set_catalog(catalog)
+    return agent, catalog
+
+
+def _save_learner(agent: DQNAgent, *, target_synced: bool = False) -> None:
+    defaults = {"weights": agent.save(), "step": agent.step}
+    if target_synced:
+        defaults["target_synced_at"] = timezone.now()
+    TrainerState.objects.update_or_create(pk=1, defaults=defaults)
+
+
+# ---------------------------------------------------------------------------
+# Training and target sync
+# ---------------------------------------------------------------------------
+
+
+def _finish(run: TrainingRun, *, status: str, outcome: str, started: float) -> TrainingRun:
+    run.status = status
+    run.outcome = outcome
+    run.finished_at = timezone.now()
+    run.duration_s = time.monotonic() - started
+    run.save()
+    return run
+
+
+def policy_train(*, triggered_by: str = "schedule", steps: int | None = None) -> TrainingRun:
+    """Replay training for ``steps`` gradient steps over the recent window,
+    then publish a candidate checkpoint and activate it if it passes the guards.
+
+    Raises TrainerBusy when another run holds the lock (the task retries).
+    """
+    steps = steps or settings.RECOMMENDER_TRAIN_STEPS
+    with trainer_lock():
+        started = time.monotonic()
+        run = TrainingRun.objects.create(
+            kind=TrainingRun.Kind.TRAIN, started_at=timezone.now(), triggered_by=triggered_by
+        )
+        try:
+            transitions = replay_transitions(limit=settings.RECOMMENDER_REPLAY_WINDOW)
+            run.replay_size = len(transitions)
+            if len(transitions) < settings.RECOMMENDER_MIN_TRANSITIONS:
+                return _finish(
+                    run,
+                    status=TrainingRun.Status.SKIPPED,
+                    outcome=(
+                        f"Not enough transitions yet: {len(transitions)} of "
+                        f"{settings.RECOMMENDER_MIN_TRANSITIONS} needed."
+                    ),
+                    started=started,
+                )
+            agent, catalog = learner_load()
+            replay = ReplayBuffer(agent.config, capacity=len(transitions))
+            replay.add_many(transitions, catalog)
+            rng = np.random.default_rng()
+            stats = agent.train_steps(replay, steps, rng)
+            # A learner whose weights diverged (NaN/inf) is not kept: DQNAgent.load
+            # refuses non-finite weights, so saving it would fail every later run.
+            # The next run starts again from the last finite learner.
+            diverged = not check_agent(agent, [])["finite_weights"]
+            if not diverged:
+                _save_learner(agent)
+            run.steps = stats.steps
+            run.loss = float(stats.loss)
+            run.mean_q = float(stats.mean_q)
+            run.epsilon = float(stats.epsilon)
+            from recommender.publishing import checkpoint_publish
+
+            checkpoint = checkpoint_publish(agent=agent, catalog=catalog, run=run)
+            outcome = f"Published v{checkpoint.version} ({checkpoint.status})."
+            if diverged:
+                outcome += " The learner's weights went non-finite: it was not kept."
+            return _finish(
+                run, status=TrainingRun.Status.SUCCEEDED, outcome=outcome, started=started
+            )
+        except Exception as exc:
+            logger.exception("Training run %s failed", run.pk)
+            _finish(run, status=TrainingRun.Status.FAILED, outcome=repr(exc)[:2000], started=started)
+            raise
+
+
+def target_sync(*, triggered_by: str = "schedule") -> TrainingRun:
+    """Hard-copy the learner's online weights into its target network."""
+    with trainer_lock():
+        started = time.monotonic()
+        run = TrainingRun.objects.create(
+            kind=TrainingRun.Kind.SYNC_TARGET, started_at=timezone.now(), triggered_by=triggered_by
+        )
+        state = TrainerState.objects.filter(pk=1).first()
+        if state is None:
+            return _finish(
+                run,
+                status=TrainingRun.Status.SKIPPED,
+                outcome="No learner yet: nothing to sync.",
+                started=started,
+            )
+        agent = DQNAgent.load(bytes(state.weights))
+        agent.sync_target()
+        _save_learner(agent, target_synced=True)
+        run.steps = agent.step
+        return _finish(
+            run,
+            status=TrainingRun.Status.SUCCEEDED,
+            outcome=f"Target network synced at step {agent.step}.",
+            started=started,
+        )

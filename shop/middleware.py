@@ -1,0 +1,23 @@
+"""Shop middleware."""
+
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from shop.sessions import ensure_session_key
+
+
+class ShopperSessionMiddleware:
+    """Give every visitor a session on their first request (API contract:
+    the cart, and the recommender's per-session state, are keyed by it).
+
+    Goes after SessionMiddleware. A visitor without cookies (a crawler) gets
+    a new session per request; `manage.py clearsessions` removes them.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        ensure_session_key(request.session)
+        return self.get_response(request)

@@ -1,0 +1,205 @@
+"""Reads of the shop domain. Each selector returns data ready to render:
+querysets come with their joins (select_related / prefetch_related) applied,
+so templates and serializers never trigger a query per row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import Q, QuerySet, Sum
+
+from shop.models import Cart, CartItem, Category, Order, Product
+
+ProductSort = Literal["popular", "price_asc", "price_desc", "newest"]
+PRODUCT_SORTS: dict[str, tuple[str, list[str]]] = {
+    # key: (label shown to shoppers, ORDER BY); pk last keeps pagination stable.
+    "popular": ("Most popular", ["-units_sold", "pk"]),
+    "price_asc": ("Price: low to high", ["price", "pk"]),
+    "price_desc": ("Price: high to low", ["-price", "pk"]),
+    "newest": ("Newest", ["-created_at", "-pk"]),
+}
+DEFAULT_SORT: ProductSort = "popular"
+SEARCH_MAX_LENGTH = 100
+
+CATEGORY_MENU_CACHE_KEY = "shop:category-menu:v1"
+CATEGORY_MENU_TIMEOUT = 60 * 10
+
+
+# ---------------------------------------------------------------------------
+# Catalog
+# ---------------------------------------------------------------------------
+def category_list() -> QuerySet[Category]:
+    return Category.objects.all()
+
+
+@dataclass(frozen=True)
+class MenuCategory:
+    name: str
+    slug: str
+    url: str
+
+
+def category_menu() -> list[MenuCategory]:
+    """Categories for the header of every page, from the cache: the menu
+    changes only when an admin edits categories (receivers.py clears it)."""
+
+    def load() -> list[MenuCategory]:
+        return [MenuCategory(c.name, c.slug, c.get_absolute_url()) for c in category_list()]
+
+    return cache.get_or_set(CATEGORY_MENU_CACHE_KEY, load, CATEGORY_MENU_TIMEOUT)
+
+
+def category_menu_invalidate() -> None:
+    cache.delete(CATEGORY_MENU_CACHE_KEY)
+
+
+def product_list(
+    *, category: Category | None = None, sort: str = DEFAULT_SORT
+) -> QuerySet[Product]:
+    """Active products, optionally of one category, in a known sort order
+    (an unknown `sort` falls back to the default rather than failing)."""
+    products = Product.objects.filter(is_active=True).select_related("category")
+    if category is not None:
+        products = products.filter(category=category)
+    _, ordering = PRODUCT_SORTS.get(sort, PRODUCT_SORTS[DEFAULT_SORT])
+    return products.order_by(*ordering)
+
+
+def product_search(*, query: str, category: Category | None = None) -> QuerySet[Product]:
+    """Active products matching a shopper's free-text query, best first.
+
+    PostgreSQL: full-text search in websearch syntax ("quoted phrases",
+    -exclusions, or), ranked with name and brand above description.
+    Elsewhere (SQLite): every word must appear in the name, brand, category
+    or description, ordered by popularity. The query is only ever passed as
+    a bound parameter. An empty query matches nothing.
+    """
+    query = " ".join(query.split())[:SEARCH_MAX_LENGTH]
+    products = product_list(category=category)
+    if not query:
+        return products.none()
+    if connection.vendor == "postgresql":
+        vector = (
+            SearchVector("name", weight="A", config="english")
+            + SearchVector("brand", weight="A", config="english")
+            + SearchVector("category__name", weight="B", config="english")
+            + SearchVector("colour", "material", weight="B", config="english")
+            + SearchVector("description", weight="C", config="english")
+        )
+        search_query = SearchQuery(query, search_type="websearch", config="english")
+        return (
+            products.annotate(search=vector, rank=SearchRank(vector, search_query))
+            .filter(search=search_query)
+            .order_by("-rank", "-units_sold", "pk")
+        )
+    for word in query.split():
+        products = products.filter(
+            Q(name__icontains=word)
+            | Q(brand__icontains=word)
+            | Q(category__name__icontains=word)
+            | Q(colour__icontains=word)
+            | Q(material__icontains=word)
+            | Q(description__icontains=word)
+        )
+    return products
+
+
+def product_get(*, slug: str) -> Product:
+    """An active product by slug; raises Product.DoesNotExist otherwise."""
+    return Product.objects.select_related("category").get(slug=slug, is_active=True)
+
+
+def product_popular(*, limit: int = 8, exclude_ids: tuple[int, ...] = ()) -> list[Product]:
+    """Best sellers that can be bought right now."""
+    return list(
+        product_list(sort="popular").filter(stock__gt=0).exclude(pk__in=exclude_ids)[:limit]
+    )
+
+
+def product_newest(*, limit: int = 8) -> list[Product]:
+    return list(product_list(sort="newest").filter(stock__gt=0)[:limit])
+
+
+# ---------------------------------------------------------------------------
+# Carts
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CartSummary:
+    cart: Cart | None
+    items: list[CartItem] = field(default_factory=list)
+
+    @property
+    def total(self) -> Decimal:
+        return sum((item.line_total for item in self.items), Decimal("0.00"))
+
+    @property
+    def count(self) -> int:
+        """Units in the cart, as the header badge shows them."""
+        return sum(item.quantity for item in self.items)
+
+    @property
+    def product_ids(self) -> list[int]:
+        return [item.product_id for item in self.items]
+
+
+def cart_detail(*, cart: Cart | None) -> CartSummary:
+    if cart is None:
+        return CartSummary(cart=None)
+    items = list(cart.items.select_related("product", "product__category"))
+    return CartSummary(cart=cart, items=items)
+
+
+def cart_item_count(*, user: AbstractBaseUser | None, session_key: str | None) -> int:
+    """Units in the shopper's cart with one aggregate query and no cart creation."""
+    if user is not None and user.is_authenticated:
+        lines = CartItem.objects.filter(cart__user=user)
+    elif session_key:
+        lines = CartItem.objects.filter(cart__session_key=session_key, cart__user=None)
+    else:
+        return 0
+    return lines.aggregate(units=Sum("quantity"))["units"] or 0
+
+
+# ---------------------------------------------------------------------------
+# Orders
+# ---------------------------------------------------------------------------
+def order_detail_queryset() -> QuerySet[Order]:
+    return Order.objects.prefetch_related("lines__product")
+
+
+def order_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Order]:
+    return (
+        order_detail_queryset()
+        .filter(user=user)
+        .annotate(units=Sum("lines__quantity"))
+        .order_by("-created_at", "-pk")
+    )
+
+
+def order_get_for_user(*, user: AbstractBaseUser, pk: int) -> Order:
+    """One of the user's own orders; raises Order.DoesNotExist for anyone else's."""
+    return order_detail_queryset().get(user=user, pk=pk)
+
+
+def checkout_initial(*, user: AbstractBaseUser | None) -> dict[str, str]:
+    """Prefill for the checkout form: the account's name and e-mail, and the
+    address of the user's latest order."""
+    if user is None or not user.is_authenticated:
+        return {}
+    last_address = (
+        Order.objects.filter(user=user)
+        .order_by("-created_at")
+        .values_list("address", flat=True)
+        .first()
+    )
+    return {
+        "email": user.email,
+        "name": user.get_full_name() or user.get_username(),
+        "address": last_address or "",
+    }

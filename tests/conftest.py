@@ -1,0 +1,30 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import ProductFactory, UserFactory
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    """An API client that skips CSRF checks (like Django's test Client)."""
+    return APIClient()
+
+
+@pytest.fixture
+def csrf_api_client() -> APIClient:
+    """An API client that is held to CSRF like a browser."""
+    return APIClient(enforce_csrf_checks=True)
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def product(db):
+    return ProductFactory(stock=10)

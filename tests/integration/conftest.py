@@ -1,0 +1,114 @@
+"""Fixtures for tests against the real PostgreSQL, Redis and a Celery worker.
+
+They skip when those services are not configured (a laptop running
+`make test` on SQLite), unless REQUIRE_SERVICES=1 (CI), where a missing
+service fails the run instead of silently skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _redis_reachable() -> bool:
+    if not settings.REDIS_URL:
+        return False
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def real_services() -> None:
+    missing = []
+    if not settings.IS_POSTGRES:
+        missing.append("PostgreSQL (DATABASE_URL=postgres://...)")
+    if not _redis_reachable():
+        missing.append("Redis (REDIS_URL=redis://...)")
+    if missing:
+        message = "needs " + " and ".join(missing)
+        if os.environ.get("REQUIRE_SERVICES") == "1":
+            pytest.fail(message + " but REQUIRE_SERVICES=1")
+        pytest.skip(message)
+
+
+@pytest.fixture
+def celery_worker(real_services, transactional_db, tmp_path):
+    """A real `celery worker` process on the test database and a queue of its
+    own; yields the queue name to send tasks to."""
+    db = connection.settings_dict
+    queue = f"integration-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": (
+            f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
+            f"{db['PORT'] or 5432}/{db['NAME']}"
+        ),
+        "REDIS_URL": settings.REDIS_URL,
+        # The test drives whole sessions before it trains: every impression's
+        # rewards are final and every session has ended.
+        "RECOMMENDER_ATTRIBUTION_WINDOW": "0",
+        "RECOMMENDER_SESSION_IDLE": "0",
+        "RECOMMENDER_MIN_TRANSITIONS": "200",
+    }
+    log = tmp_path / "worker.log"
+    name = f"{queue}@%h"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "config", "worker",
+                "--pool=solo", "-Q", queue, "-n", name, "--loglevel=INFO",
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_until_ready(process, log)
+        yield queue
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        print(log.read_text()[-4000:])
+
+
+def _wait_until_ready(process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"celery worker exited:\n{log.read_text()}")
+        if " ready." in log.read_text():
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"celery worker not ready after {timeout}s:\n{log.read_text()}")
+
+
+def wait_for(predicate, *, timeout: float, interval: float = 0.5, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -1,0 +1,97 @@
+"""The whole loop on the real services: simulated shoppers browse the store
+over HTTP, a real Celery worker builds transitions and trains, the new
+version is served without a restart, and shoppers click more."""
+
+from __future__ import annotations
+
+import io
+import json
+import urllib.request
+
+import pytest
+from django.core.management import call_command
+from django.db.models import Count, Q
+
+from recommender.models import Checkpoint, Impression, Transition, TrainingRun
+from recommender.tasks import build_transitions, sync_target_network, train_policy
+from tests.factories import CategoryFactory, ProductFactory
+from tests.integration.conftest import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+BRANDS = ["Northwind", "Fjord", "Alder", "Kestrel", "Marlow", "Sable"]
+COLOURS = ["black", "navy", "olive", "sand", "red", "white"]
+MATERIALS = ["cotton", "wool", "leather", "steel", "oak"]
+
+
+def _catalog() -> None:
+    for c in range(8):
+        category = CategoryFactory(name=f"Department {c}", slug=f"department-{c}")
+        for i in range(12):
+            ProductFactory(
+                category=category,
+                name=f"Item {c}-{i}",
+                brand=BRANDS[(c + i) % len(BRANDS)],
+                colour=COLOURS[(c * 3 + i) % len(COLOURS)],
+                material=MATERIALS[i % len(MATERIALS)],
+                price=f"{(10 + c * 15 + i * 3)}.00",
+                stock=10_000,
+            )
+
+
+def _ctr(policy_name: str) -> tuple[float, int]:
+    stats = Impression.objects.filter(policy_name=policy_name).aggregate(
+        n=Count("id"), clicked=Count("id", filter=Q(clicks__gt=0))
+    )
+    return stats["clicked"] / max(stats["n"], 1), stats["n"]
+
+
+def test_store_learns_from_simulated_shoppers(celery_worker, live_server, settings):
+    settings.RECOMMENDER_RELOAD_SECONDS = 0
+    _catalog()
+
+    # 1. Shoppers meet the fallback: no policy has been trained yet.
+    call_command(
+        "simulate_traffic", base_url=live_server.url, sessions=80, seed=1, stdout=io.StringIO()
+    )
+    fallback_ctr, fallback_n = _ctr("popularity")
+    assert fallback_n > 200
+
+    # 2. The worker turns sessions into transitions, trains and publishes.
+    build_transitions.apply_async(queue=celery_worker)
+    wait_for(lambda: Transition.objects.count() >= 8 * fallback_n * 0.9, timeout=60, what="transitions")
+    train_policy.apply_async(
+        kwargs={"triggered_by": "integration-test", "steps": 400}, queue=celery_worker
+    )
+    active = wait_for(
+        lambda: Checkpoint.objects.filter(status=Checkpoint.Status.ACTIVE).first(),
+        timeout=240,
+        what="an active checkpoint",
+    )
+    run = TrainingRun.objects.get(kind=TrainingRun.Kind.TRAIN, status=TrainingRun.Status.SUCCEEDED)
+    assert run.steps == 400 and run.replay_size >= 8 * fallback_n * 0.9
+    assert run.loss is not None and run.mean_q is not None
+    assert active.checks["passed"] is True
+    assert set(active.evaluation) >= {"ips", "snips", "dr", "baseline"}
+
+    sync_target_network.apply_async(kwargs={"triggered_by": "integration-test"}, queue=celery_worker)
+    wait_for(
+        lambda: TrainingRun.objects.filter(
+            kind=TrainingRun.Kind.SYNC_TARGET, status=TrainingRun.Status.SUCCEEDED
+        ).exists(),
+        timeout=60,
+        what="the target network sync",
+    )
+
+    # 3. The web process serves the new version without a restart.
+    with urllib.request.urlopen(f"{live_server.url}/api/v1/recommendations/?slot=home") as response:
+        served = json.load(response)
+    assert served["policy"] == {"name": "dqn", "version": active.version}
+
+    # 4. Shoppers from the same population click more on the learned policy.
+    call_command(
+        "simulate_traffic", base_url=live_server.url, sessions=80, seed=2, stdout=io.StringIO()
+    )
+    learned_ctr, learned_n = _ctr("dqn")
+    assert learned_n > 200
+    assert learned_ctr > fallback_ctr, (learned_ctr, fallback_ctr)

@@ -1,0 +1,277 @@
+import numpy as np
+import pytest
+import torch
+
+from recommender.rl.agent import DQNAgent, greedy_next, td_target
+from recommender.rl.config import DQNConfig
+from recommender.rl.replay import ReplayBuffer
+from recommender.rl.types import EventType, ItemCatalog, Observation, Slot, Transition
+
+SMALL = DQNConfig(
+    id_dim=4,
+    category_dim=4,
+    item_hidden=16,
+    embed_dim=8,
+    state_hidden=16,
+    max_recent=4,
+    max_cart=2,
+    max_history=2,
+    batch_size=32,
+    max_next_candidates=8,
+    epsilon_decay_steps=100,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny networks: a second thread's hand-offs cost more than the math it takes on."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def catalog(n: int = 12, first_id: int = 1) -> ItemCatalog:
+    rng = np.random.default_rng(n)
+    return ItemCatalog(
+        ids=np.arange(first_id, first_id + n),
+        categories=np.arange(n) % 3,
+        prices=rng.uniform(5, 100, n).astype(np.float32),
+        attributes=rng.random((n, 2)).astype(np.float32),
+    )
+
+
+def observation(slot: Slot = Slot.HOME, **kwargs) -> Observation:
+    return Observation(slot=slot, **kwargs)
+
+
+def random_transitions(
+    items: ItemCatalog, n: int, rng: np.random.Generator, n_candidates: int = 5
+) -> list[Transition]:
+    ids = items.ids.tolist()
+    out = []
+    for _ in range(n):
+        recent = tuple(int(i) for i in rng.choice(ids, 3))
+        state = observation(
+            Slot(int(rng.integers(3))),
+            recent_items=recent,
+            recent_events=(EventType.VIEW, EventType.CLICK, EventType.VIEW),
+            recent_ages=(30.0, 20.0, 10.0),
+        )
+        done = bool(rng.random() < 0.3)
+        out.append(
+            Transition(
+                state=state,
+                item=int(rng.choice(ids)),
+                reward=float(rng.random()),
+                next_state=None
+                if done
+                else observation(Slot.CART, cart_items=recent[:1], page_depth=1),
+                done=done,
+                next_candidates=None
+                if done
+                else tuple(int(i) for i in rng.choice(ids, n_candidates, replace=False)),
+            )
+        )
+    return out
+
+
+def test_double_dqn_target_selects_with_online_and_evaluates_with_target():
+    online = torch.tensor([[1.0, 3.0, 2.0], [1.0, 3.0, 2.0], [0.0, 0.0, 0.0], [5.0, 1.0, 0.0]])
+    target = torch.tensor(
+        [[10.0, 20.0, 30.0], [10.0, 20.0, 30.0], [7.0, 7.0, 7.0], [4.0, 8.0, 9.0]]
+    )
+    mask = torch.tensor(
+        [[True, True, True], [True, False, True], [False, False, False], [True, True, True]]
+    )
+    best, has_next = greedy_next(online, mask)
+    assert best[:2].tolist() == [1, 2]  # index 1 is masked out in row 1
+    assert has_next.tolist() == [True, True, False, True]
+    next_values = target.gather(1, best.unsqueeze(1)).squeeze(1)
+    y = td_target(
+        rewards=torch.tensor([1.0, 1.0, 1.0, 2.0]),
+        dones=torch.tensor([0.0, 0.0, 0.0, 1.0]),
+        gamma=0.5,
+        next_values=next_values,
+        has_next=has_next,
+    )
+    # 1 + 0.5·20; 1 + 0.5·30; no candidates: 1; done: 2.
+    assert y.tolist() == [11.0, 16.0, 1.0, 2.0]
+
+
+def test_agent_td_targets_match_a_hand_computed_transition():
+    items = catalog()
+    config = DQNConfig(**{**SMALL.to_dict(), "gamma": 0.8, "target_update_interval": 0})
+    agent = DQNAgent(config, items)
+    rng = np.random.default_rng(0)
+    warmup = ReplayBuffer(config)
+    warmup.add_many(random_transitions(items, 200, rng), items)
+    agent.train_steps(warmup, 30, rng)  # online and target now differ
+    next_state = observation(Slot.PRODUCT, current_item=4, cart_items=(2,), page_depth=2)
+    candidates = np.array([3, 5, 7, 11])
+    replay = ReplayBuffer(config)
+    replay.add_many(
+        [Transition(observation(), 6, 0.5, next_state, False, 0.2, tuple(candidates.tolist()))],
+        items,
+    )
+    online_q = agent.q_values(next_state, candidates, network="online")
+    target_q = agent.q_values(next_state, candidates, network="target")
+    assert not np.allclose(online_q, target_q)
+    expected = 0.5 + 0.8 * target_q[np.argmax(online_q)]
+    y = agent.td_targets(replay.sample(1, rng))
+    assert y.item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_terminal_and_myopic_targets_are_the_reward():
+    items = catalog()
+    rng = np.random.default_rng(1)
+    transitions = random_transitions(items, 50, rng)
+    for gamma in (0.0, 0.9):
+        config = DQNConfig(**{**SMALL.to_dict(), "gamma": gamma})
+        replay = ReplayBuffer(config)
+        replay.add_many(transitions, items)
+        batch = replay.sample(64, rng)
+        y = DQNAgent(config, items).td_targets(batch).numpy()
+        terminal = batch.dones == 1
+        np.testing.assert_allclose(y[terminal], batch.rewards[terminal])
+        if gamma == 0.0:
+            np.testing.assert_allclose(y, batch.rewards)
+
+
+def test_targets_over_every_catalog_item_except_some_match_hand_computation():
+    items = catalog()
+    config = DQNConfig(**{**SMALL.to_dict(), "target_update_interval": 0, "max_next_candidates": 3})
+    agent = DQNAgent(config, items)
+    rng = np.random.default_rng(2)
+    warmup = ReplayBuffer(config)
+    warmup.add_many(random_transitions(items, 100, rng, n_candidates=3), items)
+    agent.train_steps(warmup, 20, rng)
+    next_state = observation(Slot.CART, cart_items=(1, 2))
+    eligible = np.array([i for i in items.ids if i not in (1, 2)])  # 10 of 12: stored as complement
+    replay = ReplayBuffer(config)
+    replay.add_many(
+        [Transition(observation(), 6, 1.0, next_state, False, 1.0, tuple(eligible))], items
+    )
+    batch = replay.sample(1, rng)
+    assert batch.next_exclude[0]
+    online_q = agent.q_values(next_state, eligible)
+    target_q = agent.q_values(next_state, eligible, network="target")
+    expected = 1.0 + config.gamma * target_q[np.argmax(online_q)]
+    assert agent.td_targets(batch).item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_training_learns_long_term_value_that_a_myopic_agent_forgoes():
+    # From the home page, item 1 earns nothing now but leads to a product page where
+    # item 3 earns 1; item 2 earns 0.5 and ends the session.
+    items = catalog(6)
+    home = observation(Slot.HOME)
+    product = observation(Slot.PRODUCT, current_item=1, page_depth=1)
+    transitions = [
+        Transition(home, 1, 0.0, product, False, 0.5, (3, 4)),
+        Transition(home, 2, 0.5, None, True, 0.5),
+        Transition(product, 3, 1.0, None, True, 0.5),
+        Transition(product, 4, 0.0, None, True, 0.5),
+    ] * 8
+    chosen = {}
+    for gamma in (0.9, 0.0):
+        config = DQNConfig(
+            **{
+                **SMALL.to_dict(),
+                "gamma": gamma,
+                "lr": 3e-3,
+                "id_dropout": 0.0,
+                "target_update_interval": 25,
+            }
+        )
+        agent = DQNAgent(config, items)
+        replay = ReplayBuffer(config)
+        replay.add_many(transitions, items)
+        stats = agent.train_steps(replay, 400, np.random.default_rng(3))
+        assert np.isfinite(stats.loss) and stats.steps == 400 and agent.step == 400
+        q = agent.q_values(home, np.array([1, 2]))
+        chosen[gamma] = int(
+            agent.act(home, np.array([1, 2]), 1, np.random.default_rng(0), epsilon=0).items[0]
+        )
+        if gamma:
+            assert q == pytest.approx([0.9, 0.5], abs=0.15)
+    assert chosen == {0.9: 1, 0.0: 2}
+
+
+def test_epsilon_schedule_decays_linearly_then_stays():
+    agent = DQNAgent(SMALL, catalog())
+    assert agent.epsilon_at(0) == 1.0
+    assert agent.epsilon_at(50) == pytest.approx(0.525)
+    assert agent.epsilon_at(100) == agent.epsilon_at(10_000) == pytest.approx(0.05)
+
+
+def test_act_builds_a_slate_from_known_distinct_candidates():
+    items = catalog()
+    agent = DQNAgent(SMALL, items)
+    rng = np.random.default_rng(4)
+    slate = agent.act(observation(), np.array([3, 999, 5, 7]), 8, rng, epsilon=0.0)
+    assert sorted(slate.items.tolist()) == [3, 5, 7]  # 999 is unknown to the catalog
+    assert slate.propensities.tolist() == [1.0, 1.0, 1.0]
+    np.testing.assert_allclose(slate.scores, agent.q_values(observation(), slate.items), rtol=1e-6)
+    explored = agent.act(
+        observation(), items.ids, 4, rng
+    )  # epsilon from the schedule: 1.0 at step 0
+    np.testing.assert_allclose(explored.propensities, 1 / np.arange(12, 8, -1))
+    assert agent.act(observation(), np.array([], dtype=np.int64), 4, rng).items.size == 0
+    with pytest.raises(ValueError, match="distinct"):
+        agent.act(observation(), np.array([3, 3]), 2, rng)
+    with pytest.raises(ValueError, match="not in the catalog"):
+        agent.q_values(observation(), np.array([3, 999]))
+
+
+def test_target_updates_copy_or_average_the_online_weights():
+    items = catalog()
+    config = DQNConfig(**{**SMALL.to_dict(), "target_update_interval": 0})
+    agent = DQNAgent(config, items)
+    rng = np.random.default_rng(5)
+    replay = ReplayBuffer(config)
+    replay.add_many(random_transitions(items, 100, rng), items)
+    agent.train_steps(replay, 10, rng)
+    online = agent.online.states.mlp[0].weight.detach().clone()
+    before = agent.target.states.mlp[0].weight.detach().clone()
+    assert not torch.equal(online, before)
+    agent.soft_update(0.25)
+    torch.testing.assert_close(agent.target.states.mlp[0].weight, 0.25 * online + 0.75 * before)
+    agent.sync_target()
+    obs = observation(Slot.CART, cart_items=(2,))
+    np.testing.assert_array_equal(
+        agent.q_values(obs, items.ids), agent.q_values(obs, items.ids, network="target")
+    )
+
+
+def test_new_catalog_items_get_vocabulary_rows_and_training_continues():
+    items = catalog(12)
+    agent = DQNAgent(SMALL, items)
+    rng = np.random.default_rng(6)
+    replay = ReplayBuffer(SMALL)
+    replay.add_many(random_transitions(items, 100, rng), items)
+    agent.train_steps(replay, 5, rng)
+    bigger = catalog(15)
+    agent.set_catalog(bigger)
+    assert len(agent.vocabulary) == 15
+    assert (
+        agent.online.items.id_embedding.weight.shape[0]
+        == agent.target.items.id_embedding.weight.shape[0]
+        == 16
+    )
+    assert np.isfinite(agent.q_values(observation(), bigger.ids)).all()
+    replay = ReplayBuffer(SMALL)
+    replay.add_many(random_transitions(bigger, 100, rng), bigger)
+    assert np.isfinite(agent.train_steps(replay, 5, rng).loss)
+    stale = ReplayBuffer(SMALL)
+    stale.add_many(random_transitions(items, 10, rng), items)
+    with pytest.raises(ValueError, match="another catalog"):
+        agent.train_steps(stale, 1, rng)
+
+
+def test_agents_with_the_same_seed_agree():
+    items = catalog()
+    obs = observation(Slot.HOME, history_items=(1, 2, 3))
+    np.testing.assert_array_equal(
+        DQNAgent(SMALL, items).q_values(obs, items.ids),
+        DQNAgent(SMALL, items).q_values(obs, items.ids),
+    )

@@ -1,0 +1,158 @@
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from recommender.rl.agent import DQNAgent
+from recommender.rl.checkpoint import CheckpointError, check_agent
+from recommender.rl.config import DQNConfig
+from recommender.rl.replay import ReplayBuffer
+from recommender.rl.types import EventType, ItemCatalog, Observation, Slot, Transition
+
+CONFIG = DQNConfig(
+    id_dim=4,
+    category_dim=4,
+    item_hidden=16,
+    embed_dim=8,
+    state_hidden=16,
+    batch_size=16,
+    target_update_interval=0,
+)
+ITEMS = ItemCatalog(
+    ids=np.arange(1, 9),
+    categories=np.array([0, 1, 2, 0, 1, 2, 0, 1]),
+    prices=np.linspace(5, 80, 8).astype(np.float32),
+    attributes=np.eye(8, 3, dtype=np.float32),
+)
+OBSERVATIONS = [
+    Observation(slot=Slot.HOME),
+    Observation(
+        slot=Slot.PRODUCT,
+        current_item=3,
+        recent_items=(1, 3),
+        recent_events=(EventType.VIEW, EventType.CLICK),
+        recent_ages=(60.0, 5.0),
+        cart_items=(2,),
+        page_depth=2,
+    ),
+]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny networks: a second thread's hand-offs cost more than the math it takes on."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def trained_agent() -> DQNAgent:
+    agent = DQNAgent(CONFIG, ITEMS)
+    replay = ReplayBuffer(CONFIG)
+    replay.add_many(
+        [
+            Transition(OBSERVATIONS[0], 3, 1.0, OBSERVATIONS[1], False, 0.5, (4, 5, 6)),
+            Transition(OBSERVATIONS[1], 5, 0.0, None, True, 0.5),
+        ],
+        ITEMS,
+    )
+    agent.train_steps(replay, 5, np.random.default_rng(0))
+    return agent
+
+
+def tampered(data: bytes, edit) -> bytes:
+    payload = torch.load(io.BytesIO(data), weights_only=True)
+    edit(payload)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+def test_round_trip_gives_identical_q_values_and_training_state():
+    agent = trained_agent()
+    loaded = DQNAgent.load(agent.save())
+    for network in ("online", "target"):
+        np.testing.assert_array_equal(
+            agent.q_values_batch(OBSERVATIONS, ITEMS.ids, network),
+            loaded.q_values_batch(OBSERVATIONS, ITEMS.ids, network),
+        )
+    assert loaded.step == agent.step == 5
+    assert loaded.config == agent.config
+    np.testing.assert_array_equal(loaded.catalog.ids, ITEMS.ids)
+    # The optimizer state came along: the next step is the same for both.
+    replay = ReplayBuffer(CONFIG)
+    replay.add_many([Transition(OBSERVATIONS[0], 2, 1.0, None, True)], ITEMS)
+    first = agent.train_steps(replay, 1, np.random.default_rng(1))
+    second = loaded.train_steps(replay, 1, np.random.default_rng(1))
+    assert first.loss == second.loss
+
+
+def test_load_can_serve_a_newer_catalog():
+    newer = ItemCatalog(
+        ids=np.arange(1, 11),
+        categories=np.arange(10) % 3,
+        prices=np.linspace(5, 80, 10).astype(np.float32),
+        attributes=np.zeros((10, 3), dtype=np.float32),
+    )
+    loaded = DQNAgent.load(trained_agent().save(), catalog=newer)
+    assert loaded.q_values(OBSERVATIONS[1], newer.ids).shape == (10,)
+
+
+def test_load_refuses_non_finite_weights_naming_the_tensor():
+    def poison(payload):
+        payload["online"]["states.mlp.0.weight"][0, 0] = float("nan")
+
+    with pytest.raises(
+        CheckpointError, match=r"online tensor 'states\.mlp\.0\.weight' has non-finite"
+    ):
+        DQNAgent.load(tampered(trained_agent().save(), poison))
+
+
+def test_load_refuses_mismatched_shapes_naming_the_tensor():
+    def reshape(payload):
+        payload["target"]["items.mlp.2.weight"] = torch.zeros(3, 3)
+
+    with pytest.raises(
+        CheckpointError, match=r"target tensor 'items\.mlp\.2\.weight' has shape \(3, 3\)"
+    ):
+        DQNAgent.load(tampered(trained_agent().save(), reshape))
+
+    def other_config(payload):
+        payload["config"]["embed_dim"] = 12
+
+    with pytest.raises(CheckpointError, match="has shape"):
+        DQNAgent.load(tampered(trained_agent().save(), other_config))
+
+
+def test_load_refuses_bytes_that_are_not_a_checkpoint():
+    with pytest.raises(CheckpointError, match="unreadable"):
+        DQNAgent.load(b"not a checkpoint")
+    buffer = io.BytesIO()
+    torch.save({"weights": torch.zeros(2)}, buffer)
+    with pytest.raises(CheckpointError, match="not a storefront DQN checkpoint"):
+        DQNAgent.load(buffer.getvalue())
+
+
+def test_check_agent_passes_a_healthy_agent_and_flags_bad_q():
+    agent = trained_agent()
+    report = check_agent(agent, OBSERVATIONS)
+    assert (
+        report["ok"]
+        and report["finite_weights"]
+        and report["q_finite"]
+        and report["q_within_bound"]
+    )
+    assert report["n_items"] == 8 and report["n_observations"] == 2
+    assert report["q_bound"] == pytest.approx(CONFIG.max_abs_reward / (1 - CONFIG.gamma))
+    tight = check_agent(agent, OBSERVATIONS, max_abs_reward=1e-6)
+    assert not tight["ok"] and not tight["q_within_bound"]
+
+
+def test_check_agent_flags_non_finite_weights():
+    agent = trained_agent()
+    with torch.no_grad():
+        agent.target.items.mlp[0].bias[0] = float("inf")
+    report = check_agent(agent, OBSERVATIONS)
+    assert not report["ok"] and report["non_finite_tensors"] == ["target.items.mlp.0.bias"]

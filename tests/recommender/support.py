@@ -1,0 +1,180 @@
+"""Helpers and fixtures for the tests of the recommender's Django layer
+(events, recommendations API, serving, carousels, training).
+
+Test modules import the fixtures they use from here (the autouse
+``recommender_isolation`` included), so tests/recommender/conftest.py stays
+the admin tests' own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from recommender import features
+from recommender.conf import dqn_config
+from recommender.models import Checkpoint
+from recommender.rl.agent import DQNAgent
+from recommender.rl.replay import ReplayBuffer
+from recommender.rl.types import Observation, Slot
+from recommender.rl.types import Transition as RLTransition
+from recommender.serving import policy_server
+from tests.factories import CategoryFactory, ProductFactory
+
+RECOMMENDATIONS_URL = "/api/v1/recommendations/"
+EVENTS_URL = "/api/v1/events/"
+CART_ITEMS_URL = "/api/v1/cart/items/"
+CHECKOUT_URL = "/api/v1/checkout/"
+
+BRANDS = ("Northwind", "Fjallraven", "Patagonia", "Arcteryx", "Muji", "Uniqlo", "Barbour")
+COLOURS = ("navy", "olive", "black", "white", "red", "grey", "sand")
+MATERIALS = ("merino wool", "cotton", "linen", "nylon", "leather", "cashmere")
+
+
+@pytest.fixture(autouse=True)
+def recommender_isolation(settings, tmp_path):
+    """Each test starts with an empty in-memory cache (throttles, the trainer
+    lock), the recommender as the shop's carousel provider and a fresh
+    per-process policy server that re-reads the database on every request."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "recommender-tests",
+        }
+    }
+    cache.clear()
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.SHOP_CAROUSEL_PROVIDER = "recommender.carousels.carousel_provider"
+    settings.RECOMMENDER_RELOAD_SECONDS = 0
+    settings.RECOMMENDER_ELIGIBILITY_TTL = 0
+    policy_server.__init__()
+    yield
+    policy_server.__init__()
+
+
+# ---------------------------------------------------------------------------
+# Catalogs
+# ---------------------------------------------------------------------------
+
+
+def make_catalog(*, products: int = 12, categories: int = 3, stock: int = 10) -> list:
+    """Products spread over categories, with varied prices and attributes."""
+    cats = [CategoryFactory() for _ in range(categories)]
+    return [
+        ProductFactory(
+            category=cats[i % categories],
+            brand=BRANDS[i % len(BRANDS)],
+            colour=COLOURS[(i * 3) % len(COLOURS)],
+            material=MATERIALS[(i * 5) % len(MATERIALS)],
+            price=Decimal(10 + (i * 7) % 90) + Decimal("0.50"),
+            stock=stock,
+        )
+        for i in range(products)
+    ]
+
+
+@pytest.fixture
+def catalog(db) -> list:
+    return make_catalog()
+
+
+# ---------------------------------------------------------------------------
+# A shopper's browser against the API
+# ---------------------------------------------------------------------------
+
+
+class Shopper:
+    """An anonymous shopper's API client held to CSRF like a browser: it reads
+    the csrftoken cookie set by any GET and sends it back as X-CSRFToken."""
+
+    def __init__(self) -> None:
+        self.client = APIClient(enforce_csrf_checks=True)
+
+    @property
+    def session_key(self) -> str:
+        return self.client.cookies["sessionid"].value
+
+    def get(self, path: str, params: dict | None = None):
+        return self.client.get(path, params or {})
+
+    def post(self, path: str, payload: dict, *, csrf: bool = True):
+        if "csrftoken" not in self.client.cookies:
+            self.get("/api/v1/categories/")
+        headers = {"HTTP_X_CSRFTOKEN": self.client.cookies["csrftoken"].value} if csrf else {}
+        return self.client.post(path, payload, format="json", **headers)
+
+    def recommend(self, slot: str = "home", **params) -> dict:
+        response = self.get(RECOMMENDATIONS_URL, {"slot": slot, **params})
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    def event(self, type: str, product_id: int, impression_id=None, event_id=None):
+        payload = {
+            "event_id": str(event_id or uuid.uuid4()),
+            "type": type,
+            "product_id": product_id,
+        }
+        if impression_id is not None:
+            payload["impression_id"] = str(impression_id)
+        return self.post(EVENTS_URL, payload)
+
+    def add_to_cart(self, product_id: int, quantity: int = 1):
+        return self.post(CART_ITEMS_URL, {"product_id": product_id, "quantity": quantity})
+
+    def checkout(self):
+        return self.post(
+            CHECKOUT_URL,
+            {"email": "ada@example.com", "name": "Ada Lovelace", "address": "1 Demo Street"},
+        )
+
+
+def shown_ids(recommendation: dict) -> list[int]:
+    return [item["product"]["id"] for item in recommendation["items"]]
+
+
+# ---------------------------------------------------------------------------
+# Agents and checkpoints
+# ---------------------------------------------------------------------------
+
+
+def tiny_agent(*, steps: int = 3, seed: int = 0) -> DQNAgent:
+    """A DQNAgent over the store's current catalog, trained a few steps on
+    made-up transitions (so its weights differ from a fresh one's)."""
+    # As the trainer makes its first learner (recommender.training.learner_load).
+    catalog = features.build_catalog()
+    n_categories = features.category_table_size(int(catalog.categories.max(initial=0)))
+    agent = DQNAgent(dqn_config(), catalog, n_categories=n_categories)
+    if steps:
+        rng = np.random.default_rng(seed)
+        ids = [int(i) for i in catalog.ids]
+        transitions = []
+        for _ in range(64):
+            a, b = rng.choice(ids, size=2, replace=False)
+            state = Observation(
+                slot=Slot.HOME, recent_items=(int(a),), recent_events=(1,), recent_ages=(5.0,)
+            )
+            following = Observation(slot=Slot.PRODUCT, current_item=int(b), page_depth=1)
+            transitions.append(
+                RLTransition(state, int(b), float(rng.random() < 0.3), following, False, 0.5)
+            )
+        replay = ReplayBuffer(agent.config, capacity=len(transitions))
+        replay.add_many(transitions, catalog)
+        agent.train_steps(replay, steps, rng)
+    return agent
+
+
+def store_checkpoint(
+    agent: DQNAgent | None, *, version: int, weights: bytes | None = None
+) -> Checkpoint:
+    """A candidate checkpoint holding ``agent`` (or raw ``weights``)."""
+    return Checkpoint.objects.create(
+        version=version,
+        weights=weights if weights is not None else agent.save(),
+        config=agent.config.to_dict() if agent is not None else {},
+        checks={"passed": True},
+    )

@@ -1,0 +1,164 @@
+"""The HTML store's carousels: each page logs an impression and links its
+items with the impression id, so a click is recorded without JavaScript."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+from django.test import Client
+
+from recommender.models import Event, EventType, Impression
+from tests.recommender.support import (  # noqa: F401  (fixtures)
+    Shopper,
+    catalog,
+    recommender_isolation,
+    shown_ids,
+)
+
+pytestmark = pytest.mark.django_db
+
+LINK = re.compile(r'href="(/[^"?]*)\?imp=([0-9a-f-]{36})"')
+
+
+def _carousel_links(response) -> list[tuple[str, str]]:
+    """(product path, impression id) of every carousel link on the page."""
+    return LINK.findall(response.content.decode())
+
+
+def _page(client: Client, path: str, heading: str) -> tuple[Impression, list[str]]:
+    response = client.get(path)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert heading in html
+    links = _carousel_links(response)
+    assert links, "the carousel has no tracked links"
+    impression_ids = {imp for _, imp in links}
+    assert len(impression_ids) == 1
+    impression = Impression.objects.get(pk=impression_ids.pop())
+    assert impression.session_key == client.session.session_key
+    return impression, [path for path, _ in links]
+
+
+def test_home_page_shows_the_recommended_for_you_carousel(catalog):
+    client = Client()
+
+    impression, paths = _page(client, "/", "Recommended for you")
+
+    assert impression.slot == "home"
+    assert len(paths) == 8
+    shown = list(impression.items.order_by("position").values_list("product__slug", flat=True))
+    assert [p.rstrip("/").rsplit("/", 1)[-1] for p in paths] == shown
+
+
+def test_product_page_shows_you_may_also_like_without_the_product_itself(catalog):
+    client = Client()
+    product = catalog[3]
+
+    impression, paths = _page(client, product.get_absolute_url(), "You may also like")
+
+    assert impression.slot == "product"
+    assert impression.product_id == product.pk
+    assert product.get_absolute_url() not in paths
+
+
+def test_cart_page_shows_complete_your_order_without_cart_items(catalog):
+    client = Client()
+    client.get("/")
+    response = client.post(f"/cart/add/{catalog[0].pk}/", {"quantity": 1})
+    assert response.status_code in (302, 303), response.status_code
+
+    impression, paths = _page(client, "/cart/", "Complete your order")
+
+    assert impression.slot == "cart"
+    assert catalog[0].get_absolute_url() not in paths
+    assert impression.state["cart_items"] == [catalog[0].pk]
+
+
+def test_following_a_carousel_link_records_the_click_and_the_view(catalog, settings):
+    settings.RECOMMENDER_REWARD_CLICK = 1.0
+    client = Client()
+    home, paths = _page(client, "/", "Recommended for you")
+
+    response = client.get(f"{paths[1]}?imp={home.pk}")
+
+    assert response.status_code == 200
+    clicked = home.items.get(position=1).product_id
+    click = Event.objects.get(type=EventType.CLICK)
+    assert (click.product_id, click.impression_id, click.reward) == (clicked, home.pk, 1.0)
+    assert click.session_key == client.session.session_key
+    view = Event.objects.get(type=EventType.VIEW)
+    assert (view.product_id, view.impression_id) == (clicked, None)
+    home.refresh_from_db()
+    assert (home.clicks, home.reward) == (1, 1.0)
+    # The product page's own carousel saw the click and the view in its state.
+    product_impression = Impression.objects.get(slot="product")
+    assert product_impression.state["recent_items"][-2:] == [clicked, clicked]
+
+
+def test_reloading_a_carousel_link_earns_the_click_once(catalog):
+    client = Client()
+    home, paths = _page(client, "/", "Recommended for you")
+
+    client.get(f"{paths[0]}?imp={home.pk}")
+    client.get(f"{paths[0]}?imp={home.pk}")
+
+    assert Event.objects.filter(type=EventType.CLICK).count() == 2
+    assert Event.objects.filter(type=EventType.CLICK, impression=home).count() == 1
+    assert Event.objects.filter(type=EventType.VIEW).count() == 2
+    home.refresh_from_db()
+    assert home.clicks == 1
+
+
+def test_a_link_shared_from_another_session_counts_only_the_view(catalog):
+    owner = Client()
+    home, paths = _page(owner, "/", "Recommended for you")
+    visitor = Client()
+
+    response = visitor.get(f"{paths[0]}?imp={home.pk}")
+
+    assert response.status_code == 200
+    assert "You may also like" in response.content.decode()
+    assert not Event.objects.filter(type=EventType.CLICK).exists()
+    assert Event.objects.filter(type=EventType.VIEW).count() == 1
+    home.refresh_from_db()
+    assert home.clicks == 0
+
+
+@pytest.mark.parametrize("imp", ["garbage", "", str(uuid.uuid4()), "1; DROP TABLE x"])
+def test_a_garbage_impression_id_counts_only_the_view(catalog, imp):
+    client = Client()
+
+    response = client.get(catalog[0].get_absolute_url(), {"imp": imp})
+
+    assert response.status_code == 200
+    assert not Event.objects.filter(type=EventType.CLICK).exists()
+    assert Event.objects.filter(type=EventType.VIEW, product=catalog[0]).count() == 1
+
+
+def test_an_impression_that_did_not_show_the_product_counts_only_the_view(catalog):
+    client = Client()
+    home, paths = _page(client, "/", "Recommended for you")
+    shown = set(home.items.values_list("product_id", flat=True))
+    other = next(p for p in catalog if p.pk not in shown)
+
+    response = client.get(f"{other.get_absolute_url()}?imp={home.pk}")
+
+    assert response.status_code == 200
+    assert not Event.objects.filter(type=EventType.CLICK).exists()
+    assert Event.objects.filter(type=EventType.VIEW, product=other).exists()
+
+
+def test_api_and_html_share_the_session(catalog):
+    """An impression served by the API can be clicked through the HTML link
+    form too: both are the same shopper session."""
+    shopper = Shopper()
+    rec = shopper.recommend()
+    product = next(p for p in catalog if p.pk == shown_ids(rec)[0])
+
+    response = shopper.client.get(f"{product.get_absolute_url()}?imp={rec['impression_id']}")
+
+    assert response.status_code == 200
+    click = Event.objects.get(type=EventType.CLICK)
+    assert str(click.impression_id) == rec["impression_id"]

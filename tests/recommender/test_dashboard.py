@@ -1,0 +1,499 @@
+"""The recommendation dashboard as a store admin uses it: the numbers it
+shows, who may see it, and what its buttons do."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from unittest import mock
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import strip_tags
+from django_celery_beat.models import PeriodicTask
+from kombu.exceptions import OperationalError
+
+from recommender import charts, selectors
+from recommender.models import Checkpoint
+from recommender.schedules import schedules_ensure
+from recommender.selectors import DateRange
+from recommender.stats import stats_rollup
+from tests.recommender.factories import CheckpointFactory, ImpressionFactory, TrainingRunFactory
+
+pytestmark = pytest.mark.django_db
+
+URL = "/admin/recommender/dashboard/"
+MARCH = "?start=2024-03-01&end=2024-03-07"
+MARCH_RANGE = DateRange(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 8, tzinfo=UTC))
+
+
+def at(day: int, hour: int = 12, month: int = 3) -> datetime:
+    return datetime(2024, month, day, hour, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def known_traffic():
+    """Mar 1–7: 8 impressions, 2 clicks, 1 add-to-cart, 1 purchase of 50.00,
+    reward 12. The previous week (Feb 23–29): 5 impressions, 1 click, reward 5.
+    Impressions just outside both ranges must not count."""
+    ImpressionFactory(
+        created_at=at(2),
+        clicks=1,
+        add_to_carts=1,
+        purchases=1,
+        reward=10.0,
+        revenue=Decimal("50.00"),
+        policy_version=2,
+    )
+    ImpressionFactory(created_at=at(3, 9), clicks=1, reward=2.0, policy_version=2)
+    for day in (4, 5, 6):
+        ImpressionFactory(created_at=at(day), policy_version=2)
+    ImpressionFactory(created_at=at(1, 0), slot="cart", policy_version=1)
+    ImpressionFactory(created_at=at(7, 23), slot="cart", policy_version=1)
+    ImpressionFactory(
+        created_at=at(5, 8), slot="product", policy_name="popularity", policy_version=None
+    )
+    # The previous range.
+    ImpressionFactory(created_at=at(23, month=2), clicks=1, reward=5.0, policy_version=1)
+    for day in (24, 25, 28, 29):
+        ImpressionFactory(created_at=at(day, month=2), policy_version=1)
+    # Outside both.
+    ImpressionFactory(created_at=at(8, 0), clicks=3, reward=30.0)
+    ImpressionFactory(created_at=at(22, 23, month=2), clicks=3, reward=30.0)
+
+
+def text_of(html: str) -> str:
+    """What a reader sees: tags dropped, whitespace collapsed."""
+    return " ".join(strip_tags(html).split())
+
+
+def kpi_card(html: str, key: str) -> str:
+    """The visible text of one KPI card."""
+    match = re.search(
+        rf'data-kpi="{key}"[^>]*>(.*?)(?=<div class="rec-kpi" |</section>)', html, re.S
+    )
+    assert match, f"no KPI card {key!r}"
+    return " ".join(strip_tags(match.group(1)).split())
+
+
+# ---------------------------------------------------------------------------
+# The numbers
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rolled_up", ["nothing", "the first days", "everything"])
+def test_kpis_are_exact_whether_read_from_the_rollup_or_live(known_traffic, rolled_up):
+    if rolled_up == "the first days":
+        stats_rollup(since=at(1, month=2), until=at(3, 0))
+    elif rolled_up == "everything":
+        stats_rollup(since=at(1, month=2), until=at(9))
+
+    report = selectors.kpis(date_range=MARCH_RANGE)
+
+    assert report.current.impressions == 8
+    assert report.current.ctr == 0.25
+    assert report.current.add_to_cart_rate == 0.125
+    assert report.current.purchase_rate == 0.125
+    assert report.current.reward_per_impression == 1.5
+    assert report.current.revenue == Decimal("50.00")
+    assert report.previous.impressions == 5
+    assert report.previous.ctr == 0.2
+    by_key = {kpi.key: kpi for kpi in report.kpis}
+    assert by_key["impressions"].change == pytest.approx(0.6)
+    assert by_key["ctr"].change == pytest.approx(0.25)
+    assert by_key["reward_per_impression"].change == pytest.approx(0.5)
+    # Nothing to compare with: no add-to-carts or revenue the week before.
+    assert by_key["add_to_cart_rate"].change is None
+    assert by_key["revenue"].change is None
+
+
+def test_the_page_shows_the_kpis_and_their_change(superuser_client, known_traffic):
+    stats_rollup(since=at(1, month=2), until=at(4, 0))
+
+    html = superuser_client.get(URL + MARCH).content.decode()
+
+    assert kpi_card(html, "impressions") == "Impressions 8 +60.0% vs 5"
+    assert kpi_card(html, "ctr") == "Click-through rate 25.00% +25.0% vs 20.00%"
+    assert kpi_card(html, "add_to_cart_rate") == "Add-to-cart rate 12.50% — vs 0.00%"
+    assert kpi_card(html, "purchase_rate") == "Purchase rate 12.50% — vs 0.00%"
+    assert kpi_card(html, "reward_per_impression") == "Reward per impression 1.500 +50.0% vs 1.000"
+    assert kpi_card(html, "revenue") == "Attributed revenue 50.00 — vs 0.00"
+    assert "changes are against the previous 7 days (Feb 23, 00:00 – Mar 1, 00:00)" in text_of(html)
+
+
+def test_a_drop_is_shown_as_a_negative_change(superuser_client):
+    ImpressionFactory(created_at=at(2), clicks=1)
+    ImpressionFactory(created_at=at(2))
+    ImpressionFactory(created_at=at(26, month=2), clicks=1)
+
+    html = superuser_client.get(URL + MARCH).content.decode()
+
+    assert kpi_card(html, "ctr") == "Click-through rate 50.00% \u221250.0% vs 100.00%"
+    assert 'class="rec-kpi-change rec-down"' in html
+
+
+def test_the_slot_filter_narrows_every_number(superuser_client, known_traffic):
+    report = selectors.kpis(date_range=MARCH_RANGE, slot="cart")
+    assert (report.current.impressions, report.current.clicks) == (2, 0)
+
+    html = superuser_client.get(URL + MARCH + "&slot=home").content.decode()
+
+    assert kpi_card(html, "impressions") == "Impressions 5 ±0.0% vs 5"
+    assert kpi_card(html, "ctr") == "Click-through rate 40.00% +100.0% vs 20.00%"
+
+
+def test_per_version_series_and_table(superuser_client, known_traffic):
+    stats_rollup(since=at(1, month=2), until=at(4, 0))
+
+    series = selectors.timeseries(date_range=MARCH_RANGE, bucket="day")
+
+    assert [s.label for s in series.series] == ["v2", "v1", "Fallback"]
+    assert len(series.buckets) == 7
+    v2 = series.series[0]
+    assert v2.points[datetime(2024, 3, 2, tzinfo=UTC)].ctr == 1.0
+    assert v2.points[datetime(2024, 3, 4, tzinfo=UTC)].ctr == 0.0
+    assert datetime(2024, 3, 1, tzinfo=UTC) not in v2.points  # a gap, not a zero
+    assert (v2.totals.impressions, v2.totals.clicks, v2.totals.reward) == (5, 2, 12.0)
+
+    html = superuser_client.get(URL + MARCH + "&bucket=day").content.decode()
+
+    row = re.search(r'<tr data-version="2">(.*?)</tr>', html, re.S).group(1)
+    assert " ".join(strip_tags(row).split()) == "v2 5 40.00% 20.00% 20.00% 2.400 50.00"
+    assert "Click-through rate per day" in html
+
+
+def test_hourly_buckets_for_short_ranges(known_traffic):
+    day = DateRange(datetime(2024, 3, 2, tzinfo=UTC), datetime(2024, 3, 3, tzinfo=UTC))
+
+    series = selectors.timeseries(date_range=day, bucket="hour")
+
+    assert len(series.buckets) == 24
+    assert list(series.series[0].points) == [datetime(2024, 3, 2, 12, tzinfo=UTC)]
+
+
+def test_charts_are_inline_svg_with_one_line_per_version(superuser_client, known_traffic):
+    html = superuser_client.get(URL + MARCH).content.decode()
+
+    ctr_chart = html.split("Click-through rate per", 1)[1].split("</svg>", 1)[0]
+    assert '<svg class="chart"' in ctr_chart
+    assert re.findall(r'data-label="([^"]+)"', ctr_chart) == ["v2", "v1", "Fallback"]
+    assert "<script" not in html.split('id="content-main"', 1)[1]
+    # Nothing the page uses comes from another host.
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+
+
+def test_training_chart_and_latest_runs(superuser_client):
+    for i, loss in enumerate((0.8, 0.5, 0.3)):
+        TrainingRunFactory(started_at=at(2 + i), loss=loss, mean_q=2.0 + i)
+    TrainingRunFactory(
+        started_at=at(6), status="failed", loss=None, mean_q=None, outcome="Not enough transitions."
+    )
+
+    runs = selectors.training_runs_for_chart(date_range=MARCH_RANGE)
+    assert [run.loss for run in runs] == [0.8, 0.5, 0.3]
+
+    html = superuser_client.get(URL + MARCH).content.decode()
+    assert "Training loss per run (3 in range)" in html
+    loss_chart = html.split("Training loss per run", 1)[1].split("</svg>", 1)[0]
+    assert loss_chart.count("<circle") == 3
+    assert "Failed" in html
+
+
+def test_checkpoints_table_shows_checks_and_estimates_against_the_active(superuser_client):
+    CheckpointFactory(version=1, status=Checkpoint.Status.ACTIVE)
+    CheckpointFactory(
+        version=2,
+        checks={
+            "finite_weights": True,
+            "q_sane": False,
+            "q_min": -1.0,
+            "q_max": 250.0,
+            "passed": False,
+        },
+        evaluation={
+            "ips": {"value": 0.412, "ci95": [0.38, 0.445]},
+            "active": {"version": 1, "ips": {"value": 0.4, "ci95": [0.37, 0.43]}},
+            "n_impressions": 5000,
+            "passed": False,
+        },
+        status=Checkpoint.Status.REJECTED,
+    )
+
+    html = superuser_client.get(URL).content.decode()
+
+    row = " ".join(
+        strip_tags(re.search(r'<tr data-version="2">(.*?)</tr>', html, re.S).group(1)).split()
+    )
+    assert "Rejected" in row
+    assert "✓ Finite weights" in row and "✗ Q sane" in row
+    assert "Q in [-1.00, 250.00]" in row
+    assert "0.412 [0.380, 0.445] v1: 0.400 [0.370, 0.430]" in row
+    assert "✗ failed" in row and "5,000 impressions" in row
+    assert "Activate" in row
+
+
+def test_checkpoints_with_missing_or_malformed_results_still_render(superuser_client):
+    CheckpointFactory(version=7, checks={}, evaluation={})
+    CheckpointFactory(
+        version=8,
+        checks={"passed": "yes", "q_min": "NaN"},
+        evaluation={
+            "ips": "n/a",
+            "snips": {"value": None},
+            "dr": {"value": 1.0, "ci95": [0]},
+            "active": 3,
+        },
+    )
+
+    response = superuser_client.get(URL)
+
+    assert response.status_code == 200
+    row = " ".join(
+        strip_tags(
+            re.search(r'<tr data-version="8">(.*?)</tr>', response.content.decode(), re.S).group(1)
+        ).split()
+    )
+    assert row.startswith("v8")
+    assert "1.000" in row  # the DR point estimate without its malformed interval
+
+
+def test_weights_are_never_loaded_for_the_table():
+    CheckpointFactory(version=1)
+
+    rows = selectors.checkpoints_table()
+
+    assert "weights" in rows[0].checkpoint.get_deferred_fields()
+
+
+def test_last_run_of_each_scheduled_task(superuser_client):
+    schedules_ensure()
+    PeriodicTask.objects.filter(task="recommender.tasks.train_policy").update(
+        last_run_at=datetime(2024, 3, 6, 14, 5, 9, tzinfo=UTC), total_run_count=42
+    )
+
+    html = superuser_client.get(URL).content.decode()
+
+    row = re.search(r'<tr data-task="recommender.tasks.train_policy">(.*?)</tr>', html, re.S).group(
+        1
+    )
+    assert 'title="2024-03-06 14:05:09"' in row
+    assert ">42<" in row
+    for task in ("sync_target_network", "rollup_stats", "build_transitions"):
+        assert f'data-task="recommender.tasks.{task}"' in html
+    assert "never" in html
+
+
+def test_an_invalid_range_says_so_and_shows_the_default(superuser_client):
+    response = superuser_client.get(URL + "?start=2024-03-07&end=2024-03-01")
+
+    assert response.status_code == 200
+    assert "The end date is before the start date." in response.content.decode()
+    today = timezone.localdate()
+    filters = response.context["filters"]
+    assert (filters.start_day, filters.end_day) == (today - timedelta(days=6), today)
+
+
+def test_dashboard_renders_in_a_bounded_number_of_queries(
+    superuser_client, known_traffic, django_assert_max_num_queries
+):
+    CheckpointFactory.create_batch(5)
+    TrainingRunFactory.create_batch(5, started_at=at(3))
+    stats_rollup(since=at(1, month=2), until=at(4, 0))
+
+    with django_assert_max_num_queries(20):
+        assert superuser_client.get(URL + MARCH).status_code == 200
+
+
+# ---------------------------------------------------------------------------
+# Who may see it
+# ---------------------------------------------------------------------------
+
+
+def test_the_url_and_the_link_from_the_admin_index(superuser_client):
+    assert reverse("admin:recommender_dashboard_changelist") == URL
+
+    html = superuser_client.get("/admin/").content.decode()
+
+    assert f'href="{URL}"' in html
+    assert "Recommendation dashboard" in html
+
+
+def test_anonymous_visitors_are_sent_to_the_admin_login(client):
+    response = client.get(URL)
+
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/login/?next={URL}"
+
+
+def test_shoppers_who_are_not_staff_are_sent_to_the_admin_login(shopper_client):
+    response = shopper_client.get(URL)
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+def test_staff_see_the_dashboard_without_the_buttons(staff_client):
+    CheckpointFactory(version=1)
+
+    response = staff_client.get(URL)
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Train now" not in html and ">Activate<" not in html
+    assert "need the “Can change checkpoint” permission" in html
+    # Their admin index lists the dashboard too.
+    assert f'href="{URL}"' in staff_client.get("/admin/").content.decode()
+
+
+def test_staff_without_the_permission_cannot_press_the_buttons(staff_client):
+    checkpoint = CheckpointFactory(version=1)
+
+    with mock.patch("recommender.tasks.train_policy.delay") as delay:
+        assert staff_client.post(URL + "train/").status_code == 403
+    assert staff_client.post(URL + f"checkpoints/{checkpoint.pk}/activate/").status_code == 403
+    assert staff_client.post(URL + "checkpoints/rollback/").status_code == 403
+    delay.assert_not_called()
+    checkpoint.refresh_from_db()
+    assert checkpoint.status == Checkpoint.Status.CANDIDATE
+
+
+# ---------------------------------------------------------------------------
+# The buttons
+# ---------------------------------------------------------------------------
+
+
+def messages_of(response) -> list[str]:
+    return [str(m) for m in response.context["messages"]]
+
+
+def test_activate_makes_it_active_and_retires_the_previous(operator_client):
+    v1 = CheckpointFactory(version=1, status=Checkpoint.Status.ACTIVE)
+    v2 = CheckpointFactory(version=2)
+
+    response = operator_client.post(
+        URL + f"checkpoints/{v2.pk}/activate/",
+        {"query": "start=2024-03-01&end=2024-03-07"},
+        follow=True,
+    )
+
+    v1.refresh_from_db()
+    v2.refresh_from_db()
+    assert (v1.status, v2.status) == (Checkpoint.Status.RETIRED, Checkpoint.Status.ACTIVE)
+    assert v2.activated_at is not None
+    assert response.redirect_chain == [(URL + "?start=2024-03-01&end=2024-03-07", 302)]
+    assert messages_of(response)[0].startswith("v2 is now active; v1 was retired.")
+
+
+def test_roll_back_restores_the_previous_version(operator_client):
+    v1 = CheckpointFactory(version=1, status=Checkpoint.Status.RETIRED, activated_at=at(1))
+    v2 = CheckpointFactory(version=2, status=Checkpoint.Status.ACTIVE, activated_at=at(2))
+
+    html = operator_client.get(URL).content.decode()
+    assert "Roll back" in re.search(r'<tr data-version="2">(.*?)</tr>', html, re.S).group(1)
+
+    response = operator_client.post(URL + "checkpoints/rollback/", follow=True)
+
+    v1.refresh_from_db()
+    v2.refresh_from_db()
+    assert (v1.status, v2.status) == (Checkpoint.Status.ACTIVE, Checkpoint.Status.REJECTED)
+    assert messages_of(response) == ["Rolled back: v1 is active again; v2 was rejected."]
+
+
+def test_roll_back_with_nothing_to_return_to_explains_why(operator_client):
+    CheckpointFactory(version=1, status=Checkpoint.Status.ACTIVE, activated_at=at(1))
+
+    response = operator_client.post(URL + "checkpoints/rollback/", follow=True)
+
+    assert response.status_code == 200
+    assert messages_of(response) == [
+        "Could not roll back: There is no earlier active version to roll back to."
+    ]
+    assert Checkpoint.objects.get().status == Checkpoint.Status.ACTIVE
+
+
+@pytest.mark.parametrize(
+    ("button", "task", "message"),
+    [
+        ("train/", "recommender.tasks.train_policy", "Training queued"),
+        ("sync-target/", "recommender.tasks.sync_target_network", "Target network sync queued"),
+    ],
+)
+def test_buttons_queue_the_celery_task(operator_client, button, task, message):
+    with mock.patch(f"{task}.delay") as delay:
+        response = operator_client.post(URL + button, {"query": "slot=cart"}, follow=True)
+
+    delay.assert_called_once_with(triggered_by="admin:operator")
+    assert response.redirect_chain == [(URL + "?slot=cart", 302)]
+    assert messages_of(response) == [f"{message}: a Celery worker will run it shortly."]
+    assert "queued" in response.content.decode()
+
+
+def test_a_broker_that_is_down_gives_a_clear_message_not_an_error_page(operator_client):
+    refused = OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+    with mock.patch("recommender.tasks.train_policy.delay", side_effect=refused):
+        response = operator_client.post(URL + "train/", follow=True)
+
+    assert response.status_code == 200
+    assert messages_of(response) == [
+        "Could not queue training: the task queue (Celery broker) is not reachable. "
+        "Check that Redis and the Celery worker are running, then try again."
+    ]
+
+
+def test_buttons_only_accept_post(operator_client):
+    with mock.patch("recommender.tasks.train_policy.delay") as delay:
+        assert operator_client.get(URL + "train/").status_code == 405
+    delay.assert_not_called()
+
+
+# ---------------------------------------------------------------------------
+# The chart module
+# ---------------------------------------------------------------------------
+
+
+def test_nice_ticks_are_round_and_cover_the_data():
+    assert charts.nice_ticks(0, 0.137) == [0.0, 0.05, 0.1, 0.15]
+    assert charts.nice_ticks(0, 1) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    ticks = charts.nice_ticks(2.13, 2.61)
+    assert ticks[0] <= 2.13 and ticks[-1] >= 2.61
+
+
+def test_an_empty_chart_says_there_is_no_data():
+    svg = charts.line_chart(title="CTR", lines=[], x_start=MARCH_RANGE.start, x_end=MARCH_RANGE.end)
+    assert "No data in this range." in svg
+
+
+def test_chart_lines_break_across_gaps():
+    start = MARCH_RANGE.start
+    line = charts.Line("v1", [(start + timedelta(hours=h), 0.1) for h in (0, 1, 2, 10, 11)])
+
+    svg = charts.line_chart(
+        title="CTR",
+        lines=[line],
+        x_start=start,
+        x_end=start + timedelta(hours=12),
+        max_gap=timedelta(hours=1.5),
+    )
+
+    assert svg.count("<polyline") == 2
+
+
+def test_a_range_ending_today_is_compared_to_date(superuser_client):
+    now = timezone.now()
+    midnight = timezone.make_aware(datetime.combine(timezone.localdate(now), datetime.min.time()))
+    so_far = now - midnight
+    ImpressionFactory(created_at=midnight + so_far / 2, clicks=1)
+    # Yesterday up to the same time of day counts; the rest of yesterday not.
+    ImpressionFactory(created_at=midnight - timedelta(days=1) + so_far / 2)
+    ImpressionFactory(created_at=midnight - (timedelta(days=1) - so_far) / 2)
+
+    response = superuser_client.get(URL + f"?start={midnight:%Y-%m-%d}&end={midnight:%Y-%m-%d}")
+
+    report = response.context["report"]
+    assert report.date_range.end <= timezone.now()
+    assert (report.current.impressions, report.previous.impressions) == (1, 1)
+    assert "changes compare the range so far with the same stretch of the previous 1 day (" in (
+        text_of(response.content.decode())
+    )

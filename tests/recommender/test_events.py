@@ -1,0 +1,437 @@
+"""Events and reward attribution: POST /api/v1/events/ for views and clicks,
+add-to-cart and purchase events recorded by the shop's own cart and checkout."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from recommender.api import EventsSessionThrottle
+from recommender.models import Event, EventType, Impression
+from recommender.services import EventRejected, event_record
+from shop.models import CartItem, Product
+from shop.services import cart_add_item, cart_get_or_create
+from tests.recommender.support import (  # noqa: F401  (fixtures)
+    Shopper,
+    catalog,
+    recommender_isolation,
+    shown_ids,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _first_shown(shopper: Shopper, **params) -> tuple[Impression, int]:
+    rec = shopper.recommend(**params)
+    return Impression.objects.get(pk=rec["impression_id"]), shown_ids(rec)[0]
+
+
+# ---------------------------------------------------------------------------
+# Clicks name their impression
+# ---------------------------------------------------------------------------
+
+
+def test_click_on_a_shown_item_earns_the_click_reward_on_its_impression(catalog, settings):
+    settings.RECOMMENDER_REWARD_CLICK = 1.5
+    shopper = Shopper()
+    rec = shopper.recommend()
+    product_id = shown_ids(rec)[2]
+
+    response = shopper.event("click", product_id, rec["impression_id"])
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["type"] == "click"
+    assert body["product_id"] == product_id
+    assert body["impression_id"] == rec["impression_id"]
+    assert body["reward"] == 1.5
+    event = Event.objects.get(event_id=body["event_id"])
+    assert event.source == Event.Source.CLIENT
+    assert event.session_key == shopper.session_key
+    impression = Impression.objects.get(pk=rec["impression_id"])
+    assert (impression.clicks, impression.reward) == (1, 1.5)
+
+
+def test_click_naming_another_sessions_impression_is_rejected(catalog):
+    impression, product_id = _first_shown(Shopper())
+
+    response = Shopper().event("click", product_id, impression.pk)
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert "impression" in response.json()["detail"]
+    assert not Event.objects.filter(type=EventType.CLICK).exists()
+    impression.refresh_from_db()
+    assert impression.clicks == 0
+
+
+def test_click_on_a_product_the_impression_did_not_show_is_rejected(catalog):
+    shopper = Shopper()
+    rec = shopper.recommend(k=2)
+    hidden = next(p for p in catalog if p.pk not in shown_ids(rec))
+
+    response = shopper.event("click", hidden.pk, rec["impression_id"])
+
+    assert response.status_code == 400
+    assert "did not show" in response.json()["detail"]
+    assert not Event.objects.filter(type=EventType.CLICK).exists()
+
+
+def test_click_naming_an_unknown_impression_is_rejected(catalog):
+    response = Shopper().event("click", catalog[0].pk, uuid.uuid4())
+
+    assert response.status_code == 400
+    assert not Event.objects.exists()
+
+
+def test_click_without_impression_id_is_rejected(catalog):
+    response = Shopper().event("click", catalog[0].pk)
+
+    assert response.status_code == 400
+    body = response.json()
+    assert "impression_id" in body["errors"]
+    assert not Event.objects.exists()
+
+
+@pytest.mark.parametrize("event_type", ["add_to_cart", "purchase", "refund"])
+def test_clients_cannot_send_add_to_cart_or_purchase_events(catalog, event_type):
+    shopper = Shopper()
+    impression, product_id = _first_shown(shopper)
+
+    response = shopper.event(event_type, product_id, impression.pk)
+
+    assert response.status_code == 400
+    assert "type" in response.json()["errors"]
+    assert not Event.objects.exists()
+    impression.refresh_from_db()
+    assert impression.reward == 0
+
+
+def test_event_for_an_unknown_product_is_a_400_not_a_500(catalog):
+    response = Shopper().event("view", 999_999)
+
+    assert response.status_code == 400
+    assert "product_id" in response.json()["errors"]
+
+
+# ---------------------------------------------------------------------------
+# Idempotency on event_id
+# ---------------------------------------------------------------------------
+
+
+def test_repeating_an_event_id_returns_the_stored_event_once(catalog):
+    shopper = Shopper()
+    impression, product_id = _first_shown(shopper)
+    event_id = uuid.uuid4()
+
+    first = shopper.event("click", product_id, impression.pk, event_id=event_id)
+    again = shopper.event("click", product_id, impression.pk, event_id=event_id)
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json()
+    assert Event.objects.filter(event_id=event_id).count() == 1
+    assert Event.objects.count() == 1
+    impression.refresh_from_db()
+    assert impression.clicks == 1
+
+
+def test_an_event_id_used_by_another_session_is_rejected(catalog):
+    event_id = uuid.uuid4()
+    assert Shopper().event("view", catalog[0].pk, event_id=event_id).status_code == 201
+
+    response = Shopper().event("view", catalog[0].pk, event_id=event_id)
+
+    assert response.status_code == 400
+    assert "event_id" in response.json()["detail"]
+    assert Event.objects.count() == 1
+
+
+def test_an_event_id_reused_for_a_different_event_is_rejected(catalog):
+    shopper = Shopper()
+    event_id = uuid.uuid4()
+    assert shopper.event("view", catalog[0].pk, event_id=event_id).status_code == 201
+
+    response = shopper.event("view", catalog[1].pk, event_id=event_id)
+
+    assert response.status_code == 400
+    assert Event.objects.get().product_id == catalog[0].pk
+
+
+def test_a_repeated_click_is_stored_but_earns_reward_once(catalog, settings):
+    settings.RECOMMENDER_REWARD_CLICK = 1.0
+    shopper = Shopper()
+    impression, product_id = _first_shown(shopper)
+
+    first = shopper.event("click", product_id, impression.pk)
+    second = shopper.event("click", product_id, impression.pk)
+
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert first.json()["reward"] == 1.0
+    assert second.json()["reward"] == 0.0
+    assert second.json()["impression_id"] is None
+    assert Event.objects.filter(type=EventType.CLICK).count() == 2
+    impression.refresh_from_db()
+    assert (impression.clicks, impression.reward) == (1, 1.0)
+
+
+# ---------------------------------------------------------------------------
+# Add to cart, recorded by the shop's cart
+# ---------------------------------------------------------------------------
+
+
+def test_add_to_cart_after_a_carousel_showed_the_item_is_attributed(catalog, settings):
+    settings.RECOMMENDER_REWARD_ADD_TO_CART = 2.5
+    shopper = Shopper()
+    impression, product_id = _first_shown(shopper)
+
+    response = shopper.add_to_cart(product_id, quantity=2)
+
+    assert response.status_code == 201, response.content
+    event = Event.objects.get(type=EventType.ADD_TO_CART)
+    assert event.impression_id == impression.pk
+    assert event.product_id == product_id
+    assert event.quantity == 2
+    assert event.reward == 2.5
+    assert event.source == Event.Source.SERVER
+    assert event.session_key == shopper.session_key
+    impression.refresh_from_db()
+    assert (impression.add_to_carts, impression.reward) == (1, 2.5)
+
+
+def test_add_to_cart_of_an_item_no_carousel_showed_earns_nothing(catalog):
+    shopper = Shopper()
+    rec = shopper.recommend(k=2)
+    hidden = next(p for p in catalog if p.pk not in shown_ids(rec))
+
+    assert shopper.add_to_cart(hidden.pk).status_code == 201
+
+    event = Event.objects.get(type=EventType.ADD_TO_CART)
+    assert (event.impression_id, event.reward) == (None, 0.0)
+
+
+def test_add_to_cart_earns_once_per_item_even_after_other_rewards_on_the_impression(catalog):
+    """Each (impression, item, type) earns once: a click on one item and an
+    add-to-cart of another must not stop a third event from earning."""
+    shopper = Shopper()
+    rec = shopper.recommend()
+    impression_id = rec["impression_id"]
+    a, b = shown_ids(rec)[:2]
+
+    assert shopper.event("click", b, impression_id).status_code == 201
+    assert shopper.add_to_cart(a).status_code == 201
+    assert shopper.add_to_cart(b).status_code == 201
+    assert shopper.add_to_cart(b).status_code == 201  # more of b: no second reward
+
+    rewarded = Event.objects.filter(type=EventType.ADD_TO_CART, impression_id=impression_id)
+    assert sorted(rewarded.values_list("product_id", flat=True)) == sorted([a, b])
+    assert Event.objects.filter(type=EventType.ADD_TO_CART, impression__isnull=True).count() == 1
+    impression = Impression.objects.get(pk=impression_id)
+    assert (impression.clicks, impression.add_to_carts) == (1, 2)
+
+
+def test_add_to_cart_is_attributed_to_the_latest_impression_that_showed_it(catalog):
+    shopper = Shopper()
+    first = shopper.recommend(k=24)
+    second = shopper.recommend(k=24)
+    product_id = next(p for p in shown_ids(second) if p in shown_ids(first))
+
+    shopper.add_to_cart(product_id)
+
+    event = Event.objects.get(type=EventType.ADD_TO_CART)
+    assert str(event.impression_id) == second["impression_id"]
+
+
+def test_a_cart_add_refused_for_stock_records_no_event(catalog):
+    shopper = Shopper()
+    impression, product_id = _first_shown(shopper)
+    stock = Product.objects.get(pk=product_id).stock
+
+    response = shopper.add_to_cart(product_id, quantity=stock + 1)
+
+    assert response.status_code == 409
+    assert not Event.objects.filter(type=EventType.ADD_TO_CART).exists()
+    impression.refresh_from_db()
+    assert impression.add_to_carts == 0
+
+
+def test_the_add_to_cart_event_commits_with_the_cart_change_or_not_at_all(catalog, monkeypatch):
+    session_key = "a" * 32
+    cart = cart_get_or_create(session_key=session_key)
+
+    def broken(**kwargs):
+        raise RuntimeError("event store down")
+
+    monkeypatch.setattr("recommender.receivers.event_record", broken)
+    with pytest.raises(RuntimeError):
+        cart_add_item(cart=cart, product=catalog[0], quantity=1, session_key=session_key)
+
+    assert not CartItem.objects.filter(cart=cart).exists()
+
+
+# ---------------------------------------------------------------------------
+# Purchases, recorded by checkout
+# ---------------------------------------------------------------------------
+
+
+def test_checkout_records_price_aware_purchase_rewards_and_revenue(catalog, settings):
+    settings.RECOMMENDER_REWARD_ADD_TO_CART = 3.0
+    settings.RECOMMENDER_REWARD_PURCHASE = 5.0
+    settings.RECOMMENDER_REWARD_PURCHASE_PER_UNIT_PRICE = 0.02
+    shopper = Shopper()
+    rec = shopper.recommend(k=2)
+    shown = Product.objects.get(pk=shown_ids(rec)[0])
+    other = next(p for p in catalog if p.pk not in shown_ids(rec))
+    shopper.add_to_cart(shown.pk, quantity=2)
+    shopper.add_to_cart(other.pk, quantity=1)
+
+    response = shopper.checkout()
+
+    assert response.status_code == 201, response.content
+    line_value = shown.price * 2
+    purchase = Event.objects.get(type=EventType.PURCHASE, product=shown)
+    assert str(purchase.impression_id) == rec["impression_id"]
+    assert purchase.quantity == 2
+    assert purchase.value == line_value
+    assert purchase.reward == pytest.approx(5.0 + 0.02 * float(line_value))
+    unattributed = Event.objects.get(type=EventType.PURCHASE, product=other)
+    assert (unattributed.impression_id, unattributed.reward) == (None, 0.0)
+    assert unattributed.value == other.price
+    impression = Impression.objects.get(pk=rec["impression_id"])
+    assert impression.purchases == 1
+    assert impression.revenue == line_value
+    assert impression.reward == pytest.approx(3.0 + 5.0 + 0.02 * float(line_value))
+
+
+def test_a_retried_checkout_records_no_second_purchase(catalog):
+    shopper = Shopper()
+    impression, product_id = _first_shown(shopper)
+    shopper.add_to_cart(product_id)
+    token = shopper.get("/api/v1/cart/").json()["checkout_token"]
+    payload = {
+        "email": "ada@example.com",
+        "name": "Ada",
+        "address": "1 Demo Street",
+        "checkout_token": token,
+    }
+
+    assert shopper.post("/api/v1/checkout/", payload).status_code == 201
+    assert shopper.post("/api/v1/checkout/", payload).status_code == 200
+
+    assert Event.objects.filter(type=EventType.PURCHASE).count() == 1
+    impression.refresh_from_db()
+    assert impression.purchases == 1
+
+
+# ---------------------------------------------------------------------------
+# The attribution window
+# ---------------------------------------------------------------------------
+
+
+def test_events_after_the_attribution_window_are_kept_without_reward(catalog, settings):
+    settings.RECOMMENDER_ATTRIBUTION_WINDOW = 60
+    shopper = Shopper()
+    impression, product_id = _first_shown(shopper)
+    Impression.objects.filter(pk=impression.pk).update(
+        created_at=timezone.now() - timedelta(seconds=120)
+    )
+
+    click = shopper.event("click", product_id, impression.pk)
+    cart = shopper.add_to_cart(product_id)
+
+    assert click.status_code == 201
+    assert (click.json()["impression_id"], click.json()["reward"]) == (None, 0.0)
+    assert cart.status_code == 201
+    event = Event.objects.get(type=EventType.ADD_TO_CART)
+    assert (event.impression_id, event.reward) == (None, 0.0)
+    impression.refresh_from_db()
+    assert (impression.clicks, impression.add_to_carts, impression.reward) == (0, 0, 0.0)
+
+
+def test_the_attribution_window_is_measured_from_the_impression(catalog, settings):
+    settings.RECOMMENDER_ATTRIBUTION_WINDOW = 600
+    shopper = Shopper()
+    impression, product_id = _first_shown(shopper)
+    product = Product.objects.get(pk=product_id)
+
+    inside = event_record(
+        type=EventType.CLICK,
+        product=product,
+        session_key=shopper.session_key,
+        impression_id=impression.pk,
+        now=impression.created_at + timedelta(seconds=599),
+    )
+    late = event_record(
+        type=EventType.ADD_TO_CART,
+        product=product,
+        session_key=shopper.session_key,
+        now=impression.created_at + timedelta(seconds=601),
+    )
+
+    assert inside.event.impression_id == impression.pk
+    assert inside.event.reward == settings.RECOMMENDER_REWARD_CLICK
+    assert (late.event.impression_id, late.event.reward) == (None, 0.0)
+
+
+def test_a_stale_click_still_has_to_name_an_impression_of_this_session(catalog, settings):
+    settings.RECOMMENDER_ATTRIBUTION_WINDOW = 60
+    impression, product_id = _first_shown(Shopper())
+
+    with pytest.raises(EventRejected):
+        event_record(
+            type=EventType.CLICK,
+            product=Product.objects.get(pk=product_id),
+            session_key="someone-else",
+            impression_id=impression.pk,
+            now=impression.created_at + timedelta(hours=1),
+        )
+
+
+# ---------------------------------------------------------------------------
+# Abuse: throttling and CSRF
+# ---------------------------------------------------------------------------
+
+
+def test_events_are_throttled_per_session_with_a_json_429(catalog, monkeypatch):
+    # DRF binds the rates dict into the class at import: patch it there.
+    monkeypatch.setitem(EventsSessionThrottle.THROTTLE_RATES, "events", "3/min")
+    shopper = Shopper()
+
+    statuses = [shopper.event("view", catalog[0].pk).status_code for _ in range(4)]
+
+    assert statuses == [201, 201, 201, 429]
+    response = shopper.event("view", catalog[0].pk)
+    assert response.status_code == 429
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "throttled"
+    assert int(response["Retry-After"]) > 0
+    assert Event.objects.count() == 3
+    # Another shopper has a budget of their own.
+    assert Shopper().event("view", catalog[0].pk).status_code == 201
+
+
+def test_anonymous_event_without_the_csrf_header_is_refused(catalog):
+    shopper = Shopper()
+    shopper.recommend()
+    payload = {"event_id": str(uuid.uuid4()), "type": "view", "product_id": catalog[0].pk}
+
+    response = shopper.post("/api/v1/events/", payload, csrf=False)
+
+    assert response.status_code == 403
+    assert response["Content-Type"] == "application/json"
+    assert "CSRF" in response.json()["detail"]
+    assert not Event.objects.exists()
+
+
+def test_view_events_are_stored_without_reward(catalog):
+    shopper = Shopper()
+
+    response = shopper.event("view", catalog[0].pk)
+
+    assert response.status_code == 201
+    event = Event.objects.get()
+    assert (event.type, event.reward, event.impression_id) == (EventType.VIEW, 0.0, None)
+    assert event.value == Decimal("0")

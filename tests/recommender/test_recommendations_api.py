@@ -1,0 +1,202 @@
+"""GET /api/v1/recommendations/: the contract of DESIGN.md, exclusions, and
+the impression each answer logs."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from recommender.models import Impression, ImpressionItem
+from recommender.rl.types import Slot
+from shop.models import Product
+from tests.factories import ProductFactory
+from tests.recommender.support import (  # noqa: F401  (fixtures)
+    RECOMMENDATIONS_URL,
+    Shopper,
+    catalog,
+    recommender_isolation,
+    shown_ids,
+)
+
+pytestmark = pytest.mark.django_db
+
+PRODUCT_FIELDS = {"id", "name", "slug", "price", "category", "in_stock", "url", "image"}
+
+
+def test_answer_follows_the_contract(catalog):
+    response = Shopper().get(RECOMMENDATIONS_URL, {"slot": "home", "k": 5})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"impression_id", "slot", "policy", "items"}
+    uuid.UUID(body["impression_id"])
+    assert body["slot"] == "home"
+    assert set(body["policy"]) == {"name", "version"}
+    assert len(body["items"]) == 5
+    assert [item["position"] for item in body["items"]] == list(range(5))
+    for item in body["items"]:
+        assert set(item) == {"product", "position", "propensity"}
+        assert set(item["product"]) == PRODUCT_FIELDS
+        assert set(item["product"]["category"]) == {"id", "name", "slug"}
+        assert item["product"]["in_stock"] is True
+        assert item["product"]["url"].startswith("http://testserver/")
+        assert 0.0 < item["propensity"] <= 1.0
+    assert len(set(shown_ids(body))) == 5
+    product = Product.objects.get(pk=body["items"][0]["product"]["id"])
+    assert body["items"][0]["product"]["price"] == f"{product.price:.2f}"
+
+
+def test_default_k_is_eight(catalog):
+    assert len(Shopper().recommend()["items"]) == 8
+
+
+def test_default_k_follows_the_setting(catalog, settings):
+    settings.RECOMMENDER_DEFAULT_K = 5
+
+    assert len(Shopper().recommend()["items"]) == 5
+
+
+def test_k_up_to_24_is_capped_by_the_eligible_items(catalog):
+    body = Shopper().recommend(k=24)
+
+    assert len(body["items"]) == len(catalog)
+
+
+@pytest.mark.parametrize("k", ["0", "25", "x", "-1"])
+def test_k_outside_1_to_24_is_a_400(catalog, k):
+    response = Shopper().get(RECOMMENDATIONS_URL, {"slot": "home", "k": k})
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert "k" in response.json()["errors"]
+    assert not Impression.objects.exists()
+
+
+@pytest.mark.parametrize("slot", [None, "", "footer"])
+def test_slot_is_required_and_must_be_known(catalog, slot):
+    params = {} if slot is None else {"slot": slot}
+
+    response = Shopper().get(RECOMMENDATIONS_URL, params)
+
+    assert response.status_code == 400
+    assert "slot" in response.json()["errors"]
+
+
+def test_product_slot_requires_product_id(catalog):
+    response = Shopper().get(RECOMMENDATIONS_URL, {"slot": "product"})
+
+    assert response.status_code == 400
+    assert "product_id" in response.json()["errors"]
+
+
+def test_product_slot_for_a_missing_or_retired_product_is_a_404(catalog):
+    retired = ProductFactory(is_active=False)
+    shopper = Shopper()
+
+    missing = shopper.get(RECOMMENDATIONS_URL, {"slot": "product", "product_id": 999_999})
+    inactive = shopper.get(RECOMMENDATIONS_URL, {"slot": "product", "product_id": retired.pk})
+
+    assert (missing.status_code, inactive.status_code) == (404, 404)
+    assert missing["Content-Type"] == "application/json"
+    assert missing.json()["code"] == "not_found"
+    assert not Impression.objects.exists()
+
+
+def test_ineligible_items_are_never_recommended(catalog):
+    sold_out = ProductFactory(stock=0)
+    retired = ProductFactory(is_active=False)
+    shopper = Shopper()
+    in_cart, on_page = catalog[0], catalog[1]
+    assert shopper.add_to_cart(in_cart.pk).status_code == 201
+
+    seen: set[int] = set()
+    for slot, params in (
+        ("home", {}),
+        ("cart", {}),
+        ("product", {"product_id": on_page.pk}),
+    ):
+        for _ in range(3):
+            ids = shown_ids(shopper.recommend(slot, k=24, **params))
+            assert sold_out.pk not in ids
+            assert retired.pk not in ids
+            assert in_cart.pk not in ids
+            if slot == "product":
+                assert on_page.pk not in ids
+            seen.update(ids)
+    # Everything else is a candidate (the product slot shows the cart-page items too).
+    assert seen == {p.pk for p in catalog} - {in_cart.pk}
+
+
+def test_a_product_sold_out_after_it_was_cached_stops_being_recommended(catalog, settings):
+    shopper = Shopper()
+    assert catalog[0].pk in shown_ids(shopper.recommend(k=24))
+
+    Product.objects.filter(pk=catalog[0].pk).update(stock=0)
+
+    assert catalog[0].pk not in shown_ids(shopper.recommend(k=24))
+
+
+def test_each_answer_is_logged_as_an_impression_with_its_state(catalog):
+    shopper = Shopper()
+    in_cart, on_page = catalog[0], catalog[1]
+    shopper.add_to_cart(in_cart.pk)
+    shopper.event("view", on_page.pk)
+    shopper.recommend("home")
+
+    body = shopper.recommend("product", product_id=on_page.pk, k=4)
+
+    impression = Impression.objects.get(pk=body["impression_id"])
+    assert impression.session_key == shopper.session_key
+    assert impression.slot == "product"
+    assert impression.product_id == on_page.pk
+    assert (impression.policy_name, impression.policy_version) == ("popularity", None)
+    items = list(ImpressionItem.objects.filter(impression=impression).order_by("position"))
+    assert [i.product_id for i in items] == shown_ids(body)
+    assert [i.position for i in items] == [0, 1, 2, 3]
+    assert [i.propensity for i in items] == [item["propensity"] for item in body["items"]]
+    assert all(0.0 < i.propensity <= 1.0 for i in items)
+    state = impression.state
+    assert state["slot"] == int(Slot.PRODUCT)
+    assert state["current_item"] == on_page.pk
+    assert state["cart_items"] == [in_cart.pk]
+    assert on_page.pk in state["recent_items"]
+    assert in_cart.pk in state["recent_items"]  # its add-to-cart event
+    assert len(state["recent_ages"]) == len(state["recent_items"])
+    assert state["page_depth"] == 1  # one recommendation request before this one
+
+
+def test_without_a_checkpoint_the_popularity_fallback_says_so(catalog):
+    Product.objects.filter(pk=catalog[5].pk).update(units_sold=500)
+    Product.objects.filter(pk=catalog[7].pk).update(units_sold=300)
+
+    bodies = [Shopper().recommend(k=2) for _ in range(5)]
+
+    assert all(body["policy"] == {"name": "popularity", "version": None} for body in bodies)
+    # The best sellers lead the slate (exploration aside).
+    firsts = [shown_ids(body)[0] for body in bodies]
+    assert firsts.count(catalog[5].pk) >= 3
+    assert Impression.objects.filter(policy_name="popularity", policy_version=None).count() == 5
+
+
+def test_sets_the_csrf_cookie(catalog):
+    response = Shopper().get(RECOMMENDATIONS_URL, {"slot": "home"})
+
+    assert response.status_code == 200
+    assert response.cookies["csrftoken"].value
+
+
+def test_an_empty_store_answers_an_empty_slate(db):
+    body = Shopper().recommend()
+
+    assert body["items"] == []
+    assert Impression.objects.filter(pk=body["impression_id"]).exists()
+
+
+def test_the_schema_documents_the_endpoint(db):
+    response = Shopper().get("/api/v1/schema/", {"format": "json"})
+
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert "/api/v1/recommendations/" in paths
+    assert "/api/v1/events/" in paths

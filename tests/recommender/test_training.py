@@ -1,0 +1,647 @@
+"""The learning loop's services, tasks and commands: transitions from logged
+sessions, replay training, target sync, guarded publication, and the beat
+schedules that run them."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from io import StringIO
+
+import numpy as np
+import pytest
+import torch
+from celery.exceptions import Retry
+from django.core.cache import cache
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from recommender import publishing, tasks, training
+from recommender.models import (
+    Checkpoint,
+    Event,
+    EventType,
+    Impression,
+    TrainerState,
+    TrainingRun,
+    Transition,
+)
+from recommender.rl.agent import DQNAgent
+from recommender.rl.types import Observation, Slot
+from recommender.schedules import SCHEDULES, schedules_ensure
+from recommender.serving import policy_server
+from recommender.traffic import InProcessShopClient, ShopperDriver, shopper_seeds, store_simulator
+from recommender.training import (
+    TRAINER_LOCK_KEY,
+    TrainerBusy,
+    policy_train,
+    target_sync,
+    transitions_build,
+)
+from tests.recommender.factories import (
+    EventFactory,
+    ImpressionFactory,
+    ImpressionItemFactory,
+)
+from tests.recommender.support import (  # noqa: F401  (fixtures)
+    Shopper,
+    make_catalog,
+    recommender_isolation,
+)
+
+pytestmark = pytest.mark.django_db
+
+WINDOW = 600
+IDLE = 900
+
+
+@pytest.fixture(autouse=True)
+def loop_settings(settings):
+    settings.RECOMMENDER_ATTRIBUTION_WINDOW = WINDOW
+    settings.RECOMMENDER_SESSION_IDLE = IDLE
+    settings.RECOMMENDER_TRAIN_STEPS = 5
+
+
+# ---------------------------------------------------------------------------
+# transitions_build on a hand-made history
+# ---------------------------------------------------------------------------
+
+
+def _state(slot: Slot = Slot.HOME, **fields) -> dict:
+    return Observation(slot=slot, **fields).to_dict()
+
+
+def _impression(session: str, at, items: list[tuple], **fields) -> Impression:
+    """An impression at ``at`` showing (product, propensity) pairs in order."""
+    impression = ImpressionFactory(session_key=session, created_at=at, state=_state(), **fields)
+    for position, (product, propensity) in enumerate(items):
+        ImpressionItemFactory(
+            impression=impression, product=product, position=position, propensity=propensity
+        )
+    return impression
+
+
+def _event(session: str, at, product, type: str, impression=None, reward: float = 0.0) -> Event:
+    return EventFactory(
+        session_key=session,
+        created_at=at,
+        product=product,
+        type=type,
+        impression=impression,
+        reward=reward,
+    )
+
+
+def _rows(**filters) -> dict:
+    return {
+        (t.impression_id, t.product_id): (t.position, t.propensity, t.reward, t.next_impression_id, t.done)
+        for t in Transition.objects.filter(**filters)
+    }
+
+
+@pytest.fixture
+def now():
+    return timezone.now().replace(microsecond=0)
+
+
+@pytest.fixture
+def products(db):
+    return make_catalog(products=4, categories=2)
+
+
+def test_a_finished_session_becomes_exactly_its_transitions(now, products):
+    p1, p2, p3, _ = products
+    s = "finished-session"
+    ago = lambda seconds: now - timedelta(seconds=seconds)  # noqa: E731
+    imp1 = _impression(s, ago(3000), [(p1, 0.9), (p2, 0.05)])
+    imp2 = _impression(s, ago(2000), [(p2, 0.8), (p3, 0.1)])
+    imp3 = _impression(s, ago(1500), [(p1, 0.7)])
+    _event(s, ago(2990), p1, EventType.CLICK, imp1, reward=1.0)
+    _event(s, ago(2980), p1, EventType.ADD_TO_CART, imp1, reward=3.0)
+    _event(s, ago(2970), p1, EventType.CLICK, None, reward=0.0)  # a repeat: no reward
+    _event(s, ago(1990), p3, EventType.CLICK, imp2, reward=1.0)
+    _event(s, ago(1400), p2, EventType.VIEW)  # the session's last activity
+
+    result = transitions_build(now=now)
+
+    assert (result.impressions, result.created) == (3, 5)
+    assert _rows() == {
+        (imp1.pk, p1.pk): (0, 0.9, 4.0, imp2.pk, False),
+        (imp1.pk, p2.pk): (1, 0.05, 0.0, imp2.pk, False),
+        (imp2.pk, p2.pk): (0, 0.8, 0.0, imp3.pk, False),
+        (imp2.pk, p3.pk): (1, 0.1, 1.0, imp3.pk, False),
+        (imp3.pk, p1.pk): (0, 0.7, 0.0, None, True),
+    }
+    assert set(Impression.objects.filter(transitions_built=True)) == {imp1, imp2, imp3}
+
+
+def test_sessions_are_kept_apart(now, products):
+    p1, p2, *_ = products
+    a1 = _impression("session-a", now - timedelta(seconds=5000), [(p1, 0.5)])
+    _impression("session-b", now - timedelta(seconds=4000), [(p2, 0.5)])  # between a's two
+    a2 = _impression("session-a", now - timedelta(seconds=3000), [(p2, 0.5)])
+
+    transitions_build(now=now)
+
+    assert Transition.objects.get(impression=a1).next_impression == a2
+    assert Transition.objects.get(impression=a2).done is True
+
+
+def test_impressions_wait_for_their_window_and_their_session(now, products):
+    p1, p2, *_ = products
+    # Still inside its attribution window: a click may yet come.
+    fresh = _impression("fresh", now - timedelta(seconds=WINDOW - 60), [(p1, 0.5)])
+    # Window closed, but the shopper was active 100 s ago: a next request may come.
+    active = _impression("active", now - timedelta(seconds=WINDOW + 100), [(p1, 0.5)])
+    _event("active", now - timedelta(seconds=100), p2, EventType.VIEW)
+    # Window closed and followed by a newer impression (itself still in its window).
+    followed = _impression("followed", now - timedelta(seconds=WINDOW + 400), [(p2, 0.5)])
+    follower = _impression("followed", now - timedelta(seconds=200), [(p1, 0.5)])
+
+    result = transitions_build(now=now)
+
+    assert (result.impressions, result.created) == (1, 1)
+    assert _rows() == {(followed.pk, p2.pk): (0, 0.5, 0.0, follower.pk, False)}
+
+    later = transitions_build(now=now + timedelta(seconds=IDLE + 60))
+
+    assert (later.impressions, later.created) == (3, 3)
+    for waited in (fresh, active, follower):
+        assert Transition.objects.get(impression=waited).done is True
+
+
+def test_building_twice_creates_nothing_twice(now, products):
+    p1, p2, *_ = products
+    for n in range(3):
+        _impression(f"s{n}", now - timedelta(hours=2, seconds=n), [(p1, 0.5), (p2, 0.5)])
+
+    first = transitions_build(now=now)
+    second = transitions_build(now=now)
+    # Even an impression whose flag was lost does not produce duplicates.
+    Impression.objects.update(transitions_built=False)
+    third = transitions_build(now=now)
+
+    assert first.created == 6
+    assert second == training.BuildResult(impressions=0, created=0)
+    assert third.impressions == 3
+    assert Transition.objects.count() == 6
+
+
+def test_building_works_through_batches(now, products):
+    p1, *_ = products
+    for n in range(7):
+        _impression(f"s{n}", now - timedelta(hours=2, seconds=n), [(p1, 0.5)])
+
+    result = transitions_build(now=now, batch_size=2)
+
+    assert result == training.BuildResult(impressions=7, created=7)
+
+
+# ---------------------------------------------------------------------------
+# Policy training
+# ---------------------------------------------------------------------------
+
+
+def test_training_with_too_few_transitions_is_skipped(now, products, settings):
+    settings.RECOMMENDER_MIN_TRANSITIONS = 500
+    _impression("s", now - timedelta(hours=2), [(products[0], 0.5), (products[1], 0.5)])
+    transitions_build(now=now)
+
+    run = policy_train(triggered_by="test")
+
+    assert run.status == TrainingRun.Status.SKIPPED
+    assert run.outcome == "Not enough transitions yet: 2 of 500 needed."
+    assert run.replay_size == 2
+    assert run.finished_at is not None
+    assert not Checkpoint.objects.exists()
+    assert not TrainerState.objects.exists()
+    assert cache.get(TRAINER_LOCK_KEY) is None
+
+
+@pytest.fixture
+def history(db, settings, monkeypatch):
+    """Simulated shoppers through the store's full request stack over a
+    60-product catalog, turned into transitions (their sessions are over)."""
+    settings.RECOMMENDER_MIN_TRANSITIONS = 80
+    # The off-policy gate has tests of its own; here any trained policy may go live.
+    settings.RECOMMENDER_OPE_MARGIN = 1.0
+    rng = np.random.default_rng(11)
+    monkeypatch.setattr("recommender.recommendations._rng", lambda: rng)
+    make_catalog(products=60, categories=6, stock=1000)
+    simulator = store_simulator(seed=3)
+    for number, seed in enumerate(shopper_seeds(3, 40)):
+        ShopperDriver(InProcessShopClient()).run(simulator.new_shopper(int(seed)), session_number=number)
+        if Impression.objects.count() * 8 >= 96:
+            break
+    result = transitions_build(now=timezone.now() + timedelta(hours=1))
+    assert result.created >= 80
+    return result
+
+
+def _estimate_ok(estimate: dict) -> bool:
+    low, high = estimate["ci95"]
+    return all(isinstance(x, float) for x in (estimate["value"], low, high)) and (
+        low <= estimate["value"] <= high
+    )
+
+
+def test_training_publishes_and_activates_a_checked_evaluated_version(history):
+    run = policy_train(triggered_by="test")
+
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.outcome
+    assert run.outcome == "Published v1 (active)."
+    assert run.triggered_by == "test"
+    assert run.steps == 5
+    assert math.isfinite(run.loss) and run.loss >= 0
+    assert math.isfinite(run.mean_q)
+    assert 0.0 <= run.epsilon <= 1.0
+    assert run.replay_size == Transition.objects.count() == history.created
+    assert run.duration_s > 0 and run.finished_at >= run.started_at
+    checkpoint = Checkpoint.objects.get()
+    assert (checkpoint.version, checkpoint.status) == (1, Checkpoint.Status.ACTIVE)
+    assert checkpoint.activated_at is not None
+    assert checkpoint.training_run == run
+    assert checkpoint.checks["passed"] is True
+    assert checkpoint.checks["finite_weights"] is True
+    assert checkpoint.checks["q_within_bound"] is True
+    evaluation = checkpoint.evaluation
+    for name in ("ips", "snips", "dr"):
+        assert _estimate_ok(evaluation[name]), evaluation[name]
+        assert _estimate_ok(evaluation["baseline"][name]), evaluation["baseline"][name]
+    assert evaluation["baseline"]["policy"] == "logged policy"
+    assert evaluation["n_impressions"] == Impression.objects.filter(transitions_built=True).count()
+    assert evaluation["passed"] is True
+    assert DQNAgent.load(bytes(checkpoint.weights)).step == 5
+    assert TrainerState.objects.get().step == 5
+    assert cache.get(TRAINER_LOCK_KEY) is None
+    # The store serves it.
+    assert Shopper().recommend()["policy"] == {"name": "dqn", "version": 1}
+
+
+def test_a_second_run_continues_the_learner_and_publishes_v2(history):
+    first = policy_train()
+    second = policy_train()
+
+    assert (first.status, second.status) == (TrainingRun.Status.SUCCEEDED,) * 2
+    v1, v2 = Checkpoint.objects.order_by("version")
+    assert (v1.status, v2.status) == (Checkpoint.Status.RETIRED, Checkpoint.Status.ACTIVE)
+    assert v2.evaluation["baseline"]["version"] == 1
+    assert v2.evaluation["baseline"]["policy"] == "v1"
+    assert TrainerState.objects.get().step == 10
+    assert DQNAgent.load(bytes(v2.weights)).step == 10
+    policy_server.refresh()
+    assert Shopper().recommend()["policy"] == {"name": "dqn", "version": 2}
+
+
+def test_a_version_far_below_the_active_one_off_policy_is_rejected(history, monkeypatch, settings):
+    policy_train()  # v1, active
+    settings.RECOMMENDER_OPE_MARGIN = 0.05
+    candidates = []
+    real_load = training.learner_load
+
+    def learner_load():
+        agent, catalog = real_load()
+        candidates.append(agent)
+        return agent, catalog
+
+    real_value = publishing.policy_value
+
+    def rigged_value(agent, logged, **kwargs):
+        estimates = real_value(agent, logged, **kwargs)
+        estimates["snips"]["value"] = 0.1 if agent is candidates[-1] else 1.0
+        return estimates
+
+    monkeypatch.setattr(training, "learner_load", learner_load)
+    monkeypatch.setattr(publishing, "policy_value", rigged_value)
+
+    run = policy_train()
+
+    assert run.status == TrainingRun.Status.SUCCEEDED
+    assert run.outcome == "Published v2 (rejected)."
+    v1, v2 = Checkpoint.objects.order_by("version")
+    assert v1.status == Checkpoint.Status.ACTIVE
+    assert v2.status == Checkpoint.Status.REJECTED
+    assert v2.activated_at is None
+    assert "off-policy estimate too low" in v2.note
+    assert v2.evaluation["passed"] is False
+    assert v2.checks["passed"] is True  # weights and Q were fine
+    assert Shopper().recommend()["policy"] == {"name": "dqn", "version": 1}
+
+
+def test_the_off_policy_margin_is_a_setting(history, settings):
+    """A negative margin demands a clear improvement over the baseline: the
+    first version has to beat the logged policy by 10x its value."""
+    settings.RECOMMENDER_OPE_MARGIN = -10.0
+
+    policy_train()
+
+    checkpoint = Checkpoint.objects.get()
+    baseline = checkpoint.evaluation["baseline"]["snips"]["value"]
+    candidate = checkpoint.evaluation["snips"]["value"]
+    assert checkpoint.evaluation["margin"] == -10.0
+    expected = candidate >= baseline + 10.0 * abs(baseline)
+    assert checkpoint.evaluation["passed"] is expected
+    assert (checkpoint.status == Checkpoint.Status.ACTIVE) is expected
+
+
+def test_a_learner_whose_weights_went_nan_is_rejected_and_not_kept(history, monkeypatch):
+    real_train = DQNAgent.train_steps
+
+    def diverging(self, *args, **kwargs):
+        stats = real_train(self, *args, **kwargs)
+        with torch.no_grad():
+            for parameter in self.online.parameters():
+                parameter.fill_(float("nan"))
+        self._item_tables.clear()
+        return stats
+
+    monkeypatch.setattr(DQNAgent, "train_steps", diverging)
+    run = policy_train()
+
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.outcome
+    assert run.outcome == (
+        "Published v1 (rejected). The learner's weights went non-finite: it was not kept."
+    )
+    assert not TrainerState.objects.exists()
+    checkpoint = Checkpoint.objects.get()
+    assert checkpoint.status == Checkpoint.Status.REJECTED
+    assert "non-finite weights" in checkpoint.note
+    assert checkpoint.checks["finite_weights"] is False
+    assert checkpoint.checks["passed"] is False
+    assert Shopper().recommend()["policy"] == {"name": "popularity", "version": None}
+
+    # The next run starts from a learner that can still learn.
+    monkeypatch.setattr(DQNAgent, "train_steps", real_train)
+    again = policy_train()
+
+    assert again.status == TrainingRun.Status.SUCCEEDED, again.outcome
+    assert Checkpoint.objects.get(version=2).status == Checkpoint.Status.ACTIVE
+
+
+def test_the_trainer_lock_makes_a_second_trainer_wait(db):
+    cache.add(TRAINER_LOCK_KEY, "another worker", 60)
+
+    with pytest.raises(TrainerBusy):
+        policy_train()
+    with pytest.raises(TrainerBusy):
+        target_sync()
+
+    assert not TrainingRun.objects.exists()
+    assert cache.get(TRAINER_LOCK_KEY) == "another worker"  # not taken from its owner
+
+
+def test_the_lock_is_released_when_training_fails(now, products, settings, monkeypatch):
+    settings.RECOMMENDER_MIN_TRANSITIONS = 1
+    _impression("s", now - timedelta(hours=2), [(products[0], 0.5), (products[1], 0.5)])
+    transitions_build(now=now)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(DQNAgent, "train_steps", broken)
+
+    with pytest.raises(RuntimeError):
+        policy_train()
+
+    run = TrainingRun.objects.get()
+    assert run.status == TrainingRun.Status.FAILED
+    assert "out of memory" in run.outcome
+    assert cache.get(TRAINER_LOCK_KEY) is None
+
+
+def test_the_train_task_retries_while_the_trainer_is_busy(db, monkeypatch):
+    calls = []
+
+    def busy_twice(*, triggered_by, steps):
+        calls.append(triggered_by)
+        if len(calls) < 3:
+            raise TrainerBusy("Another training run is in progress.")
+        return TrainingRun(pk=42)
+
+    monkeypatch.setattr(training, "policy_train", busy_twice)
+
+    result = tasks.train_policy.apply(kwargs={"triggered_by": "admin"})
+
+    assert result.successful()
+    assert result.result == 42
+    assert calls == ["admin"] * 3
+
+
+def test_the_train_task_gives_up_after_its_retries(db):
+    cache.add(TRAINER_LOCK_KEY, "another worker", 60)
+
+    result = tasks.train_policy.apply()
+
+    assert result.failed()
+    assert isinstance(result.result, TrainerBusy)
+    assert not TrainingRun.objects.exists()
+    assert tasks.train_policy.autoretry_for == (TrainerBusy,)
+    assert tasks.sync_target_network.autoretry_for == (TrainerBusy,)
+    assert tasks.train_policy.max_retries >= 1
+    assert tasks.train_policy.retry_backoff
+
+
+def test_a_direct_call_of_the_task_raises_retry(db, monkeypatch):
+    """Run in a worker, autoretry turns TrainerBusy into a Retry that Celery
+    reschedules (with backoff)."""
+
+    def busy(**kwargs):
+        raise TrainerBusy("busy")
+
+    monkeypatch.setattr(training, "target_sync", busy)
+    task = tasks.sync_target_network
+    task.push_request(id="t-1", retries=0, is_eager=False, called_directly=False)
+    monkeypatch.setattr(task, "apply_async", lambda *args, **kwargs: None)
+    try:
+        with pytest.raises(Retry):
+            task.run()
+    finally:
+        task.pop_request()
+
+
+# ---------------------------------------------------------------------------
+# Target network sync
+# ---------------------------------------------------------------------------
+
+
+def _networks() -> tuple[dict, dict]:
+    agent = DQNAgent.load(bytes(TrainerState.objects.get().weights))
+    return agent.online.state_dict(), agent.target.state_dict()
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_target_sync_copies_the_online_weights_into_the_target(history):
+    policy_train()
+    online, target = _networks()
+    assert not _same(online, target)  # training moved only the online network
+
+    run = target_sync(triggered_by="test")
+
+    assert (run.kind, run.status) == (TrainingRun.Kind.SYNC_TARGET, TrainingRun.Status.SUCCEEDED)
+    assert run.outcome == "Target network synced at step 5."
+    assert run.triggered_by == "test"
+    synced_online, synced_target = _networks()
+    assert _same(synced_online, online)
+    assert _same(synced_target, online)
+    state = TrainerState.objects.get()
+    assert state.target_synced_at is not None
+    assert state.step == 5
+    assert cache.get(TRAINER_LOCK_KEY) is None
+
+
+def test_target_sync_without_a_learner_is_skipped(db):
+    run = target_sync()
+
+    assert run.status == TrainingRun.Status.SKIPPED
+    assert run.outcome == "No learner yet: nothing to sync."
+
+
+# ---------------------------------------------------------------------------
+# Management commands: the same services
+# ---------------------------------------------------------------------------
+
+
+def _call(*args) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_commands_with_nothing_to_learn_from(db, settings):
+    settings.RECOMMENDER_MIN_TRANSITIONS = 500
+
+    assert _call("build_transitions") == "0 transitions from 0 impressions.\n"
+    assert "skipped: Not enough transitions yet: 0 of 500 needed." in _call(
+        "train_policy", "--steps", "5"
+    )
+    assert _call("sync_target_network") == "skipped: No learner yet: nothing to sync.\n"
+    assert list(TrainingRun.objects.values_list("kind", "triggered_by").order_by("started_at")) == [
+        ("train", "command"),
+        ("sync_target", "command"),
+    ]
+
+
+def test_commands_build_train_and_sync(history, monkeypatch):
+    # The history fixture built its transitions already; fresh impressions remain none.
+    assert _call("build_transitions") == "0 transitions from 0 impressions.\n"
+
+    trained = _call("train_policy", "--steps", "5")
+    synced = _call("sync_target_network")
+
+    assert "succeeded: Published v1 (active)." in trained
+    assert "steps=5 loss=" in trained
+    assert synced == "succeeded: Target network synced at step 5.\n"
+    assert Checkpoint.objects.get().status == Checkpoint.Status.ACTIVE
+
+
+def test_commands_refuse_while_the_trainer_is_busy(db):
+    cache.add(TRAINER_LOCK_KEY, "another worker", 60)
+
+    with pytest.raises(CommandError, match="in progress"):
+        _call("train_policy")
+    with pytest.raises(CommandError, match="in progress"):
+        _call("sync_target_network")
+
+
+@pytest.mark.slow
+def test_simulate_traffic_drives_a_live_store(live_server, transactional_db):
+    make_catalog(products=24, categories=4, stock=1000)
+
+    output = _call("simulate_traffic", "--base-url", live_server.url, "--sessions", "5", "--seed", "1")
+
+    lines = output.strip().splitlines()
+    assert lines[0].startswith("5 sessions, ")
+    assert "(0 errors)" in lines[0]
+    assert lines[1].split() == ["policy", "carousels", "clicks", "CTR"]
+    popularity = next(line for line in lines[2:] if line.startswith("popularity"))
+    carousels = int(popularity.split()[1])
+    assert carousels == Impression.objects.count() > 0
+    assert popularity.rstrip().endswith("%")
+
+
+def test_simulate_traffic_names_an_unreachable_store(db):
+    make_catalog(products=4, categories=1)
+
+    with pytest.raises(CommandError, match="Cannot reach the store"):
+        _call("simulate_traffic", "--base-url", "http://127.0.0.1:1", "--sessions", "1")
+
+
+@pytest.mark.slow
+def test_seed_history_lays_out_a_trained_past_once(db, settings):
+    settings.RECOMMENDER_MIN_TRANSITIONS = 50
+    settings.RECOMMENDER_TRAIN_STEPS = 3
+    settings.RECOMMENDER_OPE_MARGIN = 1.0
+    make_catalog(products=40, categories=5, stock=1000)
+    started = timezone.now()
+
+    output = _call(
+        "seed_history", "--sessions", "20", "--train-every", "10", "--days", "0.1", "--verbosity", "0"
+    )
+
+    assert output.startswith("20 sessions, ")
+    impressions = Impression.objects.order_by("created_at")
+    assert impressions.count() > 20
+    span = impressions.last().created_at - impressions.first().created_at
+    assert impressions.first().created_at < started - timedelta(hours=1.5)
+    assert span > timedelta(hours=1.5)
+    assert impressions.last().created_at <= timezone.now()
+    runs = TrainingRun.objects.filter(kind=TrainingRun.Kind.TRAIN, triggered_by="seed_history")
+    assert runs.filter(status=TrainingRun.Status.SUCCEEDED).exists()
+    assert Checkpoint.objects.filter(status=Checkpoint.Status.ACTIVE).exists()
+    assert TrainingRun.objects.filter(kind=TrainingRun.Kind.SYNC_TARGET).exists()
+    counts = (Impression.objects.count(), Event.objects.count(), Checkpoint.objects.count())
+
+    again = _call("seed_history", "--sessions", "20", "--days", "0.1")
+
+    assert "History already present" in again
+    assert (Impression.objects.count(), Event.objects.count(), Checkpoint.objects.count()) == counts
+
+
+# ---------------------------------------------------------------------------
+# Beat schedules
+# ---------------------------------------------------------------------------
+
+
+def test_migrate_creates_the_beat_schedules(db, settings):
+    from django_celery_beat.models import PeriodicTask
+
+    tasks_by_name = dict(
+        PeriodicTask.objects.filter(name__in=SCHEDULES).values_list("name", "task")
+    )
+
+    assert tasks_by_name == {name: task for name, (task, _) in SCHEDULES.items()}
+    assert set(tasks_by_name.values()) == {
+        "recommender.tasks.build_transitions",
+        "recommender.tasks.train_policy",
+        "recommender.tasks.sync_target_network",
+        "recommender.tasks.rollup_stats",
+    }
+    for name, (_, setting) in SCHEDULES.items():
+        task = PeriodicTask.objects.get(name=name)
+        assert task.enabled
+        assert task.interval.every == getattr(settings, setting)
+        assert task.interval.period == "seconds"
+
+
+def test_schedules_are_not_reset_over_an_admins_changes(db):
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    task = PeriodicTask.objects.get(name="recommender: train policy")
+    task.interval, _ = IntervalSchedule.objects.get_or_create(every=3600, period="seconds")
+    task.enabled = False
+    task.save()
+
+    assert schedules_ensure() == 0
+
+    task.refresh_from_db()
+    assert (task.interval.every, task.enabled) == (3600, False)
+
+
+def test_scheduled_tasks_are_registered_with_celery():
+    from config.celery_app import app
+
+    for task, _ in SCHEDULES.values():
+        assert task in app.tasks
