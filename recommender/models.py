@@ -81,6 +81,9 @@ class ImpressionItem(models.Model):
             models.UniqueConstraint(fields=["impression", "product"], name="unique_impression_product"),
         ]
 
+    def __str__(self) -> str:
+        return f"#{self.position} product {self.product_id}"
+
 
 class EventType(models.TextChoices):
     VIEW = "view", "View"
@@ -154,6 +157,9 @@ class Transition(models.Model):
             models.UniqueConstraint(fields=["impression", "product"], name="unique_transition"),
         ]
 
+    def __str__(self) -> str:
+        return f"product {self.product_id} r={self.reward:g}{' (done)' if self.done else ''}"
+
 
 class Checkpoint(models.Model):
     class Status(models.TextChoices):
@@ -198,6 +204,9 @@ class TrainerState(models.Model):
     weights = models.BinaryField()
     step = models.PositiveIntegerField(default=0)
     target_synced_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"learner at step {self.step}"
 
 
 class TrainingRun(models.Model):
@@ -261,6 +270,9 @@ class ImpressionStats(models.Model):
                 name="unique_stats_bucket",
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} {self.slot} {self.policy_name} v{self.policy_version}"
 
 
 class Dashboard(ImpressionStats):

@@ -195,7 +195,9 @@ def checkpoint_publish(*, agent: DQNAgent, catalog: ItemCatalog, run: TrainingRu
         reason = f"SNIPS {candidate_snips:.4f} vs floor {floor:.4f}"
     evaluation = {
         **candidate_value,
-        "baseline": {
+        # What it was compared with: the active version, or with none active
+        # the logging policy itself (version null).
+        "active": {
             "policy": f"v{active.version}" if active else "logged policy",
             "version": active.version if active else None,
             **baseline_value,

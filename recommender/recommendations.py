@@ -17,7 +17,7 @@ from recommender.models import Event, EventType, Impression
 from recommender.services import EventRejected, event_record, impression_log
 from recommender.serving import ServedSlate, policy_server
 from shop.models import Product
-from shop.sessions import cart_for_request, ensure_session_key
+from shop.sessions import ensure_session_key
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,9 @@ def recommend(
         slot=slot,
         product_id=product.pk if product else None,
     )
-    exclude = set(cart_for_request(request).items.values_list("product_id", flat=True))
+    # The observation already read the cart; cart_for_request would create an
+    # empty Cart row for every visitor (and crawler) who merely sees a carousel.
+    exclude = set(observation.cart_items)
     if product is not None:
         exclude.add(product.pk)
     served = policy_server.recommend(observation, k=k, exclude=exclude, rng=_rng())

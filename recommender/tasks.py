@@ -4,12 +4,9 @@ takes plain arguments, calls one service and owns its locking and retries."""
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
-
 from celery import shared_task
-from django.utils import timezone
-
 from recommender import training
+from recommender.stats import stats_rollup_catch_up
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +47,7 @@ def sync_target_network(triggered_by: str = "schedule") -> int:
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def rollup_stats(hours: int = 3) -> int:
-    """Rebuild the dashboard's hourly buckets for the last few hours."""
-    from recommender.stats import stats_rollup
-
-    now = timezone.now()
-    return stats_rollup(since=now - timedelta(hours=hours), until=now)
+def rollup_stats() -> int:
+    """Rebuild the dashboard's hourly buckets since the newest one (so a
+    worker that was down catches up instead of leaving a hole)."""
+    return stats_rollup_catch_up()

@@ -18,6 +18,10 @@ class ShopperSessionMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
+    # Probes and files need no shopper session (and must not create one per hit).
+    exempt_prefixes = ("/healthz", "/media/", "/static/")
+
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        ensure_session_key(request.session)
+        if not request.path.startswith(self.exempt_prefixes):
+            ensure_session_key(request.session)
         return self.get_response(request)

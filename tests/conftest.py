@@ -28,3 +28,14 @@ def user(db):
 @pytest.fixture
 def product(db):
     return ProductFactory(stock=10)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_policy_server():
+    """Each test starts with the web process's policy and eligibility caches
+    empty: product ids cached by an earlier test's database must not leak."""
+    from recommender.serving import policy_server
+
+    policy_server.refresh()
+    yield
+    policy_server.refresh()

@@ -10,5 +10,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+# Serve from the finders without scanning STATIC_ROOT (not collected in tests).
+WHITENOISE_AUTOREFRESH = True
 MEDIA_ROOT = env("DJANGO_MEDIA_ROOT", default=str(BASE_DIR / "var" / "test-media"))
 ALLOWED_HOSTS = ["*"]

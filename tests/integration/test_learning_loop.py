@@ -72,7 +72,7 @@ def test_store_learns_from_simulated_shoppers(celery_worker, live_server, settin
     assert run.steps == 400 and run.replay_size >= 8 * fallback_n * 0.9
     assert run.loss is not None and run.mean_q is not None
     assert active.checks["passed"] is True
-    assert set(active.evaluation) >= {"ips", "snips", "dr", "baseline"}
+    assert set(active.evaluation) >= {"ips", "snips", "dr", "active"}
 
     sync_target_network.apply_async(kwargs={"triggered_by": "integration-test"}, queue=celery_worker)
     wait_for(

@@ -1,18 +1,21 @@
-"""Helpers and fixtures for the tests of the recommender's Django layer
-(events, recommendations API, serving, carousels, training).
+"""Helpers for the tests of the recommender's Django layer (events,
+recommendations API, serving, carousels, training).
 
-Test modules import the fixtures they use from here (the autouse
-``recommender_isolation`` included), so tests/recommender/conftest.py stays
-the admin tests' own.
+Each of those modules declares its own two fixtures on top of these helpers
+(tests/recommender/conftest.py belongs to the admin tests)::
+
+    @pytest.fixture(autouse=True)
+    def recommender_isolation(settings, tmp_path):
+        yield from isolate(settings, tmp_path)
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 
 import numpy as np
-import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
@@ -36,8 +39,7 @@ COLOURS = ("navy", "olive", "black", "white", "red", "grey", "sand")
 MATERIALS = ("merino wool", "cotton", "linen", "nylon", "leather", "cashmere")
 
 
-@pytest.fixture(autouse=True)
-def recommender_isolation(settings, tmp_path):
+def isolate(settings, tmp_path) -> Iterator[None]:
     """Each test starts with an empty in-memory cache (throttles, the trainer
     lock), the recommender as the shop's carousel provider and a fresh
     per-process policy server that re-reads the database on every request."""
@@ -76,11 +78,6 @@ def make_catalog(*, products: int = 12, categories: int = 3, stock: int = 10) ->
         )
         for i in range(products)
     ]
-
-
-@pytest.fixture
-def catalog(db) -> list:
-    return make_catalog()
 
 
 # ---------------------------------------------------------------------------

@@ -15,14 +15,24 @@ from recommender.models import Event, EventType, Impression
 from recommender.services import EventRejected, event_record
 from shop.models import CartItem, Product
 from shop.services import cart_add_item, cart_get_or_create
-from tests.recommender.support import (  # noqa: F401  (fixtures)
+from tests.recommender.support import (
     Shopper,
-    catalog,
-    recommender_isolation,
+    isolate,
+    make_catalog,
     shown_ids,
 )
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def recommender_isolation(settings, tmp_path):
+    yield from isolate(settings, tmp_path)
+
+
+@pytest.fixture
+def catalog(db) -> list:
+    return make_catalog()
 
 
 def _first_shown(shopper: Shopper, **params) -> tuple[Impression, int]:
@@ -435,3 +445,25 @@ def test_view_events_are_stored_without_reward(catalog):
     event = Event.objects.get()
     assert (event.type, event.reward, event.impression_id) == (EventType.VIEW, 0.0, None)
     assert event.value == Decimal("0")
+
+
+def test_a_signed_in_shoppers_carousels_know_their_history_and_earn_purchases(catalog):
+    from tests.factories import OrderFactory, OrderLineFactory, UserFactory
+
+    user = UserFactory()
+    OrderLineFactory(order=OrderFactory(user=user), product=catalog[5])
+    shopper = Shopper()
+    shopper.client.force_login(user)
+    rec = shopper.recommend()
+    impression = Impression.objects.get(pk=rec["impression_id"])
+    product_id = shown_ids(rec)[0]
+
+    assert shopper.add_to_cart(product_id).status_code == 201
+    assert shopper.checkout().status_code == 201
+
+    assert impression.user_id == user.pk
+    assert impression.state["history_items"] == [catalog[5].pk]
+    purchase = Event.objects.get(type=EventType.PURCHASE)
+    assert (purchase.impression_id, purchase.user_id) == (impression.pk, user.pk)
+    impression.refresh_from_db()
+    assert (impression.add_to_carts, impression.purchases) == (1, 1)

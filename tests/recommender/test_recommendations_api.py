@@ -9,17 +9,29 @@ import pytest
 
 from recommender.models import Impression, ImpressionItem
 from recommender.rl.types import Slot
+from recommender.serving import policy_server
 from shop.models import Product
 from tests.factories import ProductFactory
-from tests.recommender.support import (  # noqa: F401  (fixtures)
+from tests.recommender.support import (
     RECOMMENDATIONS_URL,
     Shopper,
-    catalog,
-    recommender_isolation,
+    isolate,
+    make_catalog,
     shown_ids,
 )
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def recommender_isolation(settings, tmp_path):
+    yield from isolate(settings, tmp_path)
+
+
+@pytest.fixture
+def catalog(db) -> list:
+    return make_catalog()
+
 
 PRODUCT_FIELDS = {"id", "name", "slug", "price", "category", "in_stock", "url", "image"}
 
@@ -128,11 +140,15 @@ def test_ineligible_items_are_never_recommended(catalog):
     assert seen == {p.pk for p in catalog} - {in_cart.pk}
 
 
-def test_a_product_sold_out_after_it_was_cached_stops_being_recommended(catalog, settings):
+def test_a_product_that_sells_out_leaves_the_slates_when_eligibility_refreshes(catalog, settings):
+    """Eligibility is cached per process for RECOMMENDER_ELIGIBILITY_TTL
+    seconds (5 by default); after that a sold-out product is gone."""
+    settings.RECOMMENDER_ELIGIBILITY_TTL = 3600
     shopper = Shopper()
     assert catalog[0].pk in shown_ids(shopper.recommend(k=24))
 
     Product.objects.filter(pk=catalog[0].pk).update(stock=0)
+    policy_server.refresh()  # what the TTL running out amounts to
 
     assert catalog[0].pk not in shown_ids(shopper.recommend(k=24))
 
@@ -200,3 +216,12 @@ def test_the_schema_documents_the_endpoint(db):
     paths = response.json()["paths"]
     assert "/api/v1/recommendations/" in paths
     assert "/api/v1/events/" in paths
+
+
+def test_asking_for_recommendations_creates_no_cart(catalog):
+    from shop.models import Cart
+
+    Shopper().recommend()
+    Shopper().recommend("product", product_id=catalog[0].pk)
+
+    assert not Cart.objects.exists()

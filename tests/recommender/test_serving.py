@@ -15,20 +15,30 @@ from django.core.cache import cache
 from recommender.models import Checkpoint, Impression
 from recommender.rl.agent import DQNAgent
 from recommender.rl.types import Observation
-from recommender.serving import policy_server
 from recommender.services import checkpoint_activate, checkpoint_rollback
+from recommender.serving import policy_server
 from shop.models import Product
 from tests.factories import ProductFactory
-from tests.recommender.support import (  # noqa: F401  (fixtures)
+from tests.recommender.support import (
     Shopper,
-    catalog,
-    recommender_isolation,
+    isolate,
+    make_catalog,
     shown_ids,
     store_checkpoint,
     tiny_agent,
 )
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def recommender_isolation(settings, tmp_path):
+    yield from isolate(settings, tmp_path)
+
+
+@pytest.fixture
+def catalog(db) -> list:
+    return make_catalog()
 
 
 def _policy(shopper: Shopper | None = None, **params) -> dict:
@@ -48,7 +58,11 @@ def test_the_active_checkpoint_is_served_and_named(catalog, settings):
 
     assert body["policy"] == {"name": "dqn", "version": 1}
     impression = Impression.objects.get(pk=body["impression_id"])
-    assert (impression.policy_name, impression.policy_version, impression.epsilon) == ("dqn", 1, 0.0)
+    assert (impression.policy_name, impression.policy_version, impression.epsilon) == (
+        "dqn",
+        1,
+        0.0,
+    )
     # Greedy (epsilon 0): the slate is the model's top 4 by Q, each chosen for sure.
     candidates = np.array(sorted(p.pk for p in catalog), dtype=np.int64)
     q = agent.q_values(Observation.from_dict(impression.state), candidates)
@@ -108,9 +122,13 @@ def test_activation_switches_versions_and_rollback_switches_back(catalog):
     assert _policy(shopper) == {"name": "dqn", "version": 1}
     second.refresh_from_db()
     assert second.status == Checkpoint.Status.REJECTED
-    assert Impression.objects.filter(policy_name="dqn").values_list(
-        "policy_version", flat=True
-    ).distinct().count() == 2
+    assert (
+        Impression.objects.filter(policy_name="dqn")
+        .values_list("policy_version", flat=True)
+        .distinct()
+        .count()
+        == 2
+    )
 
 
 def _nan_weights() -> bytes:

@@ -43,13 +43,19 @@ from tests.recommender.factories import (
     ImpressionFactory,
     ImpressionItemFactory,
 )
-from tests.recommender.support import (  # noqa: F401  (fixtures)
+from tests.recommender.support import (
     Shopper,
+    isolate,
     make_catalog,
-    recommender_isolation,
 )
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def recommender_isolation(settings, tmp_path):
+    yield from isolate(settings, tmp_path)
+
 
 WINDOW = 600
 IDLE = 900
@@ -94,7 +100,13 @@ def _event(session: str, at, product, type: str, impression=None, reward: float 
 
 def _rows(**filters) -> dict:
     return {
-        (t.impression_id, t.product_id): (t.position, t.propensity, t.reward, t.next_impression_id, t.done)
+        (t.impression_id, t.product_id): (
+            t.position,
+            t.propensity,
+            t.reward,
+            t.next_impression_id,
+            t.done,
+        )
         for t in Transition.objects.filter(**filters)
     }
 
@@ -230,7 +242,9 @@ def history(db, settings, monkeypatch):
     make_catalog(products=60, categories=6, stock=1000)
     simulator = store_simulator(seed=3)
     for number, seed in enumerate(shopper_seeds(3, 40)):
-        ShopperDriver(InProcessShopClient()).run(simulator.new_shopper(int(seed)), session_number=number)
+        ShopperDriver(InProcessShopClient()).run(
+            simulator.new_shopper(int(seed)), session_number=number
+        )
         if Impression.objects.count() * 8 >= 96:
             break
     result = transitions_build(now=timezone.now() + timedelta(hours=1))
@@ -267,8 +281,8 @@ def test_training_publishes_and_activates_a_checked_evaluated_version(history):
     evaluation = checkpoint.evaluation
     for name in ("ips", "snips", "dr"):
         assert _estimate_ok(evaluation[name]), evaluation[name]
-        assert _estimate_ok(evaluation["baseline"][name]), evaluation["baseline"][name]
-    assert evaluation["baseline"]["policy"] == "logged policy"
+        assert _estimate_ok(evaluation["active"][name]), evaluation["active"][name]
+    assert evaluation["active"]["policy"] == "logged policy"
     assert evaluation["n_impressions"] == Impression.objects.filter(transitions_built=True).count()
     assert evaluation["passed"] is True
     assert DQNAgent.load(bytes(checkpoint.weights)).step == 5
@@ -285,8 +299,8 @@ def test_a_second_run_continues_the_learner_and_publishes_v2(history):
     assert (first.status, second.status) == (TrainingRun.Status.SUCCEEDED,) * 2
     v1, v2 = Checkpoint.objects.order_by("version")
     assert (v1.status, v2.status) == (Checkpoint.Status.RETIRED, Checkpoint.Status.ACTIVE)
-    assert v2.evaluation["baseline"]["version"] == 1
-    assert v2.evaluation["baseline"]["policy"] == "v1"
+    assert v2.evaluation["active"]["version"] == 1
+    assert v2.evaluation["active"]["policy"] == "v1"
     assert TrainerState.objects.get().step == 10
     assert DQNAgent.load(bytes(v2.weights)).step == 10
     policy_server.refresh()
@@ -336,7 +350,7 @@ def test_the_off_policy_margin_is_a_setting(history, settings):
     policy_train()
 
     checkpoint = Checkpoint.objects.get()
-    baseline = checkpoint.evaluation["baseline"]["snips"]["value"]
+    baseline = checkpoint.evaluation["active"]["snips"]["value"]
     candidate = checkpoint.evaluation["snips"]["value"]
     assert checkpoint.evaluation["margin"] == -10.0
     expected = candidate >= baseline + 10.0 * abs(baseline)
@@ -407,6 +421,26 @@ def test_the_lock_is_released_when_training_fails(now, products, settings, monke
     assert run.status == TrainingRun.Status.FAILED
     assert "out of memory" in run.outcome
     assert cache.get(TRAINER_LOCK_KEY) is None
+
+
+def test_the_tasks_call_the_same_services(now, products, settings):
+    settings.RECOMMENDER_MIN_TRANSITIONS = 500
+    _impression("s", timezone.now() - timedelta(hours=2), [(products[0], 0.5)])
+
+    built = tasks.build_transitions.apply()
+    trained = tasks.train_policy.apply(kwargs={"triggered_by": "admin"})
+    synced = tasks.sync_target_network.apply()
+
+    assert built.result == 1
+    assert Transition.objects.count() == 1
+    train_run = TrainingRun.objects.get(pk=trained.result)
+    assert (train_run.kind, train_run.status, train_run.triggered_by) == (
+        "train",
+        "skipped",
+        "admin",
+    )
+    sync_run = TrainingRun.objects.get(pk=synced.result)
+    assert (sync_run.kind, sync_run.status) == ("sync_target", "skipped")
 
 
 def test_the_train_task_retries_while_the_trainer_is_busy(db, monkeypatch):
@@ -550,7 +584,9 @@ def test_commands_refuse_while_the_trainer_is_busy(db):
 def test_simulate_traffic_drives_a_live_store(live_server, transactional_db):
     make_catalog(products=24, categories=4, stock=1000)
 
-    output = _call("simulate_traffic", "--base-url", live_server.url, "--sessions", "5", "--seed", "1")
+    output = _call(
+        "simulate_traffic", "--base-url", live_server.url, "--sessions", "5", "--seed", "1"
+    )
 
     lines = output.strip().splitlines()
     assert lines[0].startswith("5 sessions, ")
@@ -578,7 +614,15 @@ def test_seed_history_lays_out_a_trained_past_once(db, settings):
     started = timezone.now()
 
     output = _call(
-        "seed_history", "--sessions", "20", "--train-every", "10", "--days", "0.1", "--verbosity", "0"
+        "seed_history",
+        "--sessions",
+        "20",
+        "--train-every",
+        "10",
+        "--days",
+        "0.1",
+        "--verbosity",
+        "0",
     )
 
     assert output.startswith("20 sessions, ")

@@ -4,6 +4,7 @@ fresh demo store starts with data, a learning curve and an active policy."""
 from datetime import timedelta
 
 import time_machine
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from tqdm import tqdm
@@ -29,7 +30,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--sessions", type=int, default=1200)
+        parser.add_argument("--sessions", type=int, default=1500)
         parser.add_argument("--days", type=float, default=3.0)
         parser.add_argument("--train-every", type=int, default=300)
         parser.add_argument("--seed", type=int, default=0)
@@ -43,6 +44,8 @@ class Command(BaseCommand):
             simulator = store_simulator(seed=seed)
         except RuntimeError as exc:
             raise CommandError(str(exc)) from exc
+        # Thousands of in-process requests: don't keep every SQL query in memory.
+        settings.DEBUG = False
         end = timezone.now()
         start = end - timedelta(days=days)
         spacing = (end - start) / max(sessions, 1)
