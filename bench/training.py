@@ -93,10 +93,8 @@ class NaiveTrainer:
     ) -> np.ndarray:
         """Q of each state's candidates: a full forward pass, returned as numpy."""
         with torch.no_grad():
-            table = network.items(self.agent._features)
-            state_out = network.states(
-                table, StateInputs.from_encoded(states, states.rows)
-            )
+            table = network.items(self.agent.features)
+            state_out = network.states(table, StateInputs.from_encoded(states, states.rows))
             rows = torch.from_numpy(np.maximum(candidates, 0).astype(np.int64))
             return candidate_q(state_out, table[rows]).numpy()
 
@@ -104,11 +102,9 @@ class NaiveTrainer:
         """One optimizer step of the online network towards ``targets``."""
         agent, c = self.agent, self.agent.config
         with torch.no_grad():
-            table = agent.online.items(agent._features)
-        state_out = agent.online.states(
-            table, StateInputs.from_encoded(states, states.rows)
-        )
-        q = pair_q(state_out, agent.online.items(agent._features.take(torch.from_numpy(actions))))
+            table = agent.online.items(agent.features)
+        state_out = agent.online.states(table, StateInputs.from_encoded(states, states.rows))
+        q = pair_q(state_out, agent.online.items(agent.features.take(torch.from_numpy(actions))))
         loss = F.huber_loss(q, torch.from_numpy(targets), delta=c.huber_delta)
         agent.optimizer.zero_grad()
         loss.backward()

@@ -185,14 +185,20 @@ def checkpoint_publish(*, agent: DQNAgent, catalog: ItemCatalog, run: TrainingRu
         baseline_agent = DQNAgent.load(bytes(active.weights), catalog=catalog)
     candidate_value = policy_value(agent, logged, epsilon=epsilon)
     baseline_value = policy_value(baseline_agent, logged, epsilon=epsilon)
-    candidate_snips = candidate_value["snips"]["value"]
+    candidate_high = candidate_value["snips"]["ci95"][1]
     baseline_snips = baseline_value["snips"]["value"]
-    if len(logged) == 0 or candidate_snips is None or baseline_snips is None:
+    if len(logged) == 0 or candidate_high is None or baseline_snips is None:
         ope_passed, reason = True, "no logged impressions with final rewards yet"
     else:
+        # Reject only on evidence: the candidate's whole 95% interval lies below
+        # the active version's estimate less the margin. Importance-weighted
+        # estimates are noisy; a point comparison would reject good versions.
         floor = baseline_snips - margin * abs(baseline_snips)
-        ope_passed = candidate_snips >= floor
-        reason = f"SNIPS {candidate_snips:.4f} vs floor {floor:.4f}"
+        ope_passed = candidate_high >= floor
+        reason = (
+            f"SNIPS {candidate_value['snips']['value']:.4f} "
+            f"(95% CI up to {candidate_high:.4f}) vs floor {floor:.4f}"
+        )
     evaluation = {
         **candidate_value,
         # What it was compared with: the active version, or with none active

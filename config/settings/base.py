@@ -211,6 +211,12 @@ else:
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
         "store_processed": False,
     }
+    if CELERY_BROKER_URL.startswith("filesystem"):
+        # kombu's filesystem transport expects its folders to exist; web,
+        # worker and beat all import these settings, so whichever starts first
+        # creates them.
+        for folder in ("queue", "processed"):
+            (CELERY_BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}

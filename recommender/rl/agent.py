@@ -118,7 +118,9 @@ class DQNAgent:
                 self._grow_id_embeddings(added)
         self.catalog = catalog
         self.index = ItemIndex.of(catalog)
-        self._features = ItemFeatures.build(catalog, self.vocabulary, self.n_categories)
+        self.features = ItemFeatures.build(  # item-tower inputs of every catalog row
+            catalog, self.vocabulary, self.n_categories
+        )
         self._item_tables.clear()
 
     def _grow_id_embeddings(self, added: int) -> None:
@@ -144,7 +146,7 @@ class DQNAgent:
         table = self._item_tables.get(network)
         if table is None:
             with torch.inference_mode():
-                table = self._network(network).items(self._features)
+                table = self._network(network).items(self.features)
             self._item_tables[network] = table
         return table
 
@@ -275,7 +277,7 @@ class DQNAgent:
         # Current Q-values of the shown items. Gradients reach the state tower through
         # f(s), c(s) and the item tower through g(a), b(a); the pooled context vectors
         # are inputs, which keeps the backward pass independent of session lengths.
-        features = self._features.take(torch.from_numpy(batch.actions))
+        features = self.features.take(torch.from_numpy(batch.actions))
         if c.id_dropout > 0:
             # Hide a random share of id embeddings so the features learn to carry the signal.
             hidden = torch.from_numpy(rng.random(len(batch.actions)) < c.id_dropout)
@@ -310,7 +312,7 @@ class DQNAgent:
             everything=bool(batch.next_exclude.any()),
         )
         with torch.no_grad():
-            table = self.online.items(self._features if used is None else self._features.take(used))
+            table = self.online.items(self.features if used is None else self.features.take(used))
         return table, local
 
     def _td_targets(

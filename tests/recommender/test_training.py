@@ -259,7 +259,7 @@ def _estimate_ok(estimate: dict) -> bool:
     )
 
 
-def test_training_publishes_and_activates_a_checked_evaluated_version(history):
+def test_training_publishes_checked_evaluated_versions_and_activates_them(history):
     run = policy_train(triggered_by="test")
 
     assert run.status == TrainingRun.Status.SUCCEEDED, run.outcome
@@ -291,12 +291,11 @@ def test_training_publishes_and_activates_a_checked_evaluated_version(history):
     # The store serves it.
     assert Shopper().recommend()["policy"] == {"name": "dqn", "version": 1}
 
-
-def test_a_second_run_continues_the_learner_and_publishes_v2(history):
-    first = policy_train()
+    # A second run continues the same learner and publishes v2 against v1.
     second = policy_train()
 
-    assert (first.status, second.status) == (TrainingRun.Status.SUCCEEDED,) * 2
+    assert second.status == TrainingRun.Status.SUCCEEDED, second.outcome
+    assert second.outcome == "Published v2 (active)."
     v1, v2 = Checkpoint.objects.order_by("version")
     assert (v1.status, v2.status) == (Checkpoint.Status.RETIRED, Checkpoint.Status.ACTIVE)
     assert v2.evaluation["active"]["version"] == 1
@@ -322,7 +321,10 @@ def test_a_version_far_below_the_active_one_off_policy_is_rejected(history, monk
 
     def rigged_value(agent, logged, **kwargs):
         estimates = real_value(agent, logged, **kwargs)
-        estimates["snips"]["value"] = 0.1 if agent is candidates[-1] else 1.0
+        if agent is candidates[-1]:  # the candidate: clearly worse, CI and all
+            estimates["snips"].update(value=0.1, ci95=[0.05, 0.15])
+        else:  # the active version
+            estimates["snips"].update(value=1.0, ci95=[0.9, 1.1])
         return estimates
 
     monkeypatch.setattr(training, "learner_load", learner_load)
@@ -344,16 +346,17 @@ def test_a_version_far_below_the_active_one_off_policy_is_rejected(history, monk
 
 def test_the_off_policy_margin_is_a_setting(history, settings):
     """A negative margin demands a clear improvement over the baseline: the
-    first version has to beat the logged policy by 10x its value."""
+    first version's estimate (up to its 95% CI) has to reach 11x the logged
+    policy's."""
     settings.RECOMMENDER_OPE_MARGIN = -10.0
 
     policy_train()
 
     checkpoint = Checkpoint.objects.get()
     baseline = checkpoint.evaluation["active"]["snips"]["value"]
-    candidate = checkpoint.evaluation["snips"]["value"]
+    candidate_high = checkpoint.evaluation["snips"]["ci95"][1]
     assert checkpoint.evaluation["margin"] == -10.0
-    expected = candidate >= baseline + 10.0 * abs(baseline)
+    expected = candidate_high >= baseline + 10.0 * abs(baseline)
     assert checkpoint.evaluation["passed"] is expected
     assert (checkpoint.status == Checkpoint.Status.ACTIVE) is expected
 

@@ -30,9 +30,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--sessions", type=int, default=1500)
+        parser.add_argument("--sessions", type=int, default=1000)
         parser.add_argument("--days", type=float, default=3.0)
-        parser.add_argument("--train-every", type=int, default=300)
+        parser.add_argument("--train-every", type=int, default=250)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--force", action="store_true", help="Add history even if some exists.")
 

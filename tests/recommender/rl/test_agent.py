@@ -186,8 +186,8 @@ def test_training_learns_long_term_value_that_a_myopic_agent_forgoes():
         agent = DQNAgent(config, items)
         replay = ReplayBuffer(config)
         replay.add_many(transitions, items)
-        stats = agent.train_steps(replay, 400, np.random.default_rng(3))
-        assert np.isfinite(stats.loss) and stats.steps == 400 and agent.step == 400
+        stats = agent.train_steps(replay, 250, np.random.default_rng(3))
+        assert np.isfinite(stats.loss) and stats.steps == 250 and agent.step == 250
         q = agent.q_values(home, np.array([1, 2]))
         chosen[gamma] = int(
             agent.act(home, np.array([1, 2]), 1, np.random.default_rng(0), epsilon=0).items[0]
