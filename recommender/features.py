@@ -26,8 +26,8 @@ BRAND_BUCKETS = 16
 COLOUR_BUCKETS = 12
 MATERIAL_BUCKETS = 8
 N_ATTRIBUTES = BRAND_BUCKETS + COLOUR_BUCKETS + MATERIAL_BUCKETS
-# Category embeddings are indexed by category primary key; keys beyond the
-# table share the last row ("other") until a model with a larger table is trained.
+# Category embeddings are indexed by category primary key; keys beyond a
+# model's table share its "unknown category" row until a larger model is trained.
 MIN_CATEGORY_TABLE = 64
 
 MAX_RECENT_EVENTS = 20
@@ -51,7 +51,7 @@ def category_table_size(max_category_id: int) -> int:
     return max(MIN_CATEGORY_TABLE, max_category_id + 1)
 
 
-def catalog_from_rows(rows: Iterable[tuple], *, n_categories: int) -> ItemCatalog:
+def catalog_from_rows(rows: Iterable[tuple]) -> ItemCatalog:
     """Build an ItemCatalog from (id, category_id, price, brand, colour, material) rows."""
     rows = list(rows)
     n = len(rows)
@@ -61,7 +61,7 @@ def catalog_from_rows(rows: Iterable[tuple], *, n_categories: int) -> ItemCatalo
     attributes = np.zeros((n, N_ATTRIBUTES), dtype=np.float32)
     for row, (pk, category_id, price, brand, colour, material) in enumerate(rows):
         ids[row] = pk
-        categories[row] = min(category_id, n_categories - 1)
+        categories[row] = category_id
         prices[row] = float(price)
         if brand:
             attributes[row, _bucket(brand, BRAND_BUCKETS)] = 1.0
@@ -79,13 +79,10 @@ def catalog_rows(products: QuerySet[Product] | None = None) -> list[tuple]:
     )
 
 
-def build_catalog(*, n_categories: int | None = None) -> ItemCatalog:
+def build_catalog() -> ItemCatalog:
     """Every active product as model features (stock does not matter here:
     eligibility is decided per request)."""
-    rows = catalog_rows()
-    if n_categories is None:
-        n_categories = category_table_size(max((r[1] for r in rows), default=0))
-    return catalog_from_rows(rows, n_categories=n_categories)
+    return catalog_from_rows(catalog_rows())
 
 
 def session_observation(

@@ -4,6 +4,7 @@ impressions that is not worse than the active version's beyond a margin."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -17,9 +18,11 @@ from recommender.models import Checkpoint, Impression, TrainingRun
 from recommender.models import Transition as TransitionRow
 from recommender.rl import ope
 from recommender.rl.agent import DQNAgent
-from recommender.rl.checkpoint import check_agent
+from recommender.rl.checkpoint import CheckpointError, check_agent
 from recommender.rl.types import ItemCatalog, Observation
 from recommender.services import checkpoint_activate
+
+logger = logging.getLogger(__name__)
 
 # Impressions scored per batch: bounds the (impressions x catalog) score matrix.
 _CHUNK = 256
@@ -182,7 +185,13 @@ def checkpoint_publish(*, agent: DQNAgent, catalog: ItemCatalog, run: TrainingRu
     active = Checkpoint.objects.filter(status=Checkpoint.Status.ACTIVE).first()
     baseline_agent = None
     if active is not None:
-        baseline_agent = DQNAgent.load(bytes(active.weights), catalog=catalog)
+        try:
+            baseline_agent = DQNAgent.load(bytes(active.weights), catalog=catalog)
+        except CheckpointError:
+            # A corrupt active version (web processes already fall back from
+            # it) must not block every new one: compare with the logged policy.
+            logger.exception("Active checkpoint v%s cannot be loaded", active.version)
+            active = None
     candidate_value = policy_value(agent, logged, epsilon=epsilon)
     baseline_value = policy_value(baseline_agent, logged, epsilon=epsilon)
     candidate_high = candidate_value["snips"]["ci95"][1]

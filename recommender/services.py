@@ -227,17 +227,21 @@ def event_record(
                     )
                     return RecordedEvent(event, created=True)
             except IntegrityError:
-                if Event.objects.filter(event_id=event_id).exists():
-                    return RecordedEvent(Event.objects.get(event_id=event_id), created=False)
+                stored = Event.objects.filter(event_id=event_id).first()
+                if stored is not None:
+                    return _concurrent_repeat(stored, session_key=session_key)
         try:
             with transaction.atomic():
                 return RecordedEvent(Event.objects.create(**fields), created=True)
         except IntegrityError:
-            # A concurrent request stored the same event_id first.
-            stored = Event.objects.get(event_id=event_id)
-            if stored.session_key != session_key:
-                raise EventRejected("event_id was already used by another session.") from None
-            return RecordedEvent(stored, created=False)
+            return _concurrent_repeat(Event.objects.get(event_id=event_id), session_key=session_key)
+
+
+def _concurrent_repeat(stored: Event, *, session_key: str) -> RecordedEvent:
+    """A concurrent request stored the same event_id first."""
+    if stored.session_key != session_key:
+        raise EventRejected("event_id was already used by another session.")
+    return RecordedEvent(stored, created=False)
 
 
 # ---------------------------------------------------------------------------

@@ -110,7 +110,7 @@ class PolicyServer:
         if loaded is not None and loaded.version == active:
             if loaded.catalog_signature != signature:
                 loaded.agent.set_catalog(
-                    features.build_catalog(n_categories=loaded.agent.n_categories)
+                    features.build_catalog()
                 )
                 loaded.catalog_signature = signature
             return loaded
@@ -123,7 +123,7 @@ class PolicyServer:
         weights = Checkpoint.objects.filter(version=active).values_list("weights", flat=True).first()
         try:
             agent = DQNAgent.load(bytes(weights))
-            agent.set_catalog(features.build_catalog(n_categories=agent.n_categories))
+            agent.set_catalog(features.build_catalog())
         except Exception:
             self._failed_version = active
             logger.exception("Checkpoint v%s could not be loaded; keeping the previous policy", active)

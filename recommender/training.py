@@ -21,7 +21,7 @@ import numpy as np
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Max, Sum
+from django.db.models import Max, Q, Sum
 from django.utils import timezone
 
 from recommender import features
@@ -76,20 +76,26 @@ def transitions_build(*, now: datetime | None = None, batch_size: int = 2000) ->
     window_closed = now - timedelta(seconds=settings.RECOMMENDER_ATTRIBUTION_WINDOW)
     idle_since = now - timedelta(seconds=settings.RECOMMENDER_SESSION_IDLE)
     total_impressions = total_created = 0
+    pending_rows = Impression.objects.filter(
+        transitions_built=False, created_at__lte=window_closed
+    ).order_by("created_at", "id")
+    after: dict | None = None
     while True:
-        pending = list(
-            Impression.objects.filter(transitions_built=False, created_at__lte=window_closed)
-            .order_by("created_at", "id")
-            .values("id", "session_key", "created_at")[:batch_size]
-        )
+        page = pending_rows
+        if after is not None:
+            # Keyset pagination: impressions still waiting for their session
+            # stay pending without blocking newer ones behind them.
+            page = page.filter(
+                Q(created_at__gt=after["created_at"])
+                | Q(created_at=after["created_at"], id__gt=after["id"])
+            )
+        pending = list(page.values("id", "session_key", "created_at")[:batch_size])
         if not pending:
             break
         created, built = _build_batch(pending, idle_since=idle_since)
         total_created += created
         total_impressions += built
-        if built == 0:
-            # Everything left is waiting for its session to continue or end.
-            break
+        after = pending[-1]
     return BuildResult(impressions=total_impressions, created=total_created)
 
 
@@ -167,7 +173,9 @@ def replay_transitions(*, limit: int) -> list[RLTransition]:
         RLTransition(
             state=states[impression_id],
             item=int(product_id),
-            reward=float(reward),
+            # Bounded so one luxury order cannot dominate the squared errors
+            # (and Q stays within the publication check's bound).
+            reward=min(float(reward), settings.RECOMMENDER_MAX_ABS_REWARD),
             next_state=None if done or next_id not in states else states[next_id],
             done=bool(done or next_id not in states),
             propensity=float(propensity),
@@ -206,8 +214,9 @@ def learner_load() -> tuple[DQNAgent, ItemCatalog]:
         n_categories = features.category_table_size(int(catalog.categories.max(initial=0)))
         return DQNAgent(dqn_config(), catalog, n_categories=n_categories), catalog
     agent = DQNAgent.load(bytes(state.weights))
-    # Keep the learner's category table: features of new categories share its last row.
-    catalog = features.build_catalog(n_categories=agent.n_categories)
+    # The learner keeps its category table: categories created since share its
+    # "unknown category" row until a fresh learner is trained.
+    catalog = features.build_catalog()
     agent.set_catalog(catalog)
     return agent, catalog
 

@@ -4,6 +4,8 @@ so templates and serializers never trigger a query per row."""
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
@@ -30,6 +32,8 @@ SEARCH_MAX_LENGTH = 100
 CATEGORY_MENU_CACHE_KEY = "shop:category-menu:v1"
 CATEGORY_MENU_TIMEOUT = 60 * 10
 
+logger = logging.getLogger(__name__)
+
 
 # ---------------------------------------------------------------------------
 # Catalog
@@ -52,11 +56,20 @@ def category_menu() -> list[MenuCategory]:
     def load() -> list[MenuCategory]:
         return [MenuCategory(c.name, c.slug, c.get_absolute_url()) for c in category_list()]
 
-    return cache.get_or_set(CATEGORY_MENU_CACHE_KEY, load, CATEGORY_MENU_TIMEOUT)
+    try:
+        return cache.get_or_set(CATEGORY_MENU_CACHE_KEY, load, CATEGORY_MENU_TIMEOUT)
+    except Exception:
+        # A cache outage (Redis down) must not take every page with it.
+        logger.warning("Cache unavailable; reading the category menu from the database")
+        return load()
 
 
 def category_menu_invalidate() -> None:
-    cache.delete(CATEGORY_MENU_CACHE_KEY)
+    try:
+        cache.delete(CATEGORY_MENU_CACHE_KEY)
+    except Exception:
+        # The entry expires on its own after CATEGORY_MENU_TIMEOUT.
+        logger.warning("Cache unavailable; the category menu refreshes when it expires")
 
 
 def product_list(

@@ -250,13 +250,6 @@ def test_recommendations_and_events_answer_quickly_when_redis_is_unreachable(
     assert elapsed < 5.0
 
 
-@pytest.mark.xfail(
-    reason=(
-        "shop bug: shop.selectors.category_menu (the header menu of every page) calls "
-        "cache.get_or_set without failing open, so the page 500s on a Redis ConnectionError"
-    ),
-    strict=False,
-)
 def test_the_home_page_keeps_its_carousel_when_redis_is_unreachable(catalog, unreachable_redis):
     _activate(tiny_agent(), 1)
     shopper = Shopper()
@@ -271,8 +264,7 @@ def test_the_home_page_keeps_its_carousel_when_redis_is_unreachable(catalog, unr
 
 
 def test_the_carousel_itself_needs_no_cache(catalog, unreachable_redis, rf):
-    """What the home page's carousel place gets while Redis is down (the
-    page around it is the shop's: see the xfail above)."""
+    """What the home page's carousel place gets while Redis is down."""
     from django.contrib.auth.models import AnonymousUser
     from django.contrib.sessions.middleware import SessionMiddleware
 
