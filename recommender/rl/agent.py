@@ -182,14 +182,11 @@ class DQNAgent:
             state_out = self._network(network).states(
                 table, StateInputs.from_encoded(encoded, encoded.rows)
             )
-            rows_t = torch.from_numpy(rows)
             if rows.ndim == 2:
-                q = candidate_q(state_out, table[rows_t])
-            elif len(rows) >= _FULL_SCORING_FRACTION * len(table):
-                q = all_items_q(state_out, table)[:, rows_t]
-            else:
-                q = all_items_q(state_out, table[rows_t])
-        return q.numpy()
+                return candidate_q(state_out, _gather_rows(table, torch.from_numpy(rows))).numpy()
+            if len(rows) >= _FULL_SCORING_FRACTION * len(table):
+                return all_items_q(state_out, table).numpy()[:, rows]
+            return all_items_q(state_out, table.index_select(0, torch.from_numpy(rows))).numpy()
 
     def epsilon_at(self, step: int) -> float:
         """Exploration rate of the linear schedule after ``step`` gradient steps."""
@@ -323,9 +320,8 @@ class DQNAgent:
             return rewards  # myopic: nothing to bootstrap
         # Next Q-values of the online network over each next candidate set, for the
         # argmax only: c(s') is the same for every candidate, so it is left out.
-        selector, _ = query(
-            self.online.states(table, StateInputs.from_encoded(batch.next_states, next_rows))
-        )
+        next_states = StateInputs.from_encoded(batch.next_states, next_rows)
+        selector, _ = query(self.online.states(table, next_states))
         candidates = torch.from_numpy(batch.next_candidates.astype(np.int64))
         if batch.next_exclude.any():
             best_rows, has_next = greedy_next(selector @ table.T, self._dense_mask(batch))
@@ -339,9 +335,9 @@ class DQNAgent:
             best_rows = candidates.gather(1, best.unsqueeze(1)).squeeze(1).clamp_min(0)
         # Evaluate the selected items with the target network.
         target_table = self.item_table("target")
-        next_target = self.target.states(
-            target_table, StateInputs.from_encoded(batch.next_states, batch.next_states.rows)
-        )
+        if len(table) != len(target_table):  # the step's rows are a subset: renumber back
+            next_states = StateInputs.from_encoded(batch.next_states, batch.next_states.rows)
+        next_target = self.target.states(target_table, next_states)
         next_values = pair_q(next_target, target_table[best_rows])
         # One-step TD target.
         return td_target(

@@ -232,6 +232,32 @@ class DQNPolicy:
     ) -> Slate:
         return self.agent.act(obs, np.asarray(candidate_ids, dtype=np.int64), k, rng, epsilon=self.epsilon)
 
+    def slates(
+        self,
+        observations: Sequence[Observation],
+        candidate_ids: Sequence[np.ndarray],
+        k: int,
+        rngs: Sequence[np.random.Generator],
+    ) -> list[Slate]:
+        """``slate`` for several requests at once: one batched Q evaluation over
+        the agent's catalog, then the same per-slot exploration as ``agent.act``
+        (``SlateBuilder``) with each request's own random stream. Candidates
+        outside the agent's catalog are left out, as ``act`` does."""
+        if not observations:
+            return []
+        catalog_ids = np.asarray(self.agent.catalog.ids, dtype=np.int64)
+        order = np.argsort(catalog_ids, kind="stable")
+        sorted_ids = catalog_ids[order]
+        scores = self.agent.q_values_batch(list(observations), catalog_ids)
+        builder = SlateBuilder(epsilon=self.agent.epsilon if self.epsilon is None else self.epsilon)
+        slates = []
+        for row, ids, rng in zip(scores, candidate_ids, rngs, strict=True):
+            ids = np.asarray(ids, dtype=np.int64)
+            pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+            known = sorted_ids[pos] == ids
+            slates.append(builder.build(ids[known], row[order[pos[known]]], k, rng))
+        return slates
+
 
 class OraclePolicy:
     """The simulator's full-information planner (see

@@ -10,7 +10,6 @@ Fixed widths let the replay buffer store states as plain arrays.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
@@ -104,15 +103,14 @@ class IdVocabulary:
 class EncodedStates(NamedTuple):
     """A batch of encoded observations: B states of L item positions each.
 
-    Within a state the positions are grouped by pool (recent items ordered by
+    Within a state the positions are in pool order (recent items grouped by
     event type, then cart, history, current item), so each (state, pool) is one
-    contiguous bag starting at ``bag_starts`` and the state tower pools with a
-    single ``embedding_bag``.
+    contiguous bag and the state tower pools with a single ``embedding_bag``.
     """
 
     rows: np.ndarray  # int32 (B, L) catalog rows, -1 on padding / unknown items
     weights: np.ndarray  # float32 (B, L) pooling weights, summing to 1 within each non-empty bag
-    bag_starts: np.ndarray  # int16 (B, N_POOLS) first position of each pool's bag
+    pools: np.ndarray  # int8 (B, L) pool of each position, non-decreasing along a state
     masses: np.ndarray  # float32 (B, N_POOLS) total raw weight per pool (recency-decayed count)
     slots: np.ndarray  # int8 (B,) Slot
     page_depths: np.ndarray  # float32 (B,)
@@ -134,15 +132,10 @@ class ObservationEncoder:
         self._history_start = self._cart_start + self.max_cart
         self._current = self._history_start + self.max_history
         self.width = self._current + 1
-        # Layout of an empty state: the recent padding belongs to the last event bag
-        # (the event bags all start at 0 and are empty), then cart, history, current.
+        # Pools of an empty state: the recent padding belongs to the last event pool.
         self._empty_pools = np.repeat(
-            np.array([len(EventType) - 1, CART_POOL, HISTORY_POOL, CURRENT_POOL], dtype=np.int64),
+            np.array([len(EventType) - 1, CART_POOL, HISTORY_POOL, CURRENT_POOL], dtype=np.int8),
             [self.max_recent, self.max_cart, self.max_history, 1],
-        )
-        self._empty_starts = np.array(
-            [0] * len(EventType) + [self._cart_start, self._history_start, self._current],
-            dtype=np.int16,
         )
 
     def empty(self, n: int) -> EncodedStates:
@@ -150,7 +143,7 @@ class ObservationEncoder:
         return EncodedStates(
             rows=np.full((n, self.width), -1, dtype=np.int32),
             weights=np.zeros((n, self.width), dtype=np.float32),
-            bag_starts=np.tile(self._empty_starts, (n, 1)),
+            pools=np.tile(self._empty_pools, (n, 1)),
             masses=np.zeros((n, N_POOLS), dtype=np.float32),
             slots=np.zeros(n, dtype=np.int8),
             page_depths=np.zeros(n, dtype=np.float32),
@@ -165,7 +158,6 @@ class ObservationEncoder:
         n, r = len(observations), self.max_recent
         ids = np.full((n, self.width), -1, dtype=np.int64)
         pools = np.tile(self._empty_pools, (n, 1))
-        bag_starts = np.tile(self._empty_starts, (n, 1))
         ages = np.zeros((n, r), dtype=np.float32)
         slots = np.empty(n, dtype=np.int8)
         depths = np.empty(n, dtype=np.float32)
@@ -190,9 +182,6 @@ class ObservationEncoder:
                 ids[b, :m] = [items[i] for i in order]
                 pools[b, :m] = grouped
                 ages[b, :m] = [item_ages[i] for i in order]
-                bag_starts[b, 1 : len(EventType)] = [
-                    bisect_left(grouped, event) for event in range(1, len(EventType))
-                ]
             m = min(len(obs.cart_items), self.max_cart)
             if m:
                 ids[b, self._cart_start : self._cart_start + m] = obs.cart_items[-m:]
@@ -209,7 +198,7 @@ class ObservationEncoder:
         # Recency decay: an interaction recency_half_life_s old weighs half as much.
         weights[:, :r] *= np.exp2(-np.maximum(ages, 0.0) / self.half_life_s)
         # Normalise each (state, pool) bag to a weighted mean; keep its mass as a feature.
-        bags = pools + N_POOLS * np.arange(n)[:, None]
+        bags = pools + N_POOLS * np.arange(n)[:, None]  # int64: the int8 pools are upcast
         masses = np.bincount(bags.ravel(), weights.ravel(), minlength=n * N_POOLS)
         denominators = masses[bags]
         weights = np.divide(
@@ -218,7 +207,7 @@ class ObservationEncoder:
         return EncodedStates(
             rows=rows.astype(np.int32),
             weights=weights.astype(np.float32, copy=False),
-            bag_starts=bag_starts,
+            pools=pools,
             masses=masses.reshape(n, N_POOLS).astype(np.float32),
             slots=slots,
             page_depths=depths,

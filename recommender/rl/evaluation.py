@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from recommender.rl.baselines import DQNPolicy, Policy
-from recommender.rl.simulator.episodes import SessionLog, run_session
+from recommender.rl.simulator.episodes import SessionLog, run_sessions
 from recommender.rl.simulator.model import ShopperSimulator
 
 if TYPE_CHECKING:
@@ -202,10 +202,8 @@ def evaluate_policy(
     """Run ``n_sessions`` sessions of ``policy``. Session i meets the same shopper
     for every policy evaluated with the same ``seed`` (common random numbers),
     and none of the shoppers used by ``train_dqn`` or ``collect_sessions``."""
-    logs = [
-        run_session(simulator, policy, (seed, EVALUATION_STREAM, i), k=k, recent_window=recent_window)
-        for i in range(n_sessions)
-    ]
+    seeds = [(seed, EVALUATION_STREAM, i) for i in range(n_sessions)]
+    logs = run_sessions(simulator, policy, seeds, k=k, recent_window=recent_window)
     return summarize_sessions(policy.name, logs)
 
 
@@ -233,10 +231,8 @@ def collect_sessions(
     recent_window: int = 20,
 ) -> list[SessionLog]:
     """Logged sessions of a (usually exploring) policy, to fit baselines on."""
-    return [
-        run_session(simulator, policy, (seed, LOGGING_STREAM, i), k=k, recent_window=recent_window)
-        for i in range(n_sessions)
-    ]
+    seeds = [(seed, LOGGING_STREAM, i) for i in range(n_sessions)]
+    return run_sessions(simulator, policy, seeds, k=k, recent_window=recent_window)
 
 
 # --- training ------------------------------------------------------------------------------
@@ -320,16 +316,8 @@ def train_dqn(
     served = transitions = steps = since_sync = 0
     while served < schedule.sessions:
         batch = min(schedule.sessions_per_round, schedule.sessions - served)
-        logs = [
-            run_session(
-                simulator,
-                policy,
-                (seed, TRAINING_STREAM, served + i),
-                k=schedule.k,
-                recent_window=schedule.recent_window,
-            )
-            for i in range(batch)
-        ]
+        seeds = [(seed, TRAINING_STREAM, served + i) for i in range(batch)]
+        logs = run_sessions(simulator, policy, seeds, k=schedule.k, recent_window=schedule.recent_window)
         served += batch
         new = [t for log in logs for t in log.transitions]
         transitions += replay.add_many(new, catalog)

@@ -72,11 +72,10 @@ class StateInputs(NamedTuple):
         Positions without weight (padding, unknown items) are dropped, so pooling
         costs what the sessions hold rather than the encoder's fixed width.
         """
-        n, width = rows.shape
+        n = len(rows)
         keep = states.weights > 0
-        # Bag of each position: the last bag starting at or before it (bag_starts ascend).
-        bags = (states.bag_starts[:, :, None] <= np.arange(width)).sum(1) - 1
-        bags += N_POOLS * np.arange(n)[:, None]
+        # Positions are in pool order within each state, so the kept ones run bag by bag.
+        bags = states.pools + N_POOLS * np.arange(n)[:, None]
         counts = np.bincount(bags[keep], minlength=n * N_POOLS)
         offsets = np.zeros(n * N_POOLS, dtype=np.int64)
         np.cumsum(counts[:-1], out=offsets[1:])

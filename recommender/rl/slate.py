@@ -42,7 +42,8 @@ class SlateBuilder:
         self, item_ids: np.ndarray, scores: np.ndarray, k: int, rng: np.random.Generator
     ) -> Slate:
         """Fill min(k, len(item_ids)) slots from distinct candidates ``item_ids``
-        with Q ``scores`` (same length). Ties go to the earlier candidate."""
+        with Q ``scores`` (same length). The greedy order is deterministic: among
+        equal scores that both make the top k, the earlier candidate goes first."""
         item_ids = np.asarray(item_ids, dtype=np.int64)
         scores = np.asarray(scores, dtype=np.float32)
         if item_ids.shape != scores.shape or item_ids.ndim != 1:
@@ -63,14 +64,8 @@ class SlateBuilder:
     ) -> tuple[np.ndarray, np.ndarray]:
         n = len(scores)
         # The best remaining item is always among the top k (fewer than k are taken before
-        # any slot), so rank only those instead of sorting every candidate. Among equal
-        # scores the earlier candidate ranks first, also across the k-th place.
-        if k < n:
-            kth = np.partition(scores, n - k)[n - k]
-            above = np.flatnonzero(scores > kth)
-            top = np.concatenate([above, np.flatnonzero(scores == kth)[: k - len(above)]])
-        else:
-            top = np.arange(n)
+        # any slot), so rank only those instead of sorting every candidate.
+        top = np.sort(np.argpartition(-scores, k - 1)[:k]) if k < n else np.arange(n)
         ranked = top[np.argsort(-scores[top], kind="stable")].tolist()
         chosen: list[int] = []
         taken: set[int] = set()

@@ -1,7 +1,7 @@
 """Shopper simulator (docstring written after calibration)."""
 
 from recommender.rl.simulator.catalog import make_catalog
-from recommender.rl.simulator.episodes import SessionLog, run_session, session_rngs
+from recommender.rl.simulator.episodes import SessionLog, run_session, run_sessions, session_rngs
 from recommender.rl.simulator.model import (
     Arrival,
     Page,
@@ -27,5 +27,6 @@ __all__ = [
     "ShopperSimulator",
     "make_catalog",
     "run_session",
+    "run_sessions",
     "session_rngs",
 ]

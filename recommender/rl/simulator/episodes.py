@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from recommender.rl.simulator.model import Shopper, ShopperSimulator
-from recommender.rl.types import EventType, Observation, Transition
+from recommender.rl.types import EventType, Observation, Slate, Transition
 
 if TYPE_CHECKING:
     from recommender.rl.baselines import Policy
@@ -70,86 +70,143 @@ def run_session(
     A policy with a ``start_session(shopper)`` method (the oracle) is handed the
     shopper first; no other policy sees anything but observations.
     """
-    shopper_rng, policy_rng = session_rngs(seed)
-    shopper = simulator.new_shopper(shopper_rng)
-    start = getattr(policy, "start_session", None)
-    if start is not None:
-        start(shopper)
-    return _serve(shopper, policy, policy_rng, k, recent_window, next_candidates)
+    return run_sessions(
+        simulator, policy, [seed], k=k, recent_window=recent_window, next_candidates=next_candidates
+    )[0]
 
 
-def _serve(
-    shopper: Shopper,
+def run_sessions(
+    simulator: ShopperSimulator,
     policy: Policy,
-    rng: np.random.Generator,
+    seeds: Sequence[SessionSeed],
+    *,
+    k: int = 8,
+    recent_window: int = 20,
+    next_candidates: bool = False,
+) -> list[SessionLog]:
+    """``run_session`` for each of ``seeds``, same results, in lockstep.
+
+    A policy with a batched ``slates(observations, candidate_ids, k, rngs)``
+    method (the DQN) serves the pending requests of all running sessions in one
+    call, which is what makes simulated training and evaluation fast. Policies
+    that must see the shopper (``start_session``) run one session at a time.
+    """
+    if getattr(policy, "start_session", None) is not None:
+        logs = []
+        for seed in seeds:
+            shopper_rng, policy_rng = session_rngs(seed)
+            shopper = simulator.new_shopper(shopper_rng)
+            policy.start_session(shopper)
+            logs.extend(_lockstep(policy, [_Session(shopper, policy_rng)], k, recent_window, next_candidates))
+        return logs
+    sessions = []
+    for seed in seeds:
+        shopper_rng, policy_rng = session_rngs(seed)
+        sessions.append(_Session(simulator.new_shopper(shopper_rng), policy_rng))
+    return _lockstep(policy, sessions, k, recent_window, next_candidates)
+
+
+def _lockstep(
+    policy: Policy,
+    sessions: list[_Session],
     k: int,
     recent_window: int,
     with_next_candidates: bool,
-) -> SessionLog:
-    sim = shopper.simulator
-    weights = sim.rewards
-    observations: list[Observation] = []
-    candidate_sets: list[tuple[int, ...] | None] = []
-    slates = []
-    rewards: list[np.ndarray] = []
-    origin: dict[int, tuple[int, int]] = {}  # cart item -> (request, position) that sold it
-    clicks = adds = impressions = 0
-    purchased: tuple[int, ...] = ()
-    while not shopper.done:
-        obs = shopper.observation(recent_window)
-        candidates = shopper.candidates()
-        slate = policy.slate(obs, candidates, k, rng)
-        reaction = shopper.react(slate.items)
+) -> list[SessionLog]:
+    batched = getattr(policy, "slates", None)
+    while True:
+        running = [s for s in sessions if not s.shopper.done]
+        if not running:
+            break
+        observations = [s.shopper.observation(recent_window) for s in running]
+        candidates = [s.shopper.candidates() for s in running]
+        if batched is not None:
+            slates = batched(observations, candidates, k, [s.rng for s in running])
+        else:
+            slates = [
+                policy.slate(obs, c, k, s.rng)
+                for obs, c, s in zip(observations, candidates, running, strict=True)
+            ]
+        for s, obs, c, slate in zip(running, observations, candidates, slates, strict=True):
+            s.serve(obs, c if with_next_candidates else None, slate)
+    return [s.log() for s in sessions]
+
+
+class _Session:
+    """One running session: the shopper, the policy's random stream for it and
+    everything needed to turn the session into a ``SessionLog`` at its end."""
+
+    def __init__(self, shopper: Shopper, rng: np.random.Generator) -> None:
+        self.shopper = shopper
+        self.rng = rng
+        self.observations: list[Observation] = []
+        self.candidate_sets: list[tuple[int, ...] | None] = []
+        self.slates: list[Slate] = []
+        self.rewards: list[np.ndarray] = []
+        self.origin: dict[int, tuple[int, int]] = {}  # cart item -> (request, position) that sold it
+        self.clicks = self.adds = self.impressions = 0
+        self.purchased: tuple[int, ...] = ()
+
+    def serve(self, obs: Observation, candidates: np.ndarray | None, slate: Slate) -> None:
+        """Show ``slate`` for ``obs`` and record the shopper's reaction."""
+        weights = self.shopper.simulator.rewards
+        reaction = self.shopper.react(slate.items)
         step_rewards = np.zeros(len(slate.items))
         if reaction.clicked is not None:
-            clicks += 1
+            self.clicks += 1
             step_rewards[reaction.position] += weights.click
             if reaction.added_to_cart:
-                adds += 1
+                self.adds += 1
                 step_rewards[reaction.position] += weights.add_to_cart
-                origin[reaction.clicked] = (len(slates), reaction.position)
-        observations.append(obs)
-        candidate_sets.append(tuple(int(i) for i in candidates) if with_next_candidates else None)
-        slates.append(slate)
-        rewards.append(step_rewards)
-        impressions += len(slate.items)
-        purchased = reaction.purchased
+                self.origin[reaction.clicked] = (len(self.slates), reaction.position)
+        self.observations.append(obs)
+        self.candidate_sets.append(None if candidates is None else tuple(int(i) for i in candidates))
+        self.slates.append(slate)
+        self.rewards.append(step_rewards)
+        self.impressions += len(slate.items)
+        self.purchased = reaction.purchased
 
-    revenue = 0.0
-    for item in purchased:
-        # Every cart item came from a carousel click in this session; the purchase
-        # pays the impression that showed it.
-        row = int(sim.rows_of([item])[0])
-        step, position = origin[item]
-        rewards[step][position] += float(sim.purchase_rewards[row])
-        revenue += float(sim.prices[row])
+    def log(self) -> SessionLog:
+        """The finished session as transitions and numbers."""
+        sim = self.shopper.simulator
+        rewards = self.rewards
+        revenue = 0.0
+        for item in self.purchased:
+            # Every cart item came from a carousel click in this session; the purchase
+            # pays the impression that showed it.
+            row = int(sim.rows_of([item])[0])
+            step, position = self.origin[item]
+            rewards[step][position] += float(sim.purchase_rewards[row])
+            revenue += float(sim.prices[row])
 
-    transitions: list[Transition] = []
-    last = len(slates) - 1
-    for t, (obs, slate, step_rewards) in enumerate(zip(observations, slates, rewards, strict=True)):
-        done = t == last
-        next_state = None if done else observations[t + 1]
-        following = None if done else candidate_sets[t + 1]
-        for position, item in enumerate(slate.items):
-            transitions.append(
-                Transition(
-                    state=obs,
-                    item=int(item),
-                    reward=float(step_rewards[position]),
-                    next_state=next_state,
-                    done=done,
-                    propensity=float(slate.propensities[position]),
-                    next_candidates=following,
+        transitions: list[Transition] = []
+        last = len(self.slates) - 1
+        for t, (obs, slate, step_rewards) in enumerate(
+            zip(self.observations, self.slates, rewards, strict=True)
+        ):
+            done = t == last
+            next_state = None if done else self.observations[t + 1]
+            following = None if done else self.candidate_sets[t + 1]
+            for position, item in enumerate(slate.items):
+                transitions.append(
+                    Transition(
+                        state=obs,
+                        item=int(item),
+                        reward=float(step_rewards[position]),
+                        next_state=next_state,
+                        done=done,
+                        propensity=float(slate.propensities[position]),
+                        next_candidates=following,
+                    )
                 )
-            )
-    return SessionLog(
-        transitions=transitions,
-        events=[(e.item, e.type) for e in shopper.events],
-        total_reward=float(sum(r.sum() for r in rewards)),
-        slates=len(slates),
-        clicks=clicks,
-        impressions=impressions,
-        adds=adds,
-        purchased=bool(purchased),
-        revenue=revenue,
-    )
+        return SessionLog(
+            transitions=transitions,
+            events=[(e.item, e.type) for e in self.shopper.events],
+            total_reward=float(sum(r.sum() for r in rewards)),
+            slates=len(self.slates),
+            clicks=self.clicks,
+            impressions=self.impressions,
+            adds=self.adds,
+            purchased=bool(self.purchased),
+            revenue=revenue,
+        )

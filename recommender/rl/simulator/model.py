@@ -55,17 +55,17 @@ class ShopperParams:
     multinomial-logit choice; see the package docstring for the model."""
 
     # --- hidden tastes (drawn per shopper; item quality per catalog) ---
-    taste_scale: float = 0.4
+    taste_scale: float = 0.25
     """standard deviation of a shopper's taste for each category"""
-    favourite_bonus: float = 1.0
+    favourite_bonus: float = 0.8
     """extra taste for one favourite category per shopper (drawn uniformly)"""
-    attribute_scale: float = 0.3
+    attribute_scale: float = 0.15
     """standard deviation of a shopper's weight on each attribute (brand / colour bucket)"""
-    quality_scale: float = 0.5
+    quality_scale: float = 0.2
     """standard deviation of an item's hidden quality, shared by all shoppers"""
     price_sensitivity: float = 0.8
     """mean weight of log(price / mean price) against clicking and buying"""
-    price_sensitivity_spread: float = 0.3
+    price_sensitivity_spread: float = 0.2
     """log-normal sigma of the price sensitivity across shoppers"""
 
     # --- choice among a slate ---
@@ -75,29 +75,29 @@ class ShopperParams:
     """attention at position k is ``position_decay ** k`` (position bias)"""
 
     # --- fatigue ---
-    fatigue_per_impression: float = 0.3
+    fatigue_per_impression: float = 0.15
     """utility lost by an item each time it was already shown in this session"""
     fatigue_cap: int = 5
     """impressions after which fatigue stops growing"""
-    revisit_penalty: float = 1.5
+    revisit_penalty: float = 1.0
     """utility lost by an item whose page the shopper already visited in this session"""
 
     # --- category roles (by price level, see ShopperSimulator) ---
-    premium_offset: float = -2.5
+    premium_offset: float = -3.0
     """click utility of premium categories (the priciest third) when nothing primed them:
     shoppers rarely click an expensive item out of the blue"""
-    gateway_offset: float = -0.3
+    gateway_offset: float = -1.5
     """click utility of gateway categories (the cheapest third): slightly less clickable
     than regular ones, but a click there primes a premium category"""
 
     # --- interest that moves along complementary categories ---
-    complement_boost_click: float = 1.5
+    complement_boost_click: float = 0.5
     """utility added to the complement of the last clicked item's category"""
-    complement_boost_cart: float = 2.5
+    complement_boost_cart: float = 1.0
     """the same boost when that click ended in an add-to-cart (replaces the click boost)"""
     self_boost: float = 0.5
     """utility added to the last clicked item's own category"""
-    unlock_bonus: float = 3.0
+    unlock_bonus: float = 4.0
     """extra utility when the complement is a premium category (its gateway was
     clicked): it cancels most of the premium coldness, so the premium items become
     worth showing"""
@@ -109,7 +109,7 @@ class ShopperParams:
     """weight of the shopper's taste and interest for the item in the add-to-cart logit"""
     cart_price: float = 0.5
     """extra price sensitivity at the add-to-cart step, as a multiple of the shopper's own"""
-    checkout_probability: float = 0.6
+    checkout_probability: float = 0.9
     """probability that a leaving shopper with a non-empty cart checks out (buys the cart)"""
 
     # --- session length ---
@@ -119,7 +119,7 @@ class ShopperParams:
     """most slates without a click a shopper tolerates before leaving"""
     leave_probability: float = 0.05
     """chance of leaving after any request, whatever was shown"""
-    leave_after_add_probability: float = 0.15
+    leave_after_add_probability: float = 0.08
     """chance of leaving right after an add-to-cart (the errand is done)"""
     max_requests: int = 100
     """hard cap on recommendation requests per session (a safety net; rarely reached)"""

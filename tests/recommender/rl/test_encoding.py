@@ -17,12 +17,12 @@ CONFIG = DQNConfig(max_recent=4, max_cart=2, max_history=3, recency_half_life_s=
 
 
 def bags(encoded, b):
-    """{pool: (rows, weights)} of state b, read back through bag_starts."""
-    starts = list(encoded.bag_starts[b]) + [encoded.rows.shape[1]]
+    """{pool: (rows, weights)} of state b."""
+    assert (np.diff(encoded.pools[b]) >= 0).all()  # positions run pool by pool
     return {
         pool: (
-            encoded.rows[b, starts[pool] : starts[pool + 1]],
-            encoded.weights[b, starts[pool] : starts[pool + 1]],
+            encoded.rows[b, encoded.pools[b] == pool],
+            encoded.weights[b, encoded.pools[b] == pool],
         )
         for pool in range(N_POOLS)
     }
@@ -91,7 +91,7 @@ def test_encoding_keeps_the_newest_items_and_pads_empty_states():
     assert bags(encoded, 0)[EventType.VIEW][0].tolist() == [2, 3, 4, 5]
     assert bags(encoded, 0)[CART_POOL][0].tolist() == [8, 9]
     assert (encoded.rows[1] == -1).all() and (encoded.weights[1] == 0).all()
-    np.testing.assert_array_equal(encoded.bag_starts[1], encoder.empty(1).bag_starts[0])
+    np.testing.assert_array_equal(encoded.pools[1], encoder.empty(1).pools[0])
 
 
 def test_encoding_rejects_misaligned_recent_sequences():

