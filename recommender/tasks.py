@@ -4,7 +4,9 @@ takes plain arguments, calls one service and owns its locking and retries."""
 from __future__ import annotations
 
 import logging
+
 from celery import shared_task
+
 from recommender import training
 from recommender.stats import stats_rollup_catch_up
 

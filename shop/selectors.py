@@ -5,7 +5,6 @@ so templates and serializers never trigger a query per row."""
 from __future__ import annotations
 
 import logging
-
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal

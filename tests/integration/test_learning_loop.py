@@ -13,7 +13,7 @@ import pytest
 from django.core.management import call_command
 from django.db.models import Count, Q
 
-from recommender.models import Checkpoint, Impression, Transition, TrainingRun
+from recommender.models import Checkpoint, Impression, TrainingRun, Transition
 from recommender.tasks import build_transitions, sync_target_network, train_policy
 from tests.factories import CategoryFactory, ProductFactory
 from tests.integration.conftest import wait_for

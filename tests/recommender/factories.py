@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import factory
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from recommender.models import (
@@ -24,17 +23,7 @@ from recommender.models import (
     TrainingRun,
     Transition,
 )
-from shop.models import Category, Product
-
-
-class UserFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = get_user_model()
-        django_get_or_create = ("username",)
-
-    username = factory.Sequence(lambda n: f"user{n}")
-    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
-    password = factory.django.Password("pass-1234")
+from tests.factories import ProductFactory, UserFactory
 
 
 class StaffFactory(UserFactory):
@@ -46,27 +35,6 @@ class SuperuserFactory(UserFactory):
     username = factory.Sequence(lambda n: f"admin{n}")
     is_staff = True
     is_superuser = True
-
-
-class CategoryFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Category
-        django_get_or_create = ("slug",)
-
-    name = factory.Sequence(lambda n: f"Category {n}")
-    slug = factory.Sequence(lambda n: f"category-{n}")
-
-
-class ProductFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Product
-
-    category = factory.SubFactory(CategoryFactory)
-    name = factory.Sequence(lambda n: f"Product {n}")
-    slug = factory.Sequence(lambda n: f"product-{n}")
-    sku = factory.Sequence(lambda n: f"SKU-{n:05d}")
-    price = Decimal("25.00")
-    stock = 10
 
 
 class ImpressionFactory(factory.django.DjangoModelFactory):

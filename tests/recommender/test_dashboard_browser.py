@@ -1,17 +1,21 @@
-"""The dashboard in a real headless Chromium: a store admin logs in and sees
-the KPI cards and the charts. Saves docs/screenshots/dashboard.png (the
-README's screenshot)."""
+"""The dashboard in a real headless Chromium: on top of four weeks of logged
+history, simulated shoppers browse the running store over HTTP; then a store
+admin logs in and sees the KPI cards and the charts, live traffic included.
+Saves docs/screenshots/dashboard.png (the README's screenshot)."""
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from recommender.models import Impression
 from recommender.schedules import schedules_ensure
 from recommender.stats import stats_rollup
 from tests.browser import full_page_screenshot
@@ -42,6 +46,13 @@ def test_a_store_admin_sees_the_kpis_and_charts(live_server, browser, store_hist
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
+    before = Impression.objects.count()
+    call_command(
+        "simulate_traffic", base_url=live_server.url, sessions=8, seed=3, stdout=io.StringIO()
+    )
+    live = Impression.objects.count() - before
+    assert live > 8
+
     SuperuserFactory(username="admin", password="admin-pass")
     today = timezone.localdate()
     dashboard = (
@@ -68,6 +79,9 @@ def test_a_store_admin_sees_the_kpis_and_charts(live_server, browser, store_hist
     assert all(card.is_displayed() for card in cards)
     impressions = cards[0].find_element(By.CSS_SELECTOR, ".rec-kpi-value").text
     assert int(impressions.replace(",", "")) > 1000
+    # The simulated shoppers' carousels are on the page already (the live tail
+    # past the last roll-up).
+    assert Impression.objects.filter(created_at__gte=store_history.end).count() >= live
     # Against the weeks of fallback-only traffic before, the learned policy clicks more.
     assert cards[1].find_element(By.CSS_SELECTOR, ".rec-kpi-delta").text.startswith("+")
 

@@ -23,11 +23,14 @@ def make_catalog(
 
     - ``n_items`` items spread as evenly as possible over ``n_categories``
       categories (every category gets at least one item when n_items >= n_categories).
-    - Prices: each category draws a price level (log-normal, sigma
-      ``category_price_spread``) and each item a log-normal factor around it
-      (sigma ``item_price_spread``); the catalog is rescaled to ``mean_price``
-      and rounded to cents, never below 0.50. Categories thus differ in value,
-      which is what makes some complementary moves worth more than others.
+    - Prices: category price levels are evenly spaced in log space from
+      ``exp(-category_price_spread)`` to ``exp(+category_price_spread)`` times
+      the mean and assigned to the categories in a seeded order; each item draws
+      a log-normal factor around its category's level (sigma
+      ``item_price_spread``). The catalog is rescaled to ``mean_price`` and
+      rounded to cents, never below 0.50. Every seed thus has the same economics
+      (cheap, middle and expensive categories) in a different arrangement,
+      which keeps benchmark seeds comparable.
     - Attributes: two one-hot groups like the store's brand and colour
       (``ceil(n_attributes / 2)`` brand buckets, the rest colour buckets);
       ``n_attributes=0`` gives an (N, 0) array.
@@ -38,7 +41,7 @@ def make_catalog(
     rng = np.random.default_rng(seed)
     categories = rng.permutation(np.arange(n_items) % n_categories).astype(np.int64)
 
-    category_level = rng.normal(0.0, category_price_spread, size=n_categories)
+    category_level = rng.permutation(np.linspace(-category_price_spread, category_price_spread, n_categories))
     log_price = category_level[categories] + rng.normal(0.0, item_price_spread, size=n_items)
     prices = np.exp(log_price)
     prices *= mean_price / prices.mean()
