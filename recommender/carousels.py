@@ -36,6 +36,7 @@ def carousel_provider(
     return Carousel(
         slot=slot,
         items=[
-            CarouselItem.from_product(p, url=f"{p.get_absolute_url()}?{query}") for p in rec.products
+            CarouselItem.from_product(p, url=f"{p.get_absolute_url()}?{query}")
+            for p in rec.products
         ],
     )

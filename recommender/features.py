@@ -68,14 +68,18 @@ def catalog_from_rows(rows: Iterable[tuple]) -> ItemCatalog:
         if colour:
             attributes[row, BRAND_BUCKETS + _bucket(colour, COLOUR_BUCKETS)] = 1.0
         if material:
-            attributes[row, BRAND_BUCKETS + COLOUR_BUCKETS + _bucket(material, MATERIAL_BUCKETS)] = 1.0
+            attributes[
+                row, BRAND_BUCKETS + COLOUR_BUCKETS + _bucket(material, MATERIAL_BUCKETS)
+            ] = 1.0
     return ItemCatalog(ids=ids, categories=categories, prices=prices, attributes=attributes)
 
 
 def catalog_rows(products: QuerySet[Product] | None = None) -> list[tuple]:
     products = products if products is not None else Product.objects.filter(is_active=True)
     return list(
-        products.order_by("pk").values_list("pk", "category_id", "price", "brand", "colour", "material")
+        products.order_by("pk").values_list(
+            "pk", "category_id", "price", "brand", "colour", "material"
+        )
     )
 
 

@@ -77,8 +77,12 @@ class ImpressionItem(models.Model):
     class Meta:
         ordering = ["impression", "position"]
         constraints = [
-            models.UniqueConstraint(fields=["impression", "position"], name="unique_impression_position"),
-            models.UniqueConstraint(fields=["impression", "product"], name="unique_impression_product"),
+            models.UniqueConstraint(
+                fields=["impression", "position"], name="unique_impression_position"
+            ),
+            models.UniqueConstraint(
+                fields=["impression", "product"], name="unique_impression_product"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -172,7 +176,9 @@ class Checkpoint(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE)
     activated_at = models.DateTimeField(null=True, blank=True)
-    weights = models.BinaryField(help_text="recommender.rl checkpoint bytes (online+target, config).")
+    weights = models.BinaryField(
+        help_text="recommender.rl checkpoint bytes (online+target, config)."
+    )
     config = models.JSONField(default=dict)
     checks = models.JSONField(default=dict, help_text="Guard check results.")
     evaluation = models.JSONField(

@@ -11,7 +11,9 @@ from shop.signals import cart_item_added, order_placed
 
 
 @receiver(cart_item_added, dispatch_uid="recommender.cart_item_added")
-def record_add_to_cart(sender, *, cart_item, quantity: int, session_key: str | None, user_id, **kwargs):
+def record_add_to_cart(
+    sender, *, cart_item, quantity: int, session_key: str | None, user_id, **kwargs
+):
     if not session_key:
         return
     event_record(

@@ -109,9 +109,7 @@ class PolicyServer:
         signature = _catalog_signature()
         if loaded is not None and loaded.version == active:
             if loaded.catalog_signature != signature:
-                loaded.agent.set_catalog(
-                    features.build_catalog()
-                )
+                loaded.agent.set_catalog(features.build_catalog())
                 loaded.catalog_signature = signature
             return loaded
         if active == self._failed_version:
@@ -120,13 +118,17 @@ class PolicyServer:
         from recommender.rl.runtime import configure_torch_threads
 
         configure_torch_threads()
-        weights = Checkpoint.objects.filter(version=active).values_list("weights", flat=True).first()
+        weights = (
+            Checkpoint.objects.filter(version=active).values_list("weights", flat=True).first()
+        )
         try:
             agent = DQNAgent.load(bytes(weights))
             agent.set_catalog(features.build_catalog())
         except Exception:
             self._failed_version = active
-            logger.exception("Checkpoint v%s could not be loaded; keeping the previous policy", active)
+            logger.exception(
+                "Checkpoint v%s could not be loaded; keeping the previous policy", active
+            )
             return loaded
         logger.info("Serving recommender checkpoint v%s", active)
         return _Loaded(version=active, agent=agent, catalog_signature=signature)

@@ -176,7 +176,9 @@ class ShopperDriver:
                 self._event(stats, "click", reaction.clicked, impression=body["impression_id"])
                 if reaction.added_to_cart:
                     status, _ = self._post(
-                        stats, "/api/v1/cart/items/", {"product_id": reaction.clicked, "quantity": 1}
+                        stats,
+                        "/api/v1/cart/items/",
+                        {"product_id": reaction.clicked, "quantity": 1},
                     )
                     stats.add_to_carts += status == 201
             if shopper.page is not None and shopper.page.arrival == Arrival.BROWSE:
@@ -209,7 +211,9 @@ class ShopperDriver:
         stats.errors += status >= 400 and not expected
         return status, body
 
-    def _event(self, stats: TrafficStats, type: str, product_id: int, impression: str | None = None):
+    def _event(
+        self, stats: TrafficStats, type: str, product_id: int, impression: str | None = None
+    ):
         payload = {"event_id": str(uuid.uuid4()), "type": type, "product_id": product_id}
         if impression:
             payload["impression_id"] = impression

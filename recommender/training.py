@@ -168,7 +168,9 @@ def replay_transitions(*, limit: int) -> list[RLTransition]:
     states: dict[uuid.UUID, Observation] = {}
     for start in range(0, len(ids), 5000):  # stay under SQLite's variable limit
         chunk = Impression.objects.filter(pk__in=ids[start : start + 5000])
-        states.update((pk, Observation.from_dict(state)) for pk, state in chunk.values_list("id", "state"))
+        states.update(
+            (pk, Observation.from_dict(state)) for pk, state in chunk.values_list("id", "state")
+        )
     return [
         RLTransition(
             state=states[impression_id],
@@ -293,7 +295,9 @@ def policy_train(*, triggered_by: str = "schedule", steps: int | None = None) ->
             )
         except Exception as exc:
             logger.exception("Training run %s failed", run.pk)
-            _finish(run, status=TrainingRun.Status.FAILED, outcome=repr(exc)[:2000], started=started)
+            _finish(
+                run, status=TrainingRun.Status.FAILED, outcome=repr(exc)[:2000], started=started
+            )
             raise
 
 

@@ -75,7 +75,11 @@ class Cart(models.Model):
     """One cart per signed-in user or per anonymous session."""
 
     user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="cart"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="cart",
     )
     session_key = models.CharField(max_length=40, null=True, blank=True, unique=True)
     # Identifies one checkout attempt of this cart's contents: a retried
@@ -119,7 +123,11 @@ class Order(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="orders"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="orders",
     )
     session_key = models.CharField(max_length=40, blank=True, db_index=True)
     idempotency_key = models.UUIDField(unique=True)

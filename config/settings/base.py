@@ -270,8 +270,12 @@ RECOMMENDER_AUTO_ACTIVATE = env.bool("RECOMMENDER_AUTO_ACTIVATE", default=True)
 RECOMMENDER_LOCK_TIMEOUT = env.int("RECOMMENDER_LOCK_TIMEOUT", default=1800)
 # Seconds between runs of each beat task (stored in django-celery-beat on
 # migrate; admins edit them in the admin afterwards).
-RECOMMENDER_SCHEDULE_BUILD_TRANSITIONS = env.int("RECOMMENDER_SCHEDULE_BUILD_TRANSITIONS", default=60)
+RECOMMENDER_SCHEDULE_BUILD_TRANSITIONS = env.int(
+    "RECOMMENDER_SCHEDULE_BUILD_TRANSITIONS", default=60
+)
 RECOMMENDER_SCHEDULE_TRAIN = env.int("RECOMMENDER_SCHEDULE_TRAIN", default=300)
 RECOMMENDER_SCHEDULE_SYNC_TARGET = env.int("RECOMMENDER_SCHEDULE_SYNC_TARGET", default=600)
 RECOMMENDER_SCHEDULE_ROLLUP = env.int("RECOMMENDER_SCHEDULE_ROLLUP", default=120)
-SHOP_CAROUSEL_PROVIDER = env("SHOP_CAROUSEL_PROVIDER", default="recommender.carousels.carousel_provider")
+SHOP_CAROUSEL_PROVIDER = env(
+    "SHOP_CAROUSEL_PROVIDER", default="recommender.carousels.carousel_provider"
+)

@@ -26,9 +26,7 @@ MATERIALS = ["cotton", "wool", "leather", "steel", "oak"]
 
 
 def _catalog() -> None:
-    categories = [
-        CategoryFactory(name=f"Department {c}", slug=f"department-{c}") for c in range(8)
-    ]
+    categories = [CategoryFactory(name=f"Department {c}", slug=f"department-{c}") for c in range(8)]
     # Products are created in a shuffled order: primary keys (the fallback's
     # tie-break before anything has sold) must not line up with price or category.
     specs = [(c, i) for c in range(8) for i in range(12)]
@@ -65,7 +63,9 @@ def test_store_learns_from_simulated_shoppers(celery_worker, live_server, settin
 
     # 2. The worker turns sessions into transitions, trains and publishes.
     build_transitions.apply_async(queue=celery_worker)
-    wait_for(lambda: Transition.objects.count() >= 8 * fallback_n * 0.9, timeout=60, what="transitions")
+    wait_for(
+        lambda: Transition.objects.count() >= 8 * fallback_n * 0.9, timeout=60, what="transitions"
+    )
     train_policy.apply_async(
         kwargs={"triggered_by": "integration-test", "steps": 800}, queue=celery_worker
     )
@@ -80,7 +80,9 @@ def test_store_learns_from_simulated_shoppers(celery_worker, live_server, settin
     assert active.checks["passed"] is True
     assert set(active.evaluation) >= {"ips", "snips", "dr", "active"}
 
-    sync_target_network.apply_async(kwargs={"triggered_by": "integration-test"}, queue=celery_worker)
+    sync_target_network.apply_async(
+        kwargs={"triggered_by": "integration-test"}, queue=celery_worker
+    )
     wait_for(
         lambda: TrainingRun.objects.filter(
             kind=TrainingRun.Kind.SYNC_TARGET, status=TrainingRun.Status.SUCCEEDED
@@ -100,5 +102,7 @@ def test_store_learns_from_simulated_shoppers(celery_worker, live_server, settin
     )
     learned_ctr, learned_n = _ctr("dqn")
     assert learned_n > 300
-    print(f"CTR on the fallback {fallback_ctr:.3f} ({fallback_n}), on v{active.version} {learned_ctr:.3f} ({learned_n})")
+    print(
+        f"CTR on the fallback {fallback_ctr:.3f} ({fallback_n}), on v{active.version} {learned_ctr:.3f} ({learned_n})"
+    )
     assert learned_ctr > fallback_ctr, (learned_ctr, fallback_ctr)

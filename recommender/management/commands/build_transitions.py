@@ -8,6 +8,4 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         result = transitions_build()
-        self.stdout.write(
-            f"{result.created} transitions from {result.impressions} impressions."
-        )
+        self.stdout.write(f"{result.created} transitions from {result.impressions} impressions.")

@@ -63,7 +63,9 @@ class Command(BaseCommand):
             for number, shopper_seed in enumerate(progress):
                 traveller.move_to(start + spacing * number)
                 driver = ShopperDriver(InProcessShopClient(), on_clock=traveller.shift)
-                total.merge(driver.run(simulator.new_shopper(int(shopper_seed)), session_number=number))
+                total.merge(
+                    driver.run(simulator.new_shopper(int(shopper_seed)), session_number=number)
+                )
                 if (number + 1) % train_every == 0:
                     progress.set_postfix_str(self._train())
             traveller.move_to(end)

@@ -19,7 +19,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="The running store.")
+        parser.add_argument(
+            "--base-url", default="http://127.0.0.1:8000", help="The running store."
+        )
         parser.add_argument("--sessions", type=int, default=200)
         parser.add_argument("--seed", type=int, default=0, help="Shopper population and draws.")
         parser.add_argument("--k", type=int, default=8, help="Carousel size to request.")
@@ -37,7 +39,9 @@ class Command(BaseCommand):
         for number, shopper_seed in enumerate(progress):
             driver = ShopperDriver(HttpShopClient(base_url), k=k)
             try:
-                total.merge(driver.run(simulator.new_shopper(int(shopper_seed)), session_number=number))
+                total.merge(
+                    driver.run(simulator.new_shopper(int(shopper_seed)), session_number=number)
+                )
             except requests.ConnectionError as exc:
                 raise CommandError(f"Cannot reach the store at {base_url}: {exc}") from exc
             progress.set_postfix(

@@ -8,14 +8,18 @@ class Command(BaseCommand):
     help = "Replay-train the policy now and publish a checkpoint if it passes the guards."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--steps", type=int, help="Gradient steps (default RECOMMENDER_TRAIN_STEPS).")
+        parser.add_argument(
+            "--steps", type=int, help="Gradient steps (default RECOMMENDER_TRAIN_STEPS)."
+        )
 
     def handle(self, *args, steps: int | None, **options) -> None:
         try:
             run = policy_train(triggered_by="command", steps=steps)
         except TrainerBusy as exc:
             raise CommandError(str(exc)) from exc
-        style = self.style.SUCCESS if run.status == TrainingRun.Status.SUCCEEDED else self.style.WARNING
+        style = (
+            self.style.SUCCESS if run.status == TrainingRun.Status.SUCCEEDED else self.style.WARNING
+        )
         self.stdout.write(style(f"Run {run.pk} {run.status}: {run.outcome}"))
         if run.status == TrainingRun.Status.SUCCEEDED:
             self.stdout.write(
