@@ -23,6 +23,9 @@ from recommender.rl.config import DQNConfig
 from recommender.rl.encoding import N_POOLS, EncodedStates, IdVocabulary
 from recommender.rl.types import ItemCatalog, Slot
 
+# State scalars beside the pooled vectors: pool masses, slot one-hot, page depth.
+SCALAR_WIDTH = N_POOLS + len(Slot) + 1
+
 
 class ItemFeatures(NamedTuple):
     """Item-tower inputs for N items, as tensors."""
@@ -60,9 +63,7 @@ class StateInputs(NamedTuple):
     rows: Tensor  # int64 (P,) item-table rows of the weighted positions, bag after bag
     weights: Tensor  # float32 (P,) normalised within each bag
     offsets: Tensor  # int64 (B * N_POOLS,) first position of each bag
-    masses: Tensor  # float32 (B, N_POOLS)
-    slots: Tensor  # int64 (B,)
-    page_depths: Tensor  # float32 (B,)
+    scalars: Tensor  # float32 (B, SCALAR_WIDTH): log1p pool masses, slot one-hot, log1p page depth
 
     @classmethod
     def from_encoded(cls, states: EncodedStates, rows: np.ndarray) -> StateInputs:
@@ -79,13 +80,15 @@ class StateInputs(NamedTuple):
         counts = np.bincount(bags[keep], minlength=n * N_POOLS)
         offsets = np.zeros(n * N_POOLS, dtype=np.int64)
         np.cumsum(counts[:-1], out=offsets[1:])
+        scalars = np.zeros((n, SCALAR_WIDTH), dtype=np.float32)
+        np.log1p(states.masses, out=scalars[:, :N_POOLS])
+        scalars[np.arange(n), N_POOLS + states.slots] = 1.0
+        np.log1p(states.page_depths, out=scalars[:, -1])
         return cls(
             rows=torch.from_numpy(rows[keep].astype(np.int64, copy=False)),
             weights=torch.from_numpy(states.weights[keep]),
             offsets=torch.from_numpy(offsets),
-            masses=torch.from_numpy(states.masses),
-            slots=torch.from_numpy(states.slots.astype(np.int64)),
-            page_depths=torch.from_numpy(states.page_depths),
+            scalars=torch.from_numpy(scalars),
         )
 
 
@@ -139,7 +142,7 @@ class StateTower(nn.Module):
 
     def __init__(self, config: DQNConfig) -> None:
         super().__init__()
-        width = N_POOLS * (config.embed_dim + 1) + N_POOLS + len(Slot) + 1
+        width = N_POOLS * (config.embed_dim + 1) + SCALAR_WIDTH
         self.mlp = nn.Sequential(
             nn.Linear(width, config.state_hidden),
             nn.ReLU(),
@@ -151,22 +154,12 @@ class StateTower(nn.Module):
 
         ``item_table`` (M, D + 1) holds the item-tower outputs ``states.rows`` index.
         """
-        n = len(states.slots)
         # Weighted mean per bag in one fused gather-and-sum; an empty pool pools to zero
         # and is told apart by its mass.
         pooled = F.embedding_bag(
             states.rows, item_table, states.offsets, mode="sum", per_sample_weights=states.weights
         )
-        x = torch.cat(
-            [
-                pooled.view(n, -1),
-                torch.log1p(states.masses),
-                F.one_hot(states.slots, len(Slot)).to(item_table.dtype),
-                torch.log1p(states.page_depths).unsqueeze(1),
-            ],
-            dim=1,
-        )
-        return self.mlp(x)
+        return self.mlp(torch.cat([pooled.view(len(states.scalars), -1), states.scalars], dim=1))
 
 
 class QNetwork(nn.Module):

@@ -77,7 +77,8 @@ def test_cooccurrence_recommends_the_co_clicked_item():
         [(10, CLICK), (20, CLICK)],
         [(10, CLICK), (20, ADD)],
         [(30, CLICK), (40, CLICK)],
-        [(30, CLICK)], [(30, CLICK)], [(40, CLICK)],  # 30 and 40 are the best-sellers
+        [(30, CLICK)], [(30, CLICK)], [(30, CLICK)], [(30, CLICK)],
+        [(40, CLICK)],  # 30 is the best-seller
     ]
     policy = CooccurrencePolicy().fit(sessions)
     on_page = Observation(slot=Slot.PRODUCT, current_item=10)
