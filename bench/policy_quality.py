@@ -4,18 +4,19 @@ myopic DQN (gamma = 0), DQN and the full-information oracle, over several seeds.
     cd /work/main && .venv/bin/python -m bench.policy_quality [--quick] [--json] [--seeds N]
 
 Each seed builds its own synthetic catalog and simulated world
-(``recommender.rl.simulator``), logs uniformly random traffic to fit the
-popularity and co-occurrence baselines, trains the myopic and the long-term
-DQN agents from scratch with the same budget and configuration (only gamma
-differs), and evaluates every policy on the same held-out shoppers (common
-random numbers). The table reports, per policy, the mean over seeds of the
-mean session return, the CTR (clicks per carousel) and the purchase rate
-(sessions with a checkout), each with a 95% Student-t interval over seeds,
-and the return as a share of the oracle's.
+(``recommender.rl.simulator``: 96 items in 6 categories, carousels of 3),
+logs uniformly random traffic to fit the popularity and co-occurrence
+baselines, trains the myopic and the long-term DQN agents from scratch with the
+same budget and configuration (only gamma differs), and evaluates every policy
+on the same held-out shoppers (common random numbers). The table reports, per
+policy, the mean over seeds of the mean session return, the CTR (clicks per
+carousel) and the purchase rate (sessions with a checkout), each with a 95%
+Student-t interval over seeds, and the return as a share of the oracle's.
 
-Seeds run in separate processes (``--workers``, default 2, one torch thread
-each). ``--json`` prints one JSON object as the last line. Nothing here is a
-test: the numbers are whatever this run measured.
+``--quick`` trains each agent on 1500 simulated sessions, the full run on 3000;
+both are reported as measured. Work runs in ``--workers`` processes (default
+2, one torch thread each). ``--json`` prints one JSON object as the last line.
+Nothing here is a test: the numbers are whatever this run measured.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 from dataclasses import dataclass
 
 POLICIES = ("random", "popularity", "cooccurrence", "myopic", "dqn", "oracle")
+METRICS = ("return", "ctr", "purchase_rate")
 TARGET_ORACLE_SHARE = 0.85
 
 
@@ -40,48 +42,68 @@ class BenchSettings:
     n_items: int
     n_categories: int
     n_attributes: int
-    k: int
+    k: int  # items per carousel
     logged_sessions: int  # uniformly random sessions the log-based baselines are fitted on
     eval_sessions: int  # held-out sessions per policy and seed
-    training_sessions: int
+    training_sessions: int  # sessions each agent is trained on
     sessions_per_round: int
     steps_per_round: int
     warmup_transitions: int
     sync_every_steps: int
-    dqn: dict  # DQNConfig fields that differ from the defaults (gamma is the DQN's)
+    dqn: dict  # DQNConfig fields that differ from the defaults (gamma is the long-term agent's)
 
 
 QUICK = BenchSettings(
     n_items=96,
     n_categories=6,
     n_attributes=8,
-    k=4,
+    k=3,
     logged_sessions=1000,
     eval_sessions=200,
-    training_sessions=1200,
+    training_sessions=1500,
     sessions_per_round=20,
     steps_per_round=40,
-    warmup_transitions=1500,
+    warmup_transitions=500,
     sync_every_steps=240,
     dqn={
         "gamma": 0.9,
+        # Transition rewards reach ~30 (a premium purchase): a Huber threshold below
+        # that fits medians rather than the expected rewards the ranking needs.
         "huber_delta": 30.0,
-        "recency_half_life_s": 120.0,
-        "epsilon_decay_steps": 1500,
+        # The shopper's interest follows the last product page it opened: let the
+        # newest interactions dominate the pooled state.
+        "recency_half_life_s": 30.0,
+        "epsilon_decay_steps": 1000,
+        # Target copies are the training loop's own (sync_every_steps), as in the store.
         "target_update_interval": 0,
     },
 )
 FULL = dataclasses.replace(
     QUICK,
     logged_sessions=2000,
-    eval_sessions=600,
+    eval_sessions=500,
     training_sessions=3000,
-    dqn={**QUICK.dqn, "epsilon_decay_steps": 2500},
+    dqn={**QUICK.dqn, "epsilon_decay_steps": 2000},
 )
 
+# Each seed's work is split into these parts so that the workers stay busy to the
+# end; the longest parts are queued first.
+PARTS = ("dqn", "myopic", "baselines")
 
-def run_seed(seed: int, settings: BenchSettings) -> dict:
-    """Train and evaluate every policy under one seed; plain numbers back."""
+
+def world(seed: int, settings: BenchSettings):
+    """The seed's catalog and simulated shoppers."""
+    from recommender.rl.simulator import ShopperSimulator, make_catalog
+
+    catalog = make_catalog(
+        settings.n_items, settings.n_categories, settings.n_attributes, seed=seed
+    )
+    return ShopperSimulator(catalog, seed=seed)
+
+
+def run_part(seed: int, part: str, settings: BenchSettings) -> dict:
+    """One part of one seed: train and evaluate an agent ("dqn", "myopic"), or
+    fit and evaluate the baselines and the oracle ("baselines")."""
     from recommender.rl.runtime import configure_torch_threads
 
     configure_torch_threads(1)
@@ -100,40 +122,41 @@ def run_seed(seed: int, settings: BenchSettings) -> dict:
         evaluate_policy,
         train_dqn,
     )
-    from recommender.rl.simulator import ShopperSimulator, make_catalog
 
     started = time.perf_counter()
-    catalog = make_catalog(settings.n_items, settings.n_categories, settings.n_attributes, seed=seed)
-    simulator = ShopperSimulator(catalog, seed=seed)
+    simulator = world(seed, settings)
     k = settings.k
-
-    logs = collect_sessions(simulator, RandomPolicy(), settings.logged_sessions, seed, k=k)
-    events = [log.events for log in logs]
-    policies = {
-        "random": RandomPolicy(),
-        "popularity": PopularityPolicy().fit(events),
-        "cooccurrence": CooccurrencePolicy().fit(events),
-    }
-
-    config = DQNConfig(**{**settings.dqn, "seed": seed})
-    schedule = TrainingSchedule(
-        sessions=settings.training_sessions,
-        sessions_per_round=settings.sessions_per_round,
-        steps_per_round=settings.steps_per_round,
-        warmup_transitions=settings.warmup_transitions,
-        sync_every_steps=settings.sync_every_steps,
-        k=k,
-    )
-    training_seconds = {}
-    for name, agent_config in (("myopic", myopic_config(config)), ("dqn", config)):
-        result = train_dqn(simulator, agent_config, schedule, seed)
-        training_seconds[name] = result.seconds
-        policies[name] = DQNPolicy(result.agent, name=name)
-    policies["oracle"] = OraclePolicy()
+    training_seconds = 0.0
+    if part == "baselines":
+        # The log-based baselines learn from uniformly random traffic on shoppers
+        # that are never evaluated.
+        logs = collect_sessions(simulator, RandomPolicy(), settings.logged_sessions, seed, k=k)
+        events = [log.events for log in logs]
+        policies = {
+            "random": RandomPolicy(),
+            "popularity": PopularityPolicy().fit(events),
+            "cooccurrence": CooccurrencePolicy().fit(events),
+            "oracle": OraclePolicy(),
+        }
+    else:
+        config = DQNConfig(**{**settings.dqn, "seed": seed})
+        if part == "myopic":
+            config = myopic_config(config)
+        schedule = TrainingSchedule(
+            sessions=settings.training_sessions,
+            sessions_per_round=settings.sessions_per_round,
+            steps_per_round=settings.steps_per_round,
+            warmup_transitions=settings.warmup_transitions,
+            sync_every_steps=settings.sync_every_steps,
+            k=k,
+        )
+        result = train_dqn(simulator, config, schedule, seed)
+        training_seconds = result.seconds
+        policies = {part: DQNPolicy(result.agent, name=part)}
 
     results = {}
-    for name in POLICIES:
-        evaluation = evaluate_policy(simulator, policies[name], settings.eval_sessions, seed, k=k)
+    for name, policy in policies.items():
+        evaluation = evaluate_policy(simulator, policy, settings.eval_sessions, seed, k=k)
         results[name] = {
             "return": evaluation.mean_return,
             "ctr": evaluation.ctr,
@@ -141,64 +164,108 @@ def run_seed(seed: int, settings: BenchSettings) -> dict:
         }
     return {
         "seed": seed,
+        "part": part,
         "policies": results,
         "training_seconds": training_seconds,
         "seconds": time.perf_counter() - started,
     }
 
 
+def _run_part(job: tuple[int, str, BenchSettings]) -> dict:
+    return run_part(*job)
+
+
+def run_seeds(seeds: list[int], settings: BenchSettings, workers: int) -> list[dict]:
+    """Every part of every seed, merged back into one record per seed."""
+    jobs = [(seed, part, settings) for part in PARTS for seed in seeds]
+    if workers > 1:
+        # Spawned children: no torch state is inherited across a fork (it can hang OpenMP).
+        with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+            parts = list(pool.imap_unordered(_run_part, jobs))
+    else:
+        parts = [_run_part(job) for job in jobs]
+    per_seed = []
+    for seed in seeds:
+        mine = [p for p in parts if p["seed"] == seed]
+        per_seed.append(
+            {
+                "seed": seed,
+                "policies": {name: m for p in mine for name, m in p["policies"].items()},
+                "training_seconds": {
+                    p["part"]: p["training_seconds"] for p in mine if p["part"] != "baselines"
+                },
+            }
+        )
+    return per_seed
+
+
 def aggregate(per_seed: list[dict]) -> dict:
     """Per policy and metric, the mean over seeds with its 95% interval."""
     from recommender.rl.evaluation import mean_interval
 
-    out = {}
-    for name in POLICIES:
-        out[name] = {
+    return {
+        name: {
             metric: mean_interval([r["policies"][name][metric] for r in per_seed]).to_dict()
-            for metric in ("return", "ctr", "purchase_rate")
+            for metric in METRICS
         }
-    return out
-
-
-def format_table(summary: dict, seeds: int) -> str:
-    oracle = summary["oracle"]["return"]["mean"]
-    lines = [
-        f"policy quality in the shopper simulator: mean over {seeds} seeds [95% t-interval]",
-        f"{'policy':<13} {'return':>24} {'% oracle':>9} {'CTR/carousel':>24} {'purchase rate':>24}",
-    ]
-    for name in POLICIES:
-        row = summary[name]
-
-        def cell(metric: str, row: dict = row) -> str:
-            m = row[metric]
-            lo, hi = m["ci95"]
-            return f"{m['mean']:.3f} [{lo:.3f}, {hi:.3f}]"
-
-        share = row["return"]["mean"] / oracle if oracle else float("nan")
-        lines.append(
-            f"{name:<13} {cell('return'):>24} {100 * share:>8.1f}% {cell('ctr'):>24} {cell('purchase_rate'):>24}"
-        )
-    return "\n".join(lines)
+        for name in POLICIES
+    }
 
 
 def targets(summary: dict) -> dict:
     """The two quality targets, as measured."""
     dqn, myopic, oracle = (summary[n]["return"] for n in ("dqn", "myopic", "oracle"))
     share = dqn["mean"] / oracle["mean"] if oracle["mean"] else float("nan")
-    separated = dqn["ci95"][0] > myopic["ci95"][1]
     return {
         "dqn_share_of_oracle": share,
         "dqn_at_least_85pct_of_oracle": share >= TARGET_ORACLE_SHARE,
-        "dqn_above_myopic_disjoint_ci95": separated,
+        "dqn_above_myopic_disjoint_ci95": dqn["ci95"][0] > myopic["ci95"][1],
     }
+
+
+def format_table(summary: dict, per_seed: list[dict]) -> str:
+    oracle = summary["oracle"]["return"]["mean"]
+    lines = [
+        f"policy quality in the shopper simulator: mean over {len(per_seed)} seeds [95% t-interval]",
+        f"{'policy':<13} {'session return':>25} {'% oracle':>9} {'CTR (clicks/carousel)':>24} {'purchase rate':>22}",
+    ]
+    for name in POLICIES:
+        row = summary[name]
+
+        def cell(metric: str, digits: int, row: dict = row) -> str:
+            m = row[metric]
+            lo, hi = m["ci95"]
+            return f"{m['mean']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+        share = row["return"]["mean"] / oracle if oracle else float("nan")
+        lines.append(
+            f"{name:<13} {cell('return', 1):>25} {100 * share:>8.1f}% "
+            f"{cell('ctr', 3):>24} {cell('purchase_rate', 3):>22}"
+        )
+    lines.append("")
+    lines.append(
+        "per seed, session return: "
+        + "; ".join(
+            f"seed {r['seed']}: "
+            + " ".join(f"{n}={r['policies'][n]['return']:.1f}" for n in ("myopic", "dqn", "oracle"))
+            for r in per_seed
+        )
+    )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller budget (under 2 minutes on 2 cores)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller training budget (under 2 minutes on 2 cores)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object as the last line"
+    )
     parser.add_argument("--seeds", type=int, default=5, help="independent seeds (default 5)")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes")
+    parser.add_argument(
+        "--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes (default 2)"
+    )
     args = parser.parse_args(argv)
     if args.seeds < 2:
         parser.error("--seeds must be at least 2 for an interval")
@@ -206,30 +273,29 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     seeds = list(range(args.seeds))
-    if args.workers > 1:
-        # Spawned children: no torch state is inherited across a fork (it can hang OpenMP).
-        with multiprocessing.get_context("spawn").Pool(min(args.workers, len(seeds))) as pool:
-            per_seed = pool.starmap(run_seed, [(seed, settings) for seed in seeds])
-    else:
-        per_seed = [run_seed(seed, settings) for seed in seeds]
+    per_seed = run_seeds(seeds, settings, args.workers)
     summary = aggregate(per_seed)
     measured = targets(summary)
     wall = time.perf_counter() - started
 
-    print(format_table(summary, len(seeds)))
-    mean_training = sum(sum(r["training_seconds"].values()) for r in per_seed) / len(per_seed)
+    print(format_table(summary, per_seed))
+    training = [s for r in per_seed for s in r["training_seconds"].values()]
     print(
-        f"\nDQN / oracle: {100 * measured['dqn_share_of_oracle']:.1f}% "
+        f"DQN / oracle: {100 * measured['dqn_share_of_oracle']:.1f}% "
         f"(target >= {100 * TARGET_ORACLE_SHARE:.0f}%: {'met' if measured['dqn_at_least_85pct_of_oracle'] else 'NOT met'}); "
         f"DQN above myopic with disjoint 95% intervals: {'yes' if measured['dqn_above_myopic_disjoint_ci95'] else 'NO'}"
     )
     print(
         f"{'quick' if args.quick else 'full'} run: {len(seeds)} seeds, {args.workers} workers, "
-        f"{settings.training_sessions} training sessions per agent, {settings.eval_sessions} evaluation "
-        f"sessions per policy and seed; training {mean_training:.1f}s per seed; wall {wall:.1f}s"
+        f"{settings.training_sessions} training sessions per agent ({sum(training) / max(len(training), 1):.1f}s each "
+        f"on average), {settings.eval_sessions} evaluation sessions per policy and seed; wall {wall:.1f}s"
     )
     if args.json:
-        print(json.dumps({"seeds": len(seeds), "policies": summary, "targets": measured, "seconds": wall}))
+        print(
+            json.dumps(
+                {"seeds": len(seeds), "policies": summary, "targets": measured, "seconds": wall}
+            )
+        )
     return 0
 
 

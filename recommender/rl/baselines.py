@@ -115,13 +115,17 @@ class PopularityPolicy:
     def scores(self, candidate_ids: np.ndarray) -> np.ndarray:
         """Popularity of each candidate."""
         get = self.counts.get
-        return np.fromiter((get(int(i), 0.0) for i in candidate_ids), dtype=np.float64, count=len(candidate_ids))
+        return np.fromiter(
+            (get(int(i), 0.0) for i in candidate_ids), dtype=np.float64, count=len(candidate_ids)
+        )
 
     def slate(
         self, obs: Observation, candidate_ids: np.ndarray, k: int, rng: np.random.Generator
     ) -> Slate:
         candidate_ids = np.asarray(candidate_ids, dtype=np.int64)
-        return self.builder.build(candidate_ids, self.scores(candidate_ids).astype(np.float32), k, rng)
+        return self.builder.build(
+            candidate_ids, self.scores(candidate_ids).astype(np.float32), k, rng
+        )
 
 
 class CooccurrencePolicy:
@@ -181,7 +185,9 @@ class CooccurrencePolicy:
     def anchors(self, obs: Observation) -> dict[int, float]:
         """Weight of each item the carousel should relate to."""
         weights: dict[int, float] = defaultdict(float)
-        for item, event_type, age in zip(obs.recent_items, obs.recent_events, obs.recent_ages, strict=False):
+        for item, event_type, age in zip(
+            obs.recent_items, obs.recent_events, obs.recent_ages, strict=False
+        ):
             recency = 0.5 ** (max(age, 0.0) / self.half_life_s)
             weights[int(item)] += _event_weight(self.event_weights, event_type) * recency
         for item in obs.cart_items:
@@ -198,7 +204,11 @@ class CooccurrencePolicy:
         for anchor, weight in self.anchors(obs).items():
             for item, similarity in self.neighbours.get(anchor, {}).items():
                 related[item] += weight * similarity
-        co = np.fromiter((related.get(int(i), 0.0) for i in candidate_ids), dtype=np.float64, count=len(candidate_ids))
+        co = np.fromiter(
+            (related.get(int(i), 0.0) for i in candidate_ids),
+            dtype=np.float64,
+            count=len(candidate_ids),
+        )
         popularity = self.popularity.scores(candidate_ids)
         # Popularity only orders items within equal co-occurrence (mostly the unrelated ones).
         positive = co[co > 0]
@@ -209,7 +219,9 @@ class CooccurrencePolicy:
         self, obs: Observation, candidate_ids: np.ndarray, k: int, rng: np.random.Generator
     ) -> Slate:
         candidate_ids = np.asarray(candidate_ids, dtype=np.int64)
-        return self.builder.build(candidate_ids, self.scores(obs, candidate_ids).astype(np.float32), k, rng)
+        return self.builder.build(
+            candidate_ids, self.scores(obs, candidate_ids).astype(np.float32), k, rng
+        )
 
 
 def myopic_config(config: DQNConfig) -> DQNConfig:
@@ -230,7 +242,9 @@ class DQNPolicy:
     def slate(
         self, obs: Observation, candidate_ids: np.ndarray, k: int, rng: np.random.Generator
     ) -> Slate:
-        return self.agent.act(obs, np.asarray(candidate_ids, dtype=np.int64), k, rng, epsilon=self.epsilon)
+        return self.agent.act(
+            obs, np.asarray(candidate_ids, dtype=np.int64), k, rng, epsilon=self.epsilon
+        )
 
     def slates(
         self,

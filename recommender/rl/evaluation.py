@@ -13,7 +13,8 @@ Across seeds, each metric is reported as the mean of the per-seed values with a
 two-sided Student-t confidence interval (``mean_interval``): the seeds are the
 independent replications (a seed fixes the catalog, the simulated world, the
 agent's initialisation, its exploration and the shoppers), the sessions within
-a seed are not.
+a seed are not. Two policies evaluated under the same seed meet the same
+shoppers (common random numbers), which makes their comparison sharper.
 
 Training (``train_dqn``) follows the store's loop in miniature: serve sessions
 with the agent's epsilon-greedy schedule, turn them into SlateQ transitions, add
@@ -80,7 +81,9 @@ def _incomplete_beta(a: float, b: float, x: float) -> float:
         return 0.0
     if x >= 1.0:
         return 1.0
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
     # The continued fraction converges fast on one side of the mean; use symmetry on the other.
     if x < (a + 1.0) / (a + b + 2.0):
         return math.exp(log_front) * _betacf(a, b, x) / a
@@ -139,7 +142,11 @@ def mean_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95
     mean = float(x.mean())
     if len(x) < 2:
         return Interval(mean, mean, mean, len(x))
-    half = student_t_quantile(0.5 + confidence / 2.0, len(x) - 1) * float(x.std(ddof=1)) / math.sqrt(len(x))
+    half = (
+        student_t_quantile(0.5 + confidence / 2.0, len(x) - 1)
+        * float(x.std(ddof=1))
+        / math.sqrt(len(x))
+    )
     return Interval(mean, mean - half, mean + half, len(x))
 
 
@@ -208,17 +215,22 @@ def evaluate_policy(
 
 
 METRICS = ("return", "ctr", "purchase_rate")
+"""The reported metrics, in table order."""
 
 
-def summarize_seeds(evaluations: Sequence[PolicyEvaluation], confidence: float = 0.95) -> dict[str, Interval]:
-    """Per metric, the mean over seeds (one evaluation per seed) and its interval."""
+def summarize_seeds(
+    evaluations: Sequence[PolicyEvaluation], confidence: float = 0.95
+) -> dict[str, Interval]:
+    """Per metric (``METRICS``), the mean over seeds (one evaluation per seed)
+    and its interval."""
     if not evaluations:
         raise ValueError("summarize_seeds needs at least one evaluation")
-    return {
-        "return": mean_interval([e.mean_return for e in evaluations], confidence),
-        "ctr": mean_interval([e.ctr for e in evaluations], confidence),
-        "purchase_rate": mean_interval([e.purchase_rate for e in evaluations], confidence),
+    per_seed = {
+        "return": [e.mean_return for e in evaluations],
+        "ctr": [e.ctr for e in evaluations],
+        "purchase_rate": [e.purchase_rate for e in evaluations],
     }
+    return {metric: mean_interval(per_seed[metric], confidence) for metric in METRICS}
 
 
 def collect_sessions(
@@ -317,7 +329,9 @@ def train_dqn(
     while served < schedule.sessions:
         batch = min(schedule.sessions_per_round, schedule.sessions - served)
         seeds = [(seed, TRAINING_STREAM, served + i) for i in range(batch)]
-        logs = run_sessions(simulator, policy, seeds, k=schedule.k, recent_window=schedule.recent_window)
+        logs = run_sessions(
+            simulator, policy, seeds, k=schedule.k, recent_window=schedule.recent_window
+        )
         served += batch
         new = [t for log in logs for t in log.transitions]
         transitions += replay.add_many(new, catalog)

@@ -41,7 +41,9 @@ def make_catalog(
     rng = np.random.default_rng(seed)
     categories = rng.permutation(np.arange(n_items) % n_categories).astype(np.int64)
 
-    category_level = rng.permutation(np.linspace(-category_price_spread, category_price_spread, n_categories))
+    category_level = rng.permutation(
+        np.linspace(-category_price_spread, category_price_spread, n_categories)
+    )
     log_price = category_level[categories] + rng.normal(0.0, item_price_spread, size=n_items)
     prices = np.exp(log_price)
     prices *= mean_price / prices.mean()

@@ -97,7 +97,11 @@ def run_sessions(
             shopper_rng, policy_rng = session_rngs(seed)
             shopper = simulator.new_shopper(shopper_rng)
             policy.start_session(shopper)
-            logs.extend(_lockstep(policy, [_Session(shopper, policy_rng)], k, recent_window, next_candidates))
+            logs.extend(
+                _lockstep(
+                    policy, [_Session(shopper, policy_rng)], k, recent_window, next_candidates
+                )
+            )
         return logs
     sessions = []
     for seed in seeds:
@@ -143,7 +147,9 @@ class _Session:
         self.candidate_sets: list[tuple[int, ...] | None] = []
         self.slates: list[Slate] = []
         self.rewards: list[np.ndarray] = []
-        self.origin: dict[int, tuple[int, int]] = {}  # cart item -> (request, position) that sold it
+        self.origin: dict[
+            int, tuple[int, int]
+        ] = {}  # cart item -> (request, position) that sold it
         self.clicks = self.adds = self.impressions = 0
         self.purchased: tuple[int, ...] = ()
 
@@ -160,7 +166,9 @@ class _Session:
                 step_rewards[reaction.position] += weights.add_to_cart
                 self.origin[reaction.clicked] = (len(self.slates), reaction.position)
         self.observations.append(obs)
-        self.candidate_sets.append(None if candidates is None else tuple(int(i) for i in candidates))
+        self.candidate_sets.append(
+            None if candidates is None else tuple(int(i) for i in candidates)
+        )
         self.slates.append(slate)
         self.rewards.append(step_rewards)
         self.impressions += len(slate.items)

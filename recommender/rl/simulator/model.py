@@ -55,17 +55,17 @@ class ShopperParams:
     multinomial-logit choice; see the package docstring for the model."""
 
     # --- hidden tastes (drawn per shopper; item quality per catalog) ---
-    taste_scale: float = 0.25
+    taste_scale: float = 0.15
     """standard deviation of a shopper's taste for each category"""
-    favourite_bonus: float = 0.8
+    favourite_bonus: float = 0.6
     """extra taste for one favourite category per shopper (drawn uniformly)"""
-    attribute_scale: float = 0.15
+    attribute_scale: float = 0.1
     """standard deviation of a shopper's weight on each attribute (brand / colour bucket)"""
     quality_scale: float = 0.2
     """standard deviation of an item's hidden quality, shared by all shoppers"""
     price_sensitivity: float = 0.8
     """mean weight of log(price / mean price) against clicking and buying"""
-    price_sensitivity_spread: float = 0.2
+    price_sensitivity_spread: float = 0.1
     """log-normal sigma of the price sensitivity across shoppers"""
 
     # --- choice among a slate ---
@@ -75,7 +75,7 @@ class ShopperParams:
     """attention at position k is ``position_decay ** k`` (position bias)"""
 
     # --- fatigue ---
-    fatigue_per_impression: float = 0.15
+    fatigue_per_impression: float = 0.1
     """utility lost by an item each time it was already shown in this session"""
     fatigue_cap: int = 5
     """impressions after which fatigue stops growing"""
@@ -86,21 +86,21 @@ class ShopperParams:
     premium_offset: float = -3.0
     """click utility of premium categories (the priciest third) when nothing primed them:
     shoppers rarely click an expensive item out of the blue"""
-    gateway_offset: float = -1.5
-    """click utility of gateway categories (the cheapest third): slightly less clickable
-    than regular ones, but a click there primes a premium category"""
+    gateway_offset: float = -1.0
+    """click utility of gateway categories (the cheapest third): less clickable than
+    regular ones, but opening one's page primes its premium category"""
 
     # --- interest that moves along complementary categories ---
     complement_boost_click: float = 0.5
-    """utility added to the complement of the last clicked item's category"""
+    """utility added to the complement of the category of the last product page opened
+    (by a carousel click, by browsing or on landing)"""
     complement_boost_cart: float = 1.0
-    """the same boost when that click ended in an add-to-cart (replaces the click boost)"""
+    """the same boost when that page's item went into the cart (replaces the one above)"""
     self_boost: float = 0.5
-    """utility added to the last clicked item's own category"""
-    unlock_bonus: float = 4.0
-    """extra utility when the complement is a premium category (its gateway was
-    clicked): it cancels most of the premium coldness, so the premium items become
-    worth showing"""
+    """utility added to the last opened product's own category"""
+    unlock_bonus: float = 5.0
+    """extra utility when that complement is a premium category (a gateway or premium
+    page was opened): it more than cancels the premium coldness"""
 
     # --- funnel ---
     cart_bias: float = -1.0
@@ -127,6 +127,9 @@ class ShopperParams:
     # --- navigation between pages ---
     entry_product_probability: float = 0.6
     """chance that a session starts on a product page (from search) instead of home"""
+    entry_any_category_probability: float = 0.0
+    """share of those product-page entries whose category is uniform (a search for anything);
+    the others are drawn by the shopper's appeal like its own browsing"""
     browse_probability: float = 0.5
     """after a slate without a click, chance of browsing to a product page on one's own"""
     cart_page_probability: float = 0.5
@@ -135,7 +138,15 @@ class ShopperParams:
     """mean seconds spent on a page (gamma-distributed), which drives the observation ages"""
 
     def __post_init__(self) -> None:
-        probabilities = ["checkout_probability", "leave_probability", "leave_after_add_probability", "entry_product_probability", "browse_probability", "cart_page_probability"]
+        probabilities = (
+            "checkout_probability",
+            "leave_probability",
+            "leave_after_add_probability",
+            "entry_product_probability",
+            "entry_any_category_probability",
+            "browse_probability",
+            "cart_page_probability",
+        )
         for name in probabilities:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"ShopperParams.{name} must be in [0, 1]")
@@ -192,6 +203,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 REGULAR, GATEWAY, PREMIUM = 0, 1, 2
 """Category roles."""
 
+BROWSE_REVISIT = 10.0
+"""Log-weight removed from pages already visited when a shopper browses on its own."""
+
 
 def category_roles(categories: np.ndarray, prices: np.ndarray, n: int) -> np.ndarray:
     """Role of each category by its mean price: the cheapest third are
@@ -209,13 +223,14 @@ def category_roles(categories: np.ndarray, prices: np.ndarray, n: int) -> np.nda
 
 
 def complement_map(roles: np.ndarray, present: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """complement[c], the category whose interest a click in c raises.
+    """complement[c], the category whose interest opening a product page in c raises.
 
     Two loops with one-way doors: the regular categories lead to each other
     around a cycle, the premium categories likewise, and each gateway leads to
     its own premium category (the pairings and cycle orders are seeded). Once in
-    the premium loop a shopper's interest stays there while it keeps clicking;
-    the only way in is a gateway. A category without items maps to itself.
+    the premium loop a shopper's interest stays there while it keeps opening
+    premium pages; the only way in is a gateway. A category without items maps
+    to itself.
     """
     complement = np.arange(len(roles), dtype=np.int64)
     gateways = rng.permutation(present[roles[present] == GATEWAY])
@@ -230,8 +245,9 @@ def complement_map(roles: np.ndarray, present: np.ndarray, rng: np.random.Genera
 class ShopperSimulator:
     """A population of simulated shoppers over one catalog.
 
-    Holds what all shoppers share: the catalog, the complement map between
-    categories and each item's hidden quality. ``new_shopper`` starts a session.
+    Holds what all shoppers share: the catalog, each category's role (by price
+    level) and complement, and each item's hidden quality. ``new_shopper``
+    starts a session.
     """
 
     def __init__(
@@ -243,8 +259,8 @@ class ShopperSimulator:
         *,
         complement: np.ndarray | None = None,
     ) -> None:
-        """``complement`` overrides the seeded category cycle (complement[c] is
-        the category whose interest a click in c raises)."""
+        """``complement`` overrides the seeded complement map (complement[c] is
+        the category whose interest opening a product page in c raises)."""
         if len(catalog) == 0:
             raise ValueError("ShopperSimulator needs a non-empty catalog")
         self.catalog = catalog
@@ -265,7 +281,11 @@ class ShopperSimulator:
         self.log_price_ratio = np.log(np.maximum(self.prices, 1e-6) / max(self.mean_price, 1e-6))
         self.quality = rng.normal(0.0, self.params.quality_scale, size=len(catalog))
         self.roles = category_roles(self.categories, self.prices, self.n_categories)
-        offsets = {REGULAR: 0.0, GATEWAY: self.params.gateway_offset, PREMIUM: self.params.premium_offset}
+        offsets = {
+            REGULAR: 0.0,
+            GATEWAY: self.params.gateway_offset,
+            PREMIUM: self.params.premium_offset,
+        }
         self.category_offset = np.array([offsets[int(r)] for r in self.roles])
         if complement is None:
             complement = complement_map(self.roles, np.unique(self.categories), rng)
@@ -285,7 +305,9 @@ class ShopperSimulator:
 
     def rows_of(self, item_ids: Iterable[int] | np.ndarray) -> np.ndarray:
         """Catalog rows of ``item_ids``, -1 for ids the catalog does not hold."""
-        query = np.asarray(item_ids if isinstance(item_ids, np.ndarray) else list(item_ids), dtype=np.int64)
+        query = np.asarray(
+            item_ids if isinstance(item_ids, np.ndarray) else list(item_ids), dtype=np.int64
+        )
         pos = np.minimum(np.searchsorted(self._sorted_ids, query), len(self._sorted_ids) - 1)
         return np.where(self._sorted_ids[pos] == query, self._order[pos], -1).astype(np.int64)
 
@@ -295,9 +317,10 @@ class ShopperSimulator:
         return Shopper(self, rng)
 
     def interest_boosts(self, category: int, carted: bool) -> np.ndarray:
-        """(C,) utility each category gains after a click in ``category`` (-1:
-        no click yet), which ``carted`` says ended in an add-to-cart: the
-        complement gains the most, the category itself a little."""
+        """(C,) utility each category gains once the shopper opened a product
+        page in ``category`` (-1: none yet), ``carted`` if that product went
+        into the cart: the complement gains the most (a premium complement is
+        unlocked), the category itself a little."""
         p = self.params
         boosts = np.zeros(self.n_categories)
         if category >= 0:
@@ -354,8 +377,8 @@ class Shopper:
             - self.price_sensitivity * sim.log_price_ratio
         )
         # Dynamic state.
-        self.intent_category = -1  # category of the last click, -1 before any
-        self.intent_carted = False  # whether that click ended in an add-to-cart
+        self.intent_category = -1  # category of the last product page opened, -1 before any
+        self.intent_carted = False  # whether that product went into the cart
         self.shown_counts = np.zeros(len(sim.ids), dtype=np.int64)
         self.visited = np.zeros(len(sim.ids), dtype=bool)
         self.cart: list[int] = []  # catalog rows, in order of adding
@@ -365,10 +388,16 @@ class Shopper:
         self.done = False
         self.checked_out = False
         # First page: a product found through search (a VIEW), or the home page.
+        # Some searches are for any kind of product (a uniform category), the
+        # others follow the shopper's taste; the product within the category does.
         if rng.random() < p.entry_product_probability:
-            row = self._browse_target()
+            if rng.random() < p.entry_any_category_probability:
+                members = np.flatnonzero(sim.categories == int(rng.choice(present)))
+            else:
+                members = np.arange(len(sim.ids))
+            row = int(members[np.argmax(self.appeal[members] + rng.gumbel(size=len(members)))])
             self.page: Page | None = Page(Slot.PRODUCT, int(sim.ids[row]), Arrival.ENTRY)
-            self._log(row, EventType.VIEW)
+            self._view(row)
         else:
             self.page = Page(Slot.HOME, None, Arrival.ENTRY)
 
@@ -465,7 +494,7 @@ class Shopper:
                 if rng.random() < p.browse_probability:
                     target = self._browse_target()
                     next_page = Page(Slot.PRODUCT, int(sim.ids[target]), Arrival.BROWSE)
-                    self._log(target, EventType.VIEW)
+                    self._view(target)
                 else:
                     next_page = Page(Slot.HOME, None, Arrival.HOME)
         leaving = leaving or self.requests >= p.max_requests
@@ -521,12 +550,24 @@ class Shopper:
             raise RuntimeError("this shopper has left")
         return self.simulator.candidates(self.page, self.cart_items)
 
+    def browse_scores(self) -> np.ndarray:
+        """(N,) log-weights of the product pages the shopper may open on its own:
+        appeal plus interest, pages already visited all but excluded."""
+        sim = self.simulator
+        return self.appeal + self.category_boosts()[sim.categories] - BROWSE_REVISIT * self.visited
+
     def _browse_target(self) -> int:
         """A product page the shopper opens on its own (search, category menus):
         drawn by its appeal plus interest, so it reveals the shopper's taste."""
-        sim = self.simulator
-        score = self.appeal + self.category_boosts()[sim.categories] - 10.0 * self.visited
+        score = self.browse_scores()
         return int(np.argmax(score + self.rng.gumbel(size=len(score))))
+
+    def _view(self, row: int) -> None:
+        """The shopper opened a product page on its own: a VIEW, and its interest
+        moves to that product's category as after a click."""
+        self._log(row, EventType.VIEW)
+        self.intent_category = int(self.simulator.categories[row])
+        self.intent_carted = False
 
     def _log(self, row: int, event_type: EventType) -> None:
         self.events.append(SessionEvent(int(self.simulator.ids[row]), event_type, self.clock))

@@ -3,41 +3,46 @@ shopper's hidden state and plans with the simulator's true dynamics.
 
 How it decides one carousel
 ---------------------------
-For each candidate item i it computes, from the true model,
+For each candidate item i it computes, from the true model and the
+shopper's hidden tastes, interest, fatigue, cart and remaining patience,
 
 - ``R(i)``: the exact expected immediate reward if i is clicked
-  (click weight + P(add | click) * (add weight + P(checkout) * purchase reward));
-- ``G(i) = R(i) + E[V(next state) | click on i]`` (the next interest is i's
-  category, with or without the add-to-cart; the session may end after it);
-- ``G0 = E[V(next state) | no click]`` (one less unit of patience).
+  (click weight + P(add | click) * (add weight + P(checkout) * purchase reward);
+  a cart is bought with a fixed probability when the shopper leaves, so the
+  purchase is known in expectation at the click);
+- ``G(i) = R(i) + E[V(next state) | click on i]``: the interest moves to i's
+  category, with or without the add-to-cart, and the session may end;
+- ``G0 = E[V(next state) | no click]``: one less unit of patience, and the
+  shopper either browses to a page of its own choosing (which moves its
+  interest there) or goes home.
 
 Under the shopper's position-biased multinomial logit, a carousel S with
-attention b_k and click weights v_i = exp(utility_i) is worth
+attention a_k and click weights v_i = exp(utility_i) is worth
 
-    G0 + sum_k b_k v_k (G_k - G0) / (v0 + sum_k b_k v_k)
+    G0 + sum_k a_k v_k (G_k - G0) / (v0 + sum_k a_k v_k)
 
 and the planner picks the exact maximiser over ordered K-subsets of the
-candidates: this ratio is maximised by Dinkelbach's method, whose inner
-problem (top-K items by v (G - lambda), best at position 0) is solved exactly
-by sorting (rearrangement inequality).
+candidates with Dinkelbach's method, whose inner problem (top-K items by
+v (G - lambda), the largest at position 0) is solved exactly by sorting
+(rearrangement inequality).
 
 The values V
 ------------
-V is the optimal value of the simulator's own MDP restricted to what matters
-for the future: the interest state (last clicked category, and whether that
-click reached the cart) and the remaining patience. It is solved exactly per
-shopper by value iteration on those (2C + 1) x patience states, with the same
-exact carousel optimisation in every state, undiscounted (sessions end by the
-leave probabilities and patience). Two effects are ignored in V, and only in
-V: fatigue and revisit penalties that future carousels will add, and the
-page's exclusions (current product, cart). Both make V slightly optimistic
-about the future; the current carousel itself uses the exact utilities with
-today's fatigue. It also ignores ``max_requests`` (a safety cap that the leave
-probabilities make almost unreachable).
+V is the optimal value of the simulator's own MDP over what carries into the
+future: the interest state (category of the last product page opened, and
+whether that product went into the cart) and the remaining patience. It is
+solved per shopper, undiscounted (sessions end by the leave probabilities and
+patience), by policy iteration over the (2C + 1) interest states at each
+patience level, with the same exact carousel optimisation in every state
+(over each category's most promising items). Three things are left out of V,
+and only of V: the fatigue and revisit penalties future carousels will add,
+the page's exclusions (product on the page, cart) and the ``max_requests``
+safety cap. They make V slightly optimistic about the future; the carousel
+being chosen always uses the exact utilities of the moment.
 
 ``myopic=True`` drops the future (G = R, G0 = 0): the best carousel for the
 immediate expected reward with full knowledge of the shopper. The gap between
-the two is the value of planning for the long term in the simulator.
+the two is what planning for the long term is worth in the simulator.
 """
 
 from __future__ import annotations
@@ -76,7 +81,11 @@ def best_carousels(
     for iteration in range(max_iterations):
         # Inner problem: top-k by v (g - lam), the largest at position 0.
         c = v * (g - lam[:, None])
-        top = np.argpartition(-c, k - 1, axis=1)[:, :k] if k < m else np.tile(np.arange(m), (n_states, 1))
+        top = (
+            np.argpartition(-c, k - 1, axis=1)[:, :k]
+            if k < m
+            else np.tile(np.arange(m), (n_states, 1))
+        )
         order = np.argsort(-c[rows, top], axis=1, kind="stable")
         chosen = top[rows, order]
         vs, gs = v[rows, chosen], g[rows, chosen]
@@ -131,7 +140,12 @@ class OraclePlanner:
             values = self._value_table(shopper, k)
             patience = max(shopper.patience, 1)
             g_click = reward + self._continuation(shopper, rows, cart, values[patience])
-            g_none = (1.0 - p.leave_probability) * values[patience - 1][self._state(shopper)]
+            g_none = self._after_no_click(
+                shopper,
+                self._browse_categories(shopper.browse_scores(), sim.categories, sim.n_categories),
+                values[patience - 1],
+                self._state(shopper),
+            )
         shift = max(float(utility.max()), p.no_click_utility)
         v = np.exp(utility - shift)[None, :]
         _, chosen = best_carousels(
@@ -157,11 +171,38 @@ class OraclePlanner:
 
     @staticmethod
     def _state(shopper: Shopper) -> int:
-        """Index of the shopper's interest state: 0 before any click, then
-        1 + 2 * category + carted."""
+        """Index of the shopper's interest state: 0 before any product page,
+        then 1 + 2 * category + carted."""
         if shopper.intent_category < 0:
             return 0
         return 1 + 2 * shopper.intent_category + int(shopper.intent_carted)
+
+    @staticmethod
+    def _browse_categories(
+        scores: np.ndarray, categories: np.ndarray, n_categories: int
+    ) -> np.ndarray:
+        """Probability of each category for a page the shopper opens on its own,
+        from the per-item log-weights ``scores`` (N,) or (S, N)."""
+        weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        per_category = np.zeros((*weights.shape[:-1], n_categories))
+        np.add.at(per_category.T, categories, weights.T)
+        return per_category / per_category.sum(axis=-1, keepdims=True)
+
+    @staticmethod
+    def _after_no_click(
+        shopper: Shopper, browse: np.ndarray, values_below: np.ndarray, state: int | np.ndarray
+    ) -> np.ndarray:
+        """Expected value after a carousel without a click: one less patience
+        (``values_below``), and the shopper either browses to a product page of
+        its own choosing (``browse``: category probabilities), which moves its
+        interest there, or goes back home with its interest unchanged."""
+        p = shopper.simulator.params
+        n_categories = browse.shape[-1]
+        browsed = browse @ values_below[1 + 2 * np.arange(n_categories)]
+        stay = 1.0 - p.leave_probability
+        return stay * (
+            p.browse_probability * browsed + (1.0 - p.browse_probability) * values_below[state]
+        )
 
     @staticmethod
     def _continuation(
@@ -184,7 +225,7 @@ class OraclePlanner:
         return self._values
 
     def _solve(self, shopper: Shopper, k: int) -> np.ndarray:
-        """Value iteration over (patience, interest state), see the module docstring."""
+        """V[patience, interest state] by policy iteration, see the module docstring."""
         sim, p = shopper.simulator, shopper.simulator.params
         n_cat = sim.n_categories
         rows = self._planning_items(shopper, k)
@@ -211,6 +252,10 @@ class OraclePlanner:
         v0 = float(np.exp(p.no_click_utility - shift))
         attention = sim.position_weights[: min(k, len(rows))]
         after_click = 1 + 2 * categories
+        # Where a shopper browses after a carousel without a click, per interest state
+        # (over the whole catalog; pages already visited are ignored here).
+        browse_scores = shopper.appeal[None, :] + boosts[:, sim.categories]
+        browse = self._browse_categories(browse_scores, sim.categories, n_cat)
         stay = 1.0 - p.leave_probability
         stay_after_add = 1.0 - p.leave_after_add_probability
 
@@ -218,7 +263,7 @@ class OraclePlanner:
         states = np.arange(n_states)[:, None]
         for level in range(1, p.patience_max + 1):
             # No click at this patience leads to the level below, already solved.
-            g_none = stay * values[level - 1]  # (S,)
+            g_none = self._after_no_click(shopper, browse, values[level - 1], np.arange(n_states))
             current = values[level - 1].copy()
             chosen = None
             # Policy iteration: improve every state's carousel against the current
@@ -239,8 +284,16 @@ class OraclePlanner:
                 carted = cart[states, chosen]
                 nxt = after_click[chosen]  # (S, K) interest state after the click, not carted
                 transition = np.zeros((n_states, n_states))
-                np.add.at(transition, (states.repeat(chosen.shape[1], 1), nxt + 1), clicks * carted * stay_after_add)
-                np.add.at(transition, (states.repeat(chosen.shape[1], 1), nxt), clicks * (1.0 - carted) * stay)
+                np.add.at(
+                    transition,
+                    (states.repeat(chosen.shape[1], 1), nxt + 1),
+                    clicks * carted * stay_after_add,
+                )
+                np.add.at(
+                    transition,
+                    (states.repeat(chosen.shape[1], 1), nxt),
+                    clicks * (1.0 - carted) * stay,
+                )
                 gain = (clicks * reward[states, chosen]).sum(1) + (1.0 - clicks.sum(1)) * g_none
                 updated = np.linalg.solve(np.eye(n_states) - transition, gain)
                 # Policy iteration never lowers values; guard against round-off cycles.
@@ -253,10 +306,11 @@ class OraclePlanner:
 
     @staticmethod
     def _planning_items(shopper: Shopper, k: int) -> np.ndarray:
-        """Items the value iteration optimises over: per category, the k most
+        """Items the planning optimises over: per category, the k most
         clickable and the k with the best clickability x immediate reward.
-        Within a category every interest state shifts utilities equally, so an
-        optimal carousel draws from these."""
+        Every interest state shifts the utilities of a category's items
+        equally, so (up to the add-to-cart curve) these are the items an
+        optimal carousel draws from."""
         sim = shopper.simulator
         cart = shopper.cart_probabilities(np.arange(len(sim.ids)))
         reward = OraclePlanner._immediate_reward(shopper, np.arange(len(sim.ids)), cart)

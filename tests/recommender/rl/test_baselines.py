@@ -18,12 +18,19 @@ from recommender.rl.config import DQNConfig
 from recommender.rl.simulator import ShopperSimulator, make_catalog, run_session
 from recommender.rl.types import EventType, Observation, Slot
 
-CLICK, ADD, BUY, VIEW = (int(EventType.CLICK), int(EventType.ADD_TO_CART), int(EventType.PURCHASE), int(EventType.VIEW))
+CLICK, ADD, BUY, VIEW = (
+    int(EventType.CLICK),
+    int(EventType.ADD_TO_CART),
+    int(EventType.PURCHASE),
+    int(EventType.VIEW),
+)
 
 
 def test_random_policy_propensities_are_exact_per_slot():
     candidates = np.arange(100, 110)
-    slate = RandomPolicy().slate(Observation(slot=Slot.HOME), candidates, 4, np.random.default_rng(0))
+    slate = RandomPolicy().slate(
+        Observation(slot=Slot.HOME), candidates, 4, np.random.default_rng(0)
+    )
     assert len(set(slate.items.tolist())) == 4
     assert set(slate.items.tolist()) <= set(candidates.tolist())
     # Slot j draws uniformly among the n - j candidates not taken yet.
@@ -41,17 +48,23 @@ def test_random_policy_is_uniform_over_candidates():
 
 
 def test_random_policy_with_fewer_candidates_than_slots():
-    slate = RandomPolicy().slate(Observation(slot=Slot.HOME), np.array([7, 8]), 5, np.random.default_rng(0))
+    slate = RandomPolicy().slate(
+        Observation(slot=Slot.HOME), np.array([7, 8]), 5, np.random.default_rng(0)
+    )
     assert sorted(slate.items.tolist()) == [7, 8]
     np.testing.assert_allclose(slate.propensities, [1 / 2, 1])
-    empty = RandomPolicy().slate(Observation(slot=Slot.HOME), np.array([], dtype=np.int64), 3, np.random.default_rng(0))
+    empty = RandomPolicy().slate(
+        Observation(slot=Slot.HOME), np.array([], dtype=np.int64), 3, np.random.default_rng(0)
+    )
     assert len(empty.items) == 0
 
 
 def test_popularity_ranks_the_most_clicked_item_first():
     sessions = [[(5, CLICK), (6, CLICK)], [(5, CLICK)], [(5, CLICK), (7, VIEW)], [(6, CLICK)]]
     policy = PopularityPolicy().fit(sessions)
-    slate = policy.slate(Observation(slot=Slot.HOME), np.array([6, 7, 8, 5]), 3, np.random.default_rng(0))
+    slate = policy.slate(
+        Observation(slot=Slot.HOME), np.array([6, 7, 8, 5]), 3, np.random.default_rng(0)
+    )
     assert slate.items.tolist() == [5, 6, 7]
     np.testing.assert_allclose(slate.propensities, 1.0)  # greedy: chosen with certainty
 
@@ -77,7 +90,10 @@ def test_cooccurrence_recommends_the_co_clicked_item():
         [(10, CLICK), (20, CLICK)],
         [(10, CLICK), (20, ADD)],
         [(30, CLICK), (40, CLICK)],
-        [(30, CLICK)], [(30, CLICK)], [(30, CLICK)], [(30, CLICK)],
+        [(30, CLICK)],
+        [(30, CLICK)],
+        [(30, CLICK)],
+        [(30, CLICK)],
         [(40, CLICK)],  # 30 is the best-seller
     ]
     policy = CooccurrencePolicy().fit(sessions)
@@ -85,14 +101,18 @@ def test_cooccurrence_recommends_the_co_clicked_item():
     slate = policy.slate(on_page, np.array([20, 30, 40]), 3, np.random.default_rng(0))
     assert slate.items[0] == 20
     # Without anything to relate to it falls back to popularity.
-    home = policy.slate(Observation(slot=Slot.HOME), np.array([20, 30, 40]), 3, np.random.default_rng(0))
+    home = policy.slate(
+        Observation(slot=Slot.HOME), np.array([20, 30, 40]), 3, np.random.default_rng(0)
+    )
     assert home.items[0] == 30
 
 
 def test_cooccurrence_uses_recent_items_and_the_cart():
     sessions = [[(1, CLICK), (2, CLICK)], [(3, CLICK), (4, CLICK)], [(4, CLICK)], [(4, CLICK)]]
     policy = CooccurrencePolicy().fit(sessions)
-    after_click = Observation(slot=Slot.HOME, recent_items=(1,), recent_events=(CLICK,), recent_ages=(30.0,))
+    after_click = Observation(
+        slot=Slot.HOME, recent_items=(1,), recent_events=(CLICK,), recent_ages=(30.0,)
+    )
     assert policy.slate(after_click, np.array([2, 3, 4]), 1, np.random.default_rng(0)).items[0] == 2
     with_cart = Observation(slot=Slot.CART, cart_items=(3,))
     assert policy.slate(with_cart, np.array([1, 2, 4]), 1, np.random.default_rng(0)).items[0] == 4
@@ -110,7 +130,12 @@ def test_every_policy_fills_distinct_slots_in_the_simulator():
     simulator = ShopperSimulator(catalog, seed=0)
     logs = [run_session(simulator, RandomPolicy(), (0, i), k=4) for i in range(30)]
     events = [log.events for log in logs]
-    for policy in (RandomPolicy(), PopularityPolicy().fit(events), CooccurrencePolicy().fit(events), OraclePolicy()):
+    for policy in (
+        RandomPolicy(),
+        PopularityPolicy().fit(events),
+        CooccurrencePolicy().fit(events),
+        OraclePolicy(),
+    ):
         assert isinstance(policy, Policy)
         log = run_session(simulator, policy, 7, k=4)
         steps = {}
@@ -118,3 +143,31 @@ def test_every_policy_fills_distinct_slots_in_the_simulator():
             steps.setdefault(id(t.state), []).append(t.item)
         for items in steps.values():
             assert len(items) == len(set(items)) == 4
+
+
+def test_dqn_policy_batched_slates_match_the_agent():
+    from recommender.rl.agent import DQNAgent
+    from recommender.rl.baselines import DQNPolicy
+
+    catalog = make_catalog(40, 4, 4, seed=2)
+    agent = DQNAgent(DQNConfig(seed=2), catalog)
+    policy = DQNPolicy(agent)
+    observations = [
+        Observation(slot=Slot.HOME),
+        Observation(
+            slot=Slot.PRODUCT,
+            current_item=int(catalog.ids[3]),
+            recent_items=(int(catalog.ids[3]),),
+            recent_events=(CLICK,),
+            recent_ages=(12.0,),
+            page_depth=1,
+        ),
+    ]
+    candidates = [catalog.ids, catalog.ids[catalog.ids != catalog.ids[3]]]
+    batched = policy.slates(
+        observations, candidates, 3, [np.random.default_rng(0), np.random.default_rng(0)]
+    )
+    for obs, cands, slate in zip(observations, candidates, batched, strict=True):
+        single = policy.slate(obs, cands, 3, np.random.default_rng(0))
+        assert slate.items.tolist() == single.items.tolist()
+        np.testing.assert_allclose(slate.propensities, single.propensities)
