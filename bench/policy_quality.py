@@ -31,7 +31,6 @@ import time
 from dataclasses import dataclass
 
 POLICIES = ("random", "popularity", "cooccurrence", "myopic", "dqn", "oracle")
-METRICS = ("return", "ctr", "purchase_rate")
 TARGET_ORACLE_SHARE = 0.85
 
 
@@ -157,11 +156,7 @@ def run_part(seed: int, part: str, settings: BenchSettings) -> dict:
     results = {}
     for name, policy in policies.items():
         evaluation = evaluate_policy(simulator, policy, settings.eval_sessions, seed, k=k)
-        results[name] = {
-            "return": evaluation.mean_return,
-            "ctr": evaluation.ctr,
-            "purchase_rate": evaluation.purchase_rate,
-        }
+        results[name] = evaluation.metrics()
     return {
         "seed": seed,
         "part": part,
@@ -201,12 +196,14 @@ def run_seeds(seeds: list[int], settings: BenchSettings, workers: int) -> list[d
 
 def aggregate(per_seed: list[dict]) -> dict:
     """Per policy and metric, the mean over seeds with its 95% interval."""
-    from recommender.rl.evaluation import mean_interval
+    from recommender.rl.evaluation import summarize_metrics
 
     return {
         name: {
-            metric: mean_interval([r["policies"][name][metric] for r in per_seed]).to_dict()
-            for metric in METRICS
+            metric: interval.to_dict()
+            for metric, interval in summarize_metrics(
+                [r["policies"][name] for r in per_seed]
+            ).items()
         }
         for name in POLICIES
     }

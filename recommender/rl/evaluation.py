@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -183,6 +183,10 @@ class PolicyEvaluation(NamedTuple):
         """Share of sessions that ended in a checkout."""
         return self.purchases / max(len(self.returns), 1)
 
+    def metrics(self) -> dict[str, float]:
+        """The reported metrics (``METRICS``) of this seed, by name."""
+        return {"return": self.mean_return, "ctr": self.ctr, "purchase_rate": self.purchase_rate}
+
 
 def summarize_sessions(name: str, logs: Sequence[SessionLog]) -> PolicyEvaluation:
     """The evaluation numbers of ``logs``."""
@@ -223,14 +227,19 @@ def summarize_seeds(
 ) -> dict[str, Interval]:
     """Per metric (``METRICS``), the mean over seeds (one evaluation per seed)
     and its interval."""
-    if not evaluations:
+    return summarize_metrics([e.metrics() for e in evaluations], confidence)
+
+
+def summarize_metrics(
+    per_seed: Sequence[Mapping[str, float]], confidence: float = 0.95
+) -> dict[str, Interval]:
+    """``summarize_seeds`` from each seed's ``PolicyEvaluation.metrics()``, e.g.
+    as they come back from worker processes."""
+    if not per_seed:
         raise ValueError("summarize_seeds needs at least one evaluation")
-    per_seed = {
-        "return": [e.mean_return for e in evaluations],
-        "ctr": [e.ctr for e in evaluations],
-        "purchase_rate": [e.purchase_rate for e in evaluations],
+    return {
+        metric: mean_interval([row[metric] for row in per_seed], confidence) for metric in METRICS
     }
-    return {metric: mean_interval(per_seed[metric], confidence) for metric in METRICS}
 
 
 def collect_sessions(

@@ -1,5 +1,7 @@
-"""Fixtures for the recommender's admin tests: the three kinds of visitor the
-dashboard treats differently, and the headless browser."""
+"""Fixtures for the recommender's tests: isolation and a small catalog for the
+Django-layer tests (events, recommendations API, serving, carousels, training),
+the three kinds of visitor the dashboard treats differently, and the headless
+browser."""
 
 from __future__ import annotations
 
@@ -9,6 +11,20 @@ from django.test import Client
 
 from tests.browser import browser  # noqa: F401  (the selenium driver fixture)
 from tests.recommender.factories import StaffFactory, SuperuserFactory, UserFactory
+from tests.recommender.support import isolate, make_catalog
+
+
+@pytest.fixture
+def recommender_isolation(settings, tmp_path):
+    """See ``support.isolate``; modules opt in with
+    ``pytest.mark.usefixtures("recommender_isolation")``."""
+    yield from isolate(settings, tmp_path)
+
+
+@pytest.fixture
+def catalog(db) -> list:
+    """Twelve products in three categories, ten in stock each."""
+    return make_catalog()
 
 
 @pytest.fixture

@@ -1,12 +1,10 @@
 """Helpers for the tests of the recommender's Django layer (events,
 recommendations API, serving, carousels, training).
 
-Each of those modules declares its own two fixtures on top of these helpers
-(tests/recommender/conftest.py belongs to the admin tests)::
+Those modules use the ``recommender_isolation`` and ``catalog`` fixtures of
+tests/recommender/conftest.py, which wrap ``isolate`` and ``make_catalog``::
 
-    @pytest.fixture(autouse=True)
-    def recommender_isolation(settings, tmp_path):
-        yield from isolate(settings, tmp_path)
+    pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("recommender_isolation")]
 """
 
 from __future__ import annotations

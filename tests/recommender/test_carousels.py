@@ -12,22 +12,10 @@ from django.test import Client
 from recommender.models import Event, EventType, Impression
 from tests.recommender.support import (
     Shopper,
-    isolate,
-    make_catalog,
     shown_ids,
 )
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def recommender_isolation(settings, tmp_path):
-    yield from isolate(settings, tmp_path)
-
-
-@pytest.fixture
-def catalog(db) -> list:
-    return make_catalog()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("recommender_isolation")]
 
 
 LINK = re.compile(r'href="(/[^"?]*)\?imp=([0-9a-f-]{36})"')

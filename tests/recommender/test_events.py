@@ -17,22 +17,10 @@ from shop.models import CartItem, Product
 from shop.services import cart_add_item, cart_get_or_create
 from tests.recommender.support import (
     Shopper,
-    isolate,
-    make_catalog,
     shown_ids,
 )
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def recommender_isolation(settings, tmp_path):
-    yield from isolate(settings, tmp_path)
-
-
-@pytest.fixture
-def catalog(db) -> list:
-    return make_catalog()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("recommender_isolation")]
 
 
 def _first_shown(shopper: Shopper, **params) -> tuple[Impression, int]:

@@ -15,22 +15,10 @@ from tests.factories import ProductFactory
 from tests.recommender.support import (
     RECOMMENDATIONS_URL,
     Shopper,
-    isolate,
-    make_catalog,
     shown_ids,
 )
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def recommender_isolation(settings, tmp_path):
-    yield from isolate(settings, tmp_path)
-
-
-@pytest.fixture
-def catalog(db) -> list:
-    return make_catalog()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("recommender_isolation")]
 
 
 PRODUCT_FIELDS = {"id", "name", "slug", "price", "category", "in_stock", "url", "image"}

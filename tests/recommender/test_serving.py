@@ -21,24 +21,12 @@ from shop.models import Product
 from tests.factories import ProductFactory
 from tests.recommender.support import (
     Shopper,
-    isolate,
-    make_catalog,
     shown_ids,
     store_checkpoint,
     tiny_agent,
 )
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def recommender_isolation(settings, tmp_path):
-    yield from isolate(settings, tmp_path)
-
-
-@pytest.fixture
-def catalog(db) -> list:
-    return make_catalog()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("recommender_isolation")]
 
 
 def _policy(shopper: Shopper | None = None, **params) -> dict:

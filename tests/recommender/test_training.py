@@ -45,16 +45,10 @@ from tests.recommender.factories import (
 )
 from tests.recommender.support import (
     Shopper,
-    isolate,
     make_catalog,
 )
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def recommender_isolation(settings, tmp_path):
-    yield from isolate(settings, tmp_path)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("recommender_isolation")]
 
 
 WINDOW = 600
