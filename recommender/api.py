@@ -19,7 +19,7 @@ from recommender.services import EventRejected, event_record
 from shop.api.serializers import ProductSerializer
 from shop.api.views import ShopApiView
 from shop.models import Product
-from shop.sessions import ensure_session_key
+from shop.sessions import visit_key
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ class EventsApi(ShopApiView):
             recorded = event_record(
                 type=data["type"],
                 product=product,
-                session_key=ensure_session_key(request.session),
+                session_key=visit_key(request.session),
                 user_id=request.user.pk if request.user.is_authenticated else None,
                 event_id=data["event_id"],
                 impression_id=data.get("impression_id"),

@@ -17,7 +17,7 @@ from recommender.models import Event, EventType, Impression
 from recommender.services import EventRejected, event_record, impression_log
 from recommender.serving import ServedSlate, policy_server
 from shop.models import Product
-from shop.sessions import ensure_session_key
+from shop.sessions import visit_key
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def recommend(
     request: HttpRequest, *, slot: str, k: int, product: Product | None = None
 ) -> Recommendation:
     """Serve and log a slate for this request's session."""
-    session_key = ensure_session_key(request.session)
+    session_key = visit_key(request.session)
     user_id = request.user.pk if request.user.is_authenticated else None
     observation = features.session_observation(
         session_key=session_key,
@@ -72,7 +72,7 @@ def recommend(
 def record_page_view(request: HttpRequest, *, product: Product) -> None:
     """Log a product page view, and the carousel click that led to it when the
     link carried an impression id (so clicks need no JavaScript)."""
-    session_key = ensure_session_key(request.session)
+    session_key = visit_key(request.session)
     user_id = request.user.pk if request.user.is_authenticated else None
     raw = request.GET.get(IMPRESSION_PARAM)
     with transaction.atomic():

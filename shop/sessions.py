@@ -16,6 +16,9 @@ ANONYMOUS_CART_SESSION_KEY = "shop:anonymous_cart_session"
 # placed an order may see its confirmation page, nobody else.
 PLACED_ORDERS_SESSION_KEY = "shop:placed_orders"
 PLACED_ORDERS_REMEMBERED = 20
+# The session key a visit started with, kept in the session data so that it
+# survives the key change at sign-in (see ``visit_key``).
+VISIT_SESSION_KEY = "shop:visit"
 
 
 def ensure_session_key(session: SessionBase) -> str:
@@ -26,6 +29,19 @@ def ensure_session_key(session: SessionBase) -> str:
     if session.session_key is None:
         session.create()
     return session.session_key
+
+
+def visit_key(session: SessionBase) -> str:
+    """The key a browser visit's activity is logged under (events, carousels, the
+    session key reported with cart and order signals): the session key the visit
+    started with. Django gives the session a new key at sign-in but keeps its data,
+    so carousels shown before signing in still earn the clicks and purchases made
+    after it; signing out flushes the data and starts a new visit."""
+    key = session.get(VISIT_SESSION_KEY)
+    if key is None:
+        key = ensure_session_key(session)
+        session[VISIT_SESSION_KEY] = key
+    return key
 
 
 def cart_for_request(request: HttpRequest) -> Cart:

@@ -34,7 +34,7 @@ from shop.services import (
     order_place,
     user_create,
 )
-from shop.sessions import cart_for_request, may_view_order, remember_placed_order
+from shop.sessions import cart_for_request, may_view_order, remember_placed_order, visit_key
 
 PRODUCTS_PER_PAGE = 24
 ORDERS_PER_PAGE = 10
@@ -157,7 +157,7 @@ def cart_add(request: HttpRequest, product_id: int) -> HttpResponse:
             cart=cart_for_request(request),
             product=product,
             quantity=form.cleaned_data["quantity"],
-            session_key=request.session.session_key,
+            session_key=visit_key(request.session),
         )
     except ShopError as error:
         form.add_error("quantity", error.message)
@@ -213,7 +213,7 @@ def checkout(request: HttpRequest) -> HttpResponse:
                     name=data["name"],
                     address=data["address"],
                     checkout_token=data["checkout_token"],
-                    session_key=request.session.session_key,
+                    session_key=visit_key(request.session),
                 )
             except EmptyCart as error:
                 messages.info(request, error.message)

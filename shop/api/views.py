@@ -28,7 +28,7 @@ from shop.api.serializers import (
 from shop.exceptions import InvalidQuantity
 from shop.models import MAX_LINE_QUANTITY, Category, Product
 from shop.services import cart_add_item, cart_remove_item, cart_update_item, order_place
-from shop.sessions import cart_for_request, remember_placed_order
+from shop.sessions import cart_for_request, remember_placed_order, visit_key
 
 # One message for every way a quantity can be wrong, as the HTML forms say it.
 QUANTITY_ERRORS = dict.fromkeys(
@@ -180,7 +180,7 @@ class CartItemAddApi(ShopApiView):
             cart=cart_for_request(request),
             product=data["product"],
             quantity=data["quantity"],
-            session_key=request.session.session_key,
+            session_key=visit_key(request.session),
         )
         return _cart_response(request, status_code=status.HTTP_201_CREATED)
 
@@ -296,7 +296,7 @@ class CheckoutApi(ShopApiView):
         serializer.is_valid(raise_exception=True)
         placed = order_place(
             cart=cart_for_request(request),
-            session_key=request.session.session_key,
+            session_key=visit_key(request.session),
             **serializer.validated_data,
         )
         remember_placed_order(request, placed.order)

@@ -10,6 +10,7 @@ import pytest
 from django.test import Client
 
 from recommender.models import Event, EventType, Impression
+from tests.factories import PASSWORD, UserFactory
 from tests.recommender.support import (
     Shopper,
     shown_ids,
@@ -161,3 +162,32 @@ def test_api_and_html_share_the_session(catalog):
     assert response.status_code == 200
     click = Event.objects.get(type=EventType.CLICK)
     assert str(click.impression_id) == rec["impression_id"]
+
+
+def test_a_carousel_shown_before_signing_in_earns_its_click_and_purchase_after(catalog, settings):
+    settings.RECOMMENDER_REWARD_CLICK = 1.0
+    settings.RECOMMENDER_REWARD_ADD_TO_CART = 3.0
+    UserFactory(username="ada")
+    client = Client()
+    home, paths = _page(client, "/", "Recommended for you")
+    before = client.session.session_key
+
+    signed_in = client.post("/account/login/", {"username": "ada", "password": PASSWORD})
+    assert signed_in.status_code == 302
+    assert client.session.session_key != before  # Django cycles the key at sign-in
+    client.get(f"{paths[0]}?imp={home.pk}")
+    clicked = home.items.get(position=0).product
+    client.post(f"/cart/add/{clicked.pk}/", {"quantity": 1})
+    checkout = client.post(
+        "/api/v1/checkout/",
+        {"email": "ada@example.com", "name": "Ada Lovelace", "address": "1 Demo Street"},
+        content_type="application/json",
+    )
+
+    assert checkout.status_code == 201, checkout.content
+    home.refresh_from_db()
+    assert (home.clicks, home.add_to_carts, home.purchases) == (1, 1, 1)
+    assert home.reward > 1.0 + 3.0
+    # The whole visit is one session for the recommender: one state, one trajectory.
+    assert set(Event.objects.values_list("session_key", flat=True)) == {before}
+    assert set(Impression.objects.values_list("session_key", flat=True)) == {before}
