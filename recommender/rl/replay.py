@@ -84,9 +84,7 @@ class ReplayBuffer:
         candidates = np.full((n, self.candidate_width), -1, dtype=np.int32)
         exclude = np.zeros(n, dtype=bool)
         for i in live:  # a terminal transition has no next candidates: nothing to bootstrap
-            exclude[i] = self._encode_candidates(
-                transitions[i].next_candidates, index, candidates[i]
-            )
+            exclude[i] = self._encode_candidates(transitions[i], index, candidates[i])
 
         # Keep only the newest `capacity` if more arrive at once; write them round the ring.
         keep = slice(max(0, n - self.capacity), n)
@@ -114,13 +112,23 @@ class ReplayBuffer:
                 "for a changed catalog"
             )
 
-    def _encode_candidates(
-        self, candidates: tuple[int, ...] | None, index: ItemIndex, out: np.ndarray
-    ) -> bool:
+    def _encode_candidates(self, transition: Transition, index: ItemIndex, out: np.ndarray) -> bool:
         """Write one next-candidate set into ``out``; returns True when what was
-        written is the complement (the rows the set leaves out)."""
+        written is the complement (the rows the set leaves out).
+
+        Without an explicit set (``next_candidates=None``) the next request could
+        show every catalog item except the product on its page and its cart's
+        items, the store's own eligibility rule, read from the next state.
+        """
+        candidates = transition.next_candidates
         if candidates is None:
-            return True  # every catalog item: the complement is empty
+            following = transition.next_state
+            on_page = () if following.current_item is None else (following.current_item,)
+            left_out = np.unique(index.rows([*following.cart_items, *on_page]))
+            # Beyond the stored width some stay in the set, which only widens the max.
+            left_out = left_out[left_out >= 0][: self.candidate_width]
+            out[: len(left_out)] = left_out
+            return True
         rows = np.unique(index.rows(candidates))
         rows = rows[rows >= 0]
         if len(rows) <= self.candidate_width:

@@ -123,4 +123,6 @@ class Transition(NamedTuple):
     next_state: Observation | None  # None when done
     done: bool
     propensity: float = 1.0
-    next_candidates: tuple[int, ...] | None = None  # None: every catalog item
+    # None: every catalog item the next request could show, i.e. all but the
+    # next state's page product and cart items (the store's eligibility rule)
+    next_candidates: tuple[int, ...] | None = None

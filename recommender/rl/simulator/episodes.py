@@ -63,9 +63,9 @@ def run_session(
 
     ``k`` items per carousel; ``recent_window`` events per observation.
     ``next_candidates=True`` stores each next state's eligible ids in the
-    transitions (what the store's Double-DQN targets range over); False leaves
-    them ``None`` (every catalog item), which differs only by the page's product
-    and the cart and keeps large collections light.
+    transitions; False leaves them ``None``, which the replay buffer reads as
+    the same set (every catalog item but the next page's product and the
+    cart, the store's rule) and keeps large collections light.
 
     A policy with a ``start_session(shopper)`` method (the oracle) is handed the
     shopper first; no other policy sees anything but observations.

@@ -158,6 +158,11 @@ def test_targets_over_every_catalog_item_except_some_match_hand_computation():
     target_q = agent.q_values(next_state, eligible, network="target")
     expected = 1.0 + config.gamma * target_q[np.argmax(online_q)]
     assert agent.td_targets(batch).item() == pytest.approx(expected, abs=1e-5)
+    # Without a set, the next request's eligible items are all but its page and cart:
+    # the same target, and never the value of an item the next carousel cannot show.
+    implicit = ReplayBuffer(config)
+    implicit.add_many([Transition(observation(), 6, 1.0, next_state, False, 1.0, None)], items)
+    assert agent.td_targets(implicit.sample(1, rng)).item() == pytest.approx(expected, abs=1e-5)
 
 
 def test_training_learns_long_term_value_that_a_myopic_agent_forgoes():

@@ -61,7 +61,8 @@ def test_next_candidates_are_stored_as_the_set_or_its_complement():
         [
             transition(reward=0, next_candidates=(105, 102, 999)),  # 999 is not in the catalog
             transition(reward=1, next_candidates=tuple(range(100, 108))),  # 8 > 4: the 2 left out
-            transition(reward=2, next_candidates=None),  # every item: nothing left out
+            # No set: every item the next request could show, so all but its cart (101, 100).
+            transition(reward=2, next_candidates=None),
             transition(reward=3, done=True),
         ],
         items,
@@ -77,7 +78,7 @@ def test_next_candidates_are_stored_as_the_set_or_its_complement():
 
     assert stored(0) == ([2, 5], False)
     assert stored(1) == ([8, 9], True)
-    assert stored(2) == ([], True)
+    assert stored(2) == ([0, 1], True)
     assert stored(3) == ([], False)
     assert batch.dones[by_reward[3]] == 1.0
     assert (batch.next_states.weights[by_reward[3]] == 0).all()
