@@ -61,7 +61,8 @@ class PolicyServer:
 
     def eligible(self) -> tuple[np.ndarray, np.ndarray]:
         """Ids of active, in-stock products and their popularity (units sold),
-        refreshed every RECOMMENDER_ELIGIBILITY_TTL seconds."""
+        refreshed every RECOMMENDER_ELIGIBILITY_TTL seconds (``recommend``
+        re-checks the items it is about to serve)."""
         now = time.monotonic()
         if now - self._eligible_at >= settings.RECOMMENDER_ELIGIBILITY_TTL:
             rows = list(
@@ -143,7 +144,27 @@ class PolicyServer:
         exclude: set[int],
         rng: np.random.Generator,
     ) -> ServedSlate:
-        """A slate of up to k eligible items not in ``exclude``."""
+        """A slate of up to k eligible items not in ``exclude``.
+
+        The candidate list is cached (``eligible``), so the slate's own items
+        are checked against the database before it is served: when one sold
+        out or was retired meanwhile, the list is reloaded and the slate drawn
+        again from it, which keeps the logged propensities exact.
+        """
+        served = self._draw(observation, k=k, exclude=exclude, rng=rng)
+        if _any_ineligible(served.slate.items):
+            self._eligible_at = float("-inf")
+            served = self._draw(observation, k=k, exclude=exclude, rng=rng)
+        return served
+
+    def _draw(
+        self,
+        observation: Observation,
+        *,
+        k: int,
+        exclude: set[int],
+        rng: np.random.Generator,
+    ) -> ServedSlate:
         ids, popularity = self.eligible()
         if exclude:
             keep = ~np.isin(ids, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))
@@ -158,6 +179,14 @@ class PolicyServer:
                 logger.exception("Policy v%s failed to score; serving popularity", loaded.version)
         slate = SlateBuilder(epsilon=epsilon).build(ids, popularity, k, rng)
         return ServedSlate(slate, POLICY_POPULARITY, None, epsilon)
+
+
+def _any_ineligible(item_ids: np.ndarray) -> bool:
+    """Whether any of ``item_ids`` is no longer active and in stock (one indexed query)."""
+    if not len(item_ids):
+        return False
+    pks = [int(i) for i in item_ids]
+    return Product.objects.filter(pk__in=pks, is_active=True, stock__gt=0).count() != len(pks)
 
 
 def _catalog_signature() -> tuple:

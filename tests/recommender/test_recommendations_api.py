@@ -9,7 +9,6 @@ import pytest
 
 from recommender.models import Impression, ImpressionItem
 from recommender.rl.types import Slot
-from recommender.serving import policy_server
 from shop.models import Product
 from tests.factories import ProductFactory
 from tests.recommender.support import (
@@ -128,17 +127,23 @@ def test_ineligible_items_are_never_recommended(catalog):
     assert seen == {p.pk for p in catalog} - {in_cart.pk}
 
 
-def test_a_product_that_sells_out_leaves_the_slates_when_eligibility_refreshes(catalog, settings):
-    """Eligibility is cached per process for RECOMMENDER_ELIGIBILITY_TTL
-    seconds (5 by default); after that a sold-out product is gone."""
+def test_a_product_that_sells_out_is_not_shown_even_while_eligibility_is_cached(catalog, settings):
+    """The candidate list is cached per process for RECOMMENDER_ELIGIBILITY_TTL
+    seconds, but a slate's items are checked before it is served: a product
+    sold out in the meantime (here by another process) is never shown, and the
+    impression logs the slate that was really served."""
     settings.RECOMMENDER_ELIGIBILITY_TTL = 3600
     shopper = Shopper()
     assert catalog[0].pk in shown_ids(shopper.recommend(k=24))
 
-    Product.objects.filter(pk=catalog[0].pk).update(stock=0)
-    policy_server.refresh()  # what the TTL running out amounts to
+    Product.objects.filter(pk=catalog[0].pk).update(stock=0)  # no refresh of the cache
 
-    assert catalog[0].pk not in shown_ids(shopper.recommend(k=24))
+    body = shopper.recommend(k=24)
+    assert sorted(shown_ids(body)) == sorted(p.pk for p in catalog[1:])
+    logged = ImpressionItem.objects.filter(impression_id=body["impression_id"])
+    assert sorted(logged.values_list("product_id", flat=True)) == sorted(shown_ids(body))
+    # The reloaded list serves later requests without the product too.
+    assert sorted(shown_ids(shopper.recommend(k=24))) == sorted(p.pk for p in catalog[1:])
 
 
 def test_each_answer_is_logged_as_an_impression_with_its_state(catalog):
