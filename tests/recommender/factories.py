@@ -108,7 +108,10 @@ class CheckpointFactory(factory.django.DjangoModelFactory):
 
     version = factory.Sequence(lambda n: n + 1)
     status = Checkpoint.Status.CANDIDATE
-    weights = factory.LazyFunction(lambda: b"\x80\x04weights" * 64)
+    # Not a loadable checkpoint: a web process that meets it as the active version
+    # logs the failure and serves popularity (tests that serve a real policy store
+    # one with tests.recommender.support.store_checkpoint).
+    weights = factory.LazyFunction(lambda: b"placeholder checkpoint bytes " * 16)
     checks = factory.LazyFunction(
         lambda: {
             "finite_weights": True,
