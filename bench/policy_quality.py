@@ -7,13 +7,15 @@ Each seed builds its own synthetic catalog and simulated world
 (``recommender.rl.simulator``: 96 items in 6 categories, carousels of 3),
 logs uniformly random traffic to fit the popularity and co-occurrence
 baselines, trains the myopic and the long-term DQN agents from scratch with the
-same budget and configuration (only gamma differs), and evaluates every policy
+same budget and configuration (only gamma differs; both are the SlateQ agent of
+``recommender.rl.slateq``, and the full run also trains the per-item agent the
+store serves, reported as ``dqn_per_item``), and evaluates every policy
 on the same held-out shoppers (common random numbers). The table reports, per
 policy, the mean over seeds of the mean session return, the CTR (clicks per
 carousel) and the purchase rate (sessions with a checkout), each with a 95%
 Student-t interval over seeds, and the return as a share of the oracle's.
 
-``--quick`` trains each agent on 1500 simulated sessions, the full run on 3000;
+``--quick`` trains each agent on 1200 simulated sessions, the full run on 3000;
 both are reported as measured. Work runs in ``--workers`` processes (default
 2, one torch thread each). ``--json`` prints one JSON object as the last line.
 Nothing here is a test: the numbers are whatever this run measured.
@@ -30,8 +32,13 @@ import sys
 import time
 from dataclasses import dataclass
 
-POLICIES = ("random", "popularity", "cooccurrence", "myopic", "dqn", "oracle")
+POLICIES = ("random", "popularity", "cooccurrence", "myopic", "dqn_per_item", "dqn", "oracle")
 TARGET_ORACLE_SHARE = 0.85
+
+
+# Each seed's work is split into these parts so that the workers stay busy to the
+# end; the longest parts are queued first.
+PARTS = ("dqn", "dqn_per_item", "myopic", "baselines")
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class BenchSettings:
     warmup_transitions: int
     sync_every_steps: int
     dqn: dict  # DQNConfig fields that differ from the defaults (gamma is the long-term agent's)
+    parts: tuple[str, ...]  # which of PARTS run (the per-item agent only in the full run)
 
 
 QUICK = BenchSettings(
@@ -59,7 +67,7 @@ QUICK = BenchSettings(
     k=3,
     logged_sessions=1000,
     eval_sessions=200,
-    training_sessions=1500,
+    training_sessions=1200,
     sessions_per_round=20,
     steps_per_round=40,
     warmup_transitions=500,
@@ -76,6 +84,7 @@ QUICK = BenchSettings(
         # Target copies are the training loop's own (sync_every_steps), as in the store.
         "target_update_interval": 0,
     },
+    parts=("dqn", "myopic", "baselines"),
 )
 FULL = dataclasses.replace(
     QUICK,
@@ -83,11 +92,8 @@ FULL = dataclasses.replace(
     eval_sessions=500,
     training_sessions=3000,
     dqn={**QUICK.dqn, "epsilon_decay_steps": 2000},
+    parts=PARTS,
 )
-
-# Each seed's work is split into these parts so that the workers stay busy to the
-# end; the longest parts are queued first.
-PARTS = ("dqn", "myopic", "baselines")
 
 
 def world(seed: int, settings: BenchSettings):
@@ -121,6 +127,7 @@ def run_part(seed: int, part: str, settings: BenchSettings) -> dict:
         evaluate_policy,
         train_dqn,
     )
+    from recommender.rl.slateq import SlateQPolicy
 
     started = time.perf_counter()
     simulator = world(seed, settings)
@@ -138,7 +145,7 @@ def run_part(seed: int, part: str, settings: BenchSettings) -> dict:
             "oracle": OraclePolicy(),
         }
     else:
-        config = DQNConfig(**{**settings.dqn, "seed": seed})
+        config = DQNConfig(**{**settings.dqn, "seed": seed, "slate_size": k})
         if part == "myopic":
             config = myopic_config(config)
         schedule = TrainingSchedule(
@@ -149,9 +156,11 @@ def run_part(seed: int, part: str, settings: BenchSettings) -> dict:
             sync_every_steps=settings.sync_every_steps,
             k=k,
         )
-        result = train_dqn(simulator, config, schedule, seed)
+        slateq = part != "dqn_per_item"
+        result = train_dqn(simulator, config, schedule, seed, slateq=slateq)
         training_seconds = result.seconds
-        policies = {part: DQNPolicy(result.agent, name=part)}
+        policy = SlateQPolicy if slateq else DQNPolicy
+        policies = {part: policy(result.agent, name=part)}
 
     results = {}
     for name, policy in policies.items():
@@ -172,7 +181,7 @@ def _run_part(job: tuple[int, str, BenchSettings]) -> dict:
 
 def run_seeds(seeds: list[int], settings: BenchSettings, workers: int) -> list[dict]:
     """Every part of every seed, merged back into one record per seed."""
-    jobs = [(seed, part, settings) for part in PARTS for seed in seeds]
+    jobs = [(seed, part, settings) for part in settings.parts for seed in seeds]
     if workers > 1:
         # Spawned children: no torch state is inherited across a fork (it can hang OpenMP).
         with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
@@ -206,6 +215,7 @@ def aggregate(per_seed: list[dict]) -> dict:
             ).items()
         }
         for name in POLICIES
+        if name in per_seed[0]["policies"]
     }
 
 
@@ -226,7 +236,7 @@ def format_table(summary: dict, per_seed: list[dict]) -> str:
         f"policy quality in the shopper simulator: mean over {len(per_seed)} seeds [95% t-interval]",
         f"{'policy':<13} {'session return':>25} {'% oracle':>9} {'CTR (clicks/carousel)':>24} {'purchase rate':>22}",
     ]
-    for name in POLICIES:
+    for name in (n for n in POLICIES if n in summary):
         row = summary[name]
 
         def cell(metric: str, digits: int, row: dict = row) -> str:

@@ -1,9 +1,10 @@
 """Double-DQN agent over the two-tower Q-network: serving (Q values, slates) and
 replay training.
 
-SlateQ decomposition: Q(s, i) is learnt per shown item, slates are filled
+Per-item decomposition: Q(s, i) is learnt per shown item, slates are filled
 greedily by Q with per-slot exploration, and a transition's bootstrap value is
-the best item of its next state's candidate set.
+the best item of its next state's candidate set. ``recommender.rl.slateq``
+values whole slates with a click model instead.
 """
 
 from __future__ import annotations

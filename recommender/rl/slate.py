@@ -6,6 +6,9 @@ exact probability of each choice (what off-policy evaluation divides by).
 propensity is (1 - ε)·[it is the best remaining] + ε / |remaining|.
 Softmax (``temperature`` set): slot k draws from the remaining items with
 probability ∝ exp(Q / temperature).
+
+``best_carousels`` solves the slate problem under a position-biased
+multinomial-logit click model exactly (the oracle and the SlateQ agent use it).
 """
 
 from __future__ import annotations
@@ -111,3 +114,65 @@ def _uniform_untaken(rng: np.random.Generator, remaining: int, taken: list[int])
         else:
             break
     return index
+
+
+def best_carousels(
+    v: np.ndarray,
+    g: np.ndarray,
+    attention: np.ndarray,
+    v0: float,
+    max_iterations: int = 50,
+    mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best ordered carousels for several states at once.
+
+    ``v``: (S, M) click weights exp(utility) of M candidates in S states;
+    ``g``: (S, M) value of a click on each over no click; ``attention``: (K,)
+    position weights, decreasing; ``v0``: weight of "no click"; ``mask``:
+    (S, M) True where a candidate may be shown (default: all).
+
+    Returns (value (S,), chosen (S, K) candidate indices, position 0 first),
+    maximising sum_k a_k v_k g_k / (v0 + sum_k a_k v_k) exactly. A state with
+    fewer than K allowed candidates fills its last positions with masked ones,
+    which count for nothing.
+    """
+    if mask is not None:
+        v = np.where(mask, v, 0.0)
+    n_states, m = v.shape
+    k = min(len(attention), m)
+    attention = attention[:k]
+    # Dinkelbach: lam_{n+1} = F(S_n) where S_n maximises N(S) - lam_n D(S); every
+    # lam_n after the first is the value of a real carousel, so the sequence
+    # rises to the optimum, and S_n is optimal once it no longer rises. States
+    # that have converged drop out of the later iterations.
+    lam = np.zeros(n_states)
+    value = np.zeros(n_states)
+    chosen = np.zeros((n_states, k), dtype=np.int64)
+    active = np.arange(n_states)
+    for iteration in range(max_iterations):
+        va, ga, la = v[active], g[active], lam[active]
+        rows = np.arange(len(active))[:, None]
+        # Inner problem: top-k by v (g - lam), the largest at position 0.
+        c = va * (ga - la[:, None])
+        if mask is not None:
+            c = np.where(mask[active], c, -np.inf)
+        top = (
+            np.argpartition(-c, k - 1, axis=1)[:, :k]
+            if k < m
+            else np.tile(np.arange(m), (len(active), 1))
+        )
+        order = np.argsort(-c[rows, top], axis=1, kind="stable")
+        picked = top[rows, order]
+        vs, gs = va[rows, picked], ga[rows, picked]
+        found = (attention * vs * gs).sum(1) / (v0 + (attention * vs).sum(1))
+        chosen[active] = picked
+        value[active] = found
+        if iteration:
+            converged = found <= la + 1e-12 * (1.0 + np.abs(la))
+        else:
+            converged = np.zeros(len(active), dtype=bool)
+        lam[active] = found
+        active = active[~converged]
+        if not len(active):
+            break
+    return value, chosen

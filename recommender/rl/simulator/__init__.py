@@ -26,7 +26,7 @@ The simulator runs on any ``ItemCatalog`` (the store passes its real catalog;
   ``run_sessions`` let a ``Policy`` serve every carousel, building each
   ``Observation`` exactly as the store does (slot, product on the page, newest
   events with their ages on the session clock, cart, page depth) and returning
-  a ``SessionLog`` with one SlateQ ``Transition`` per shown item. An item's
+  a ``SessionLog`` with one ``Transition`` per shown item. An item's
   reward is what it caused: the click, the add-to-cart and, if the session
   ends in a checkout, the purchase (attributed back to the impression that
   showed it); ``next_state`` is the observation at the next request and the

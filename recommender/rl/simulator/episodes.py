@@ -1,5 +1,5 @@
 """Episode runner: a policy serves every carousel of one simulated session,
-and the session comes back as SlateQ transitions plus the numbers the
+and the session comes back as per-item transitions plus the numbers the
 evaluation reports.
 
 Observations are built exactly as the store builds them (slot, product on the

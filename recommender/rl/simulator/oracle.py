@@ -50,51 +50,7 @@ from __future__ import annotations
 import numpy as np
 
 from recommender.rl.simulator.model import Shopper, _sigmoid
-
-
-def best_carousels(
-    v: np.ndarray,
-    g: np.ndarray,
-    attention: np.ndarray,
-    v0: float,
-    max_iterations: int = 50,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Best ordered carousels for several states at once.
-
-    ``v``: (S, M) click weights exp(utility) of M candidates in S states;
-    ``g``: (S, M) value of a click on each over no click; ``attention``: (K,)
-    position weights, decreasing; ``v0``: weight of "no click".
-
-    Returns (value (S,), chosen (S, K) candidate indices, position 0 first),
-    maximising sum_k a_k v_k g_k / (v0 + sum_k a_k v_k) exactly.
-    """
-    n_states, m = v.shape
-    k = min(len(attention), m)
-    attention = attention[:k]
-    rows = np.arange(n_states)[:, None]
-    # Dinkelbach: lam_{n+1} = F(S_n) where S_n maximises N(S) - lam_n D(S); every
-    # lam_n after the first is the value of a real carousel, so the sequence
-    # rises to the optimum, and S_n is optimal once it no longer rises.
-    lam = np.zeros(n_states)
-    value = lam
-    chosen = np.zeros((n_states, k), dtype=np.int64)
-    for iteration in range(max_iterations):
-        # Inner problem: top-k by v (g - lam), the largest at position 0.
-        c = v * (g - lam[:, None])
-        top = (
-            np.argpartition(-c, k - 1, axis=1)[:, :k]
-            if k < m
-            else np.tile(np.arange(m), (n_states, 1))
-        )
-        order = np.argsort(-c[rows, top], axis=1, kind="stable")
-        chosen = top[rows, order]
-        vs, gs = v[rows, chosen], g[rows, chosen]
-        value = (attention * vs * gs).sum(1) / (v0 + (attention * vs).sum(1))
-        if iteration and np.all(value <= lam + 1e-12 * (1.0 + np.abs(lam))):
-            break
-        lam = value
-    return value, chosen
-    return lam, chosen
+from recommender.rl.slate import best_carousels
 
 
 class OraclePlanner:

@@ -19,7 +19,7 @@ from recommender.rl.simulator import (
     run_sessions,
 )
 from recommender.rl.simulator.model import GATEWAY, PREMIUM, REGULAR
-from recommender.rl.simulator.oracle import best_carousels
+from recommender.rl.slate import best_carousels
 from recommender.rl.types import EventType, ItemCatalog, Slate, Slot
 
 

@@ -1,0 +1,404 @@
+"""SlateQ: Double DQN whose slates are valued with a learned click model.
+
+The per-item agent (``recommender.rl.agent``) ranks items by Q(s, i) and
+bootstraps from the best single item of the next state. A carousel earns from
+at most one click among its items, so neither is the value of a slate. SlateQ
+(Ie et al., 2019) splits the two things a slate's value depends on:
+
+- ``Q(s, i)``, the return of the session *given a click on i* (the immediate
+  reward of the click and what it leads to), and ``Q(s, ∅)``, the return when
+  nothing is clicked. Both come from the same two-tower network, "no click"
+  being one extra item row without features.
+- A click model: a position-biased conditional logit. Item i shown at
+  position k is clicked with probability a_k·w_i / (1 + Σ_j a_j·w_j), where
+  w_i = exp(u(s, i)) comes from a small two-tower network of its own and the
+  attention a_k falls with the position (learned, monotone by construction).
+
+A slate S is then worth ``Q(s, ∅) + Σ_k a_k w_k (Q(s, i_k) - Q(s, ∅)) / (1 + Σ_k a_k w_k)``.
+Its best value over ordered K-subsets is found exactly by ``best_carousels``
+(Dinkelbach's method; its inner problem is a sort), both to serve (the greedy
+order is by w·(Q - Q(∅) - λ*), explored per slot by ``SlateBuilder`` with exact
+propensities) and to bootstrap: the Double-DQN target of a logged slate is
+r + γ·value of the next state's best slate, chosen with the online network and
+valued with the target network.
+
+Training data are the per-item ``Transition``s the store and the simulator
+log; ``SlateReplay`` groups consecutive transitions of one state back into
+slates. The clicked item (the one with a positive reward) gives a ``Q(s, i)``
+transition, a slate without a click a ``Q(s, ∅)`` one, and every full slate
+a sample for the click model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from recommender.rl.agent import DQNAgent, TrainStats, td_target
+from recommender.rl.config import DQNConfig
+from recommender.rl.encoding import IdVocabulary, ItemIndex, ObservationEncoder
+from recommender.rl.network import ItemFeatures, QNetwork, StateInputs, all_items_q, candidate_q
+from recommender.rl.replay import ReplayBatch, ReplayBuffer
+from recommender.rl.slate import SlateBuilder, best_carousels, empty_slate
+from recommender.rl.types import ItemCatalog, Observation, Slate, Transition
+
+
+def group_slates(transitions: Sequence[Transition]) -> list[list[Transition]]:
+    """Consecutive transitions of one request (same state and next state), in order."""
+    slates: list[list[Transition]] = []
+    for t in transitions:
+        if slates:
+            head = slates[-1][0]
+            same = t.state is head.state or t.state == head.state
+            if same and (t.next_state is head.next_state or t.next_state == head.next_state):
+                slates[-1].append(t)
+                continue
+        slates.append([t])
+    return slates
+
+
+def with_no_click_row(catalog: ItemCatalog) -> tuple[ItemCatalog, int]:
+    """``catalog`` plus one featureless row standing for "no click", and its id."""
+    no_click = int(np.max(catalog.ids)) + 1 if len(catalog) else 0
+    attributes = np.asarray(catalog.attributes, dtype=np.float32).reshape(len(catalog), -1)
+    extended = ItemCatalog(
+        ids=np.append(np.asarray(catalog.ids, dtype=np.int64), no_click),
+        # One past the last category: the item tower's "unknown category" row.
+        categories=np.append(
+            np.asarray(catalog.categories, dtype=np.int64), np.iinfo(np.int64).max
+        ),
+        prices=np.append(np.asarray(catalog.prices, dtype=np.float32), 0.0).astype(np.float32),
+        attributes=np.vstack([attributes, np.zeros((1, attributes.shape[1]), np.float32)]),
+    )
+    return extended, no_click
+
+
+class ClickModel(nn.Module):
+    """u(s, i) from two small towers, and the log-attention of each position."""
+
+    def __init__(
+        self, config: DQNConfig, vocabulary_size: int, n_categories: int, n_attributes: int
+    ) -> None:
+        super().__init__()
+        small = dataclasses.replace(
+            config,
+            embed_dim=config.click_embed_dim,
+            item_hidden=config.click_hidden,
+            state_hidden=config.click_hidden,
+        )
+        self.towers = QNetwork(small, vocabulary_size, n_categories, n_attributes)
+        # log a_0 = 0 and every later position loses softplus(step) > 0: monotone.
+        # The start, a_k = exp(-0.2 k), is a mild position bias.
+        self.attention_steps = nn.Parameter(torch.full((config.max_positions - 1,), -1.5))
+
+    def log_attention(self) -> Tensor:
+        """(max_positions,) log a_k, non-increasing, a_0 = 1."""
+        drops = F.softplus(self.attention_steps).cumsum(0)
+        return torch.cat([drops.new_zeros(1), -drops])
+
+    def attention(self, k: int) -> np.ndarray:
+        with torch.no_grad():
+            return self.log_attention()[:k].exp().double().numpy()
+
+
+class SlateReplay:
+    """Replay for SlateQ: the value transitions (a ``ReplayBuffer`` over the
+    catalog with its no-click row) and the slates the click model learns from."""
+
+    def __init__(self, agent: SlateQAgent, capacity: int | None = None) -> None:
+        config = agent.config
+        self.agent = agent
+        self.values = ReplayBuffer(config, capacity)
+        self.capacity = self.values.capacity
+        self.encoder = ObservationEncoder(config)
+        self.width = config.max_positions
+        self._states = self.encoder.empty(self.capacity)
+        self._items = np.full((self.capacity, self.width), -1, dtype=np.int64)
+        self._labels = np.zeros(self.capacity, dtype=np.int64)  # 0: no click, 1 + position
+        self._slates = 0
+        self._next = 0
+        self._items_seen = 0
+
+    def __len__(self) -> int:
+        """Shown items held (what a per-item replay of the same slates would hold)."""
+        return self._items_seen
+
+    @property
+    def slates(self) -> int:
+        """Slates the click model can sample."""
+        return self._slates
+
+    def add_many(self, transitions: Sequence[Transition], catalog: ItemCatalog) -> int:
+        """Group per-item ``transitions`` into slates and store them; returns how
+        many item transitions were accepted."""
+        agent = self.agent
+        if catalog is not agent.catalog and not np.array_equal(catalog.ids, agent.catalog.ids):
+            raise ValueError("transitions must be encoded against the agent's catalog")
+        value_transitions: list[Transition] = []
+        click_states: list[Observation] = []
+        click_items: list[np.ndarray] = []
+        click_labels: list[int] = []
+        accepted = 0
+        for slate in group_slates(transitions):
+            rows = agent.index.rows([t.item for t in slate])
+            if np.any(rows < 0):
+                continue  # an item the model cannot score: the slate cannot be modelled
+            accepted += len(slate)
+            rewards = np.array([t.reward for t in slate])
+            clicked = np.flatnonzero(rewards > 0)
+            if len(clicked):
+                value_transitions.extend(slate[i] for i in clicked)
+            else:
+                head = slate[0]
+                value_transitions.append(head._replace(item=agent.no_click_id, reward=0.0))
+            if len(slate) <= self.width:
+                label = 1 + int(np.argmax(rewards)) if len(clicked) else 0
+                click_states.append(slate[0].state)
+                click_items.append(rows)
+                click_labels.append(label)
+        self.values.add_many(value_transitions, agent.value.catalog)
+        if click_states:
+            self._add_click_samples(click_states, click_items, click_labels)
+        self._items_seen = min(self._items_seen + accepted, self.capacity * self.width)
+        return accepted
+
+    def _add_click_samples(
+        self, states: list[Observation], items: list[np.ndarray], labels: list[int]
+    ) -> None:
+        n = len(states)
+        keep = slice(max(0, n - self.capacity), n)
+        encoded = self.encoder.encode(states[keep], self.agent.index)
+        slots = (self._next + np.arange(keep.stop - keep.start)) % self.capacity
+        for target, source in zip(self._states, encoded, strict=True):
+            target[slots] = source
+        self._items[slots] = -1
+        for slot, rows in zip(slots, items[keep], strict=True):
+            self._items[slot, : len(rows)] = rows
+        self._labels[slots] = labels[keep]
+        self._next = int((slots[-1] + 1) % self.capacity)
+        self._slates = min(self.capacity, self._slates + len(slots))
+
+    def sample_slates(self, batch_size: int, rng: np.random.Generator):
+        """(states, items (B, width) rows with -1 padding, labels) drawn uniformly."""
+        index = rng.integers(0, self._slates, size=batch_size)
+        return self._states.take(index), self._items[index], self._labels[index]
+
+
+class _SlateValueAgent(DQNAgent):
+    """The Q(s, i | click) / Q(s, ∅) network: a ``DQNAgent`` over the catalog
+    with its no-click row whose Double-DQN target bootstraps from the next
+    state's best slate under the click model."""
+
+    owner: SlateQAgent
+
+    def _td_targets(
+        self, batch: ReplayBatch, table: Tensor, next_rows: np.ndarray, candidate_rows: np.ndarray
+    ) -> Tensor:
+        rewards = torch.from_numpy(batch.rewards)
+        if self.config.gamma == 0.0:
+            return rewards
+        owner = self.owner
+        n = owner.n_items
+        mask = self._dense_mask(batch)[:, :n]  # the no-click row is never a candidate
+        states = StateInputs.from_encoded(batch.next_states, _rows(batch.next_states.rows))
+        # The step's online item table is the whole catalog whenever a next set is a
+        # complement (the usual case); otherwise compute it.
+        full = table if len(table) == n + 1 else self.online.items(self.features)
+        q_online = all_items_q(self.online.states(full, states), full)
+        target_table = self.item_table("target")
+        q_target = all_items_q(self.target.states(target_table, states), target_table)
+        weights = owner.click_weights_encoded(batch.next_states) * mask
+        k = min(self.config.slate_size, n)
+        attention = owner.click.attention(k)
+        # Double DQN: the online network picks each next state's slate ...
+        gain = (q_online[:, :n] - q_online[:, n:]).double().numpy()
+        _, chosen = best_carousels(
+            weights.double().numpy(), gain, attention, 1.0, mask=mask.numpy()
+        )
+        # ... and the target network values it.
+        next_values = slate_values(
+            weights, q_target[:, :n], q_target[:, n], torch.from_numpy(chosen), attention
+        )
+        return td_target(
+            rewards,
+            torch.from_numpy(batch.dones),
+            self.config.gamma,
+            next_values,
+            mask.any(dim=1),
+        )
+
+
+def slate_values(
+    weights: Tensor, q_items: Tensor, q_none: Tensor, chosen: Tensor, attention: np.ndarray
+) -> Tensor:
+    """(B,) value of each row's slate ``chosen`` (B, K) under the click model:
+    Q(∅) + Σ_k a_k w_k (Q_k - Q(∅)) / (1 + Σ_k a_k w_k)."""
+    a = torch.from_numpy(attention[: chosen.shape[1]]).to(weights.dtype)
+    shown = weights.gather(1, chosen) * a
+    gains = q_items.gather(1, chosen) - q_none.unsqueeze(1)
+    return q_none + (shown * gains).sum(1) / (1.0 + shown.sum(1))
+
+
+class SlateQAgent:
+    """Value network (with its target copy and replay training) plus click model."""
+
+    def __init__(
+        self, config: DQNConfig, catalog: ItemCatalog, n_categories: int | None = None
+    ) -> None:
+        if n_categories is None:
+            n_categories = int(catalog.categories.max()) + 1 if len(catalog) else 1
+        self.config = config
+        self.catalog = catalog
+        self.index = ItemIndex.of(catalog)
+        self.n_items = len(catalog)
+        extended, self.no_click_id = with_no_click_row(catalog)
+        self.value = _SlateValueAgent(config, extended, n_categories)
+        self.value.owner = self
+        attributes = np.asarray(catalog.attributes).reshape(len(catalog), -1).shape[1]
+        vocabulary = IdVocabulary(catalog.ids)
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed + 1)
+            self.click = ClickModel(config, len(vocabulary), n_categories, attributes)
+        self.click.towers.items.fit_price_scale(
+            torch.from_numpy(np.log1p(np.maximum(catalog.prices, 0)))
+        )
+        self.click_features = ItemFeatures.build(catalog, vocabulary, n_categories)
+        self.click_optimizer = torch.optim.Adam(self.click.parameters(), lr=config.click_lr)
+        self.encoder = ObservationEncoder(config)
+        self._click_carry = 0.0
+        self._click_table: Tensor | None = None
+        self.click_loss = float("nan")
+
+    # --- learning -----------------------------------------------------------------------
+
+    def make_replay(self, capacity: int | None = None) -> SlateReplay:
+        return SlateReplay(self, capacity)
+
+    @property
+    def step(self) -> int:
+        return self.value.step
+
+    @property
+    def epsilon(self) -> float:
+        return self.value.epsilon
+
+    def sync_target(self) -> None:
+        self.value.sync_target()
+
+    def train_steps(
+        self, replay: SlateReplay, n_steps: int, rng: np.random.Generator
+    ) -> TrainStats:
+        """``n_steps`` value steps and ``click_steps_per_step`` times as many
+        click-model steps (fractions carried over between calls)."""
+        self._click_carry += n_steps * self.config.click_steps_per_step
+        click_steps = int(self._click_carry)
+        self._click_carry -= click_steps
+        if replay.slates:
+            for _ in range(click_steps):
+                self._click_step(replay, rng)
+        self._click_table = None
+        return self.value.train_steps(replay.values, n_steps, rng)
+
+    def _click_step(self, replay: SlateReplay, rng: np.random.Generator) -> None:
+        states, items, labels = replay.sample_slates(self.config.batch_size, rng)
+        towers = self.click.towers
+        table = towers.items(self.click_features)
+        state_out = towers.states(table, StateInputs.from_encoded(states, _rows(states.rows)))
+        shown = torch.from_numpy(items)
+        utility = candidate_q(state_out, table[shown.clamp_min(0)]) + self.click.log_attention()
+        utility = utility.masked_fill(shown < 0, float("-inf"))
+        logits = torch.cat([utility.new_zeros(len(utility), 1), utility], dim=1)
+        loss = F.cross_entropy(logits, torch.from_numpy(labels))
+        self.click_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.click.parameters(), self.config.max_grad_norm)
+        self.click_optimizer.step()
+        self.click_loss = float(loss.detach())
+
+    # --- scoring ------------------------------------------------------------------------
+
+    def click_weights_encoded(self, states) -> Tensor:
+        """(B, N) exp(u(s, i)) of every catalog item (the no-click weight is 1)."""
+        towers = self.click.towers
+        with torch.no_grad():
+            if self._click_table is None:
+                self._click_table = towers.items(self.click_features)
+            table = self._click_table
+            state_out = towers.states(table, StateInputs.from_encoded(states, _rows(states.rows)))
+            return all_items_q(state_out, table).clamp(-30.0, 30.0).exp()
+
+    def slate_scores(
+        self, observations: Sequence[Observation], candidate_ids: Sequence[np.ndarray], k: int
+    ) -> list[np.ndarray]:
+        """Per request, a score for each candidate whose greedy top k (largest
+        first) is the best slate of k under the click model: w·(Q - Q(∅) - λ*)."""
+        encoded = self.encoder.encode(list(observations), self.index)
+        weights = self.click_weights_encoded(encoded).double().numpy()
+        q = self.value.q_values_batch(list(observations), self.value.catalog.ids).astype(np.float64)
+        n = self.n_items
+        rows = [self.index.rows(np.asarray(ids, dtype=np.int64)) for ids in candidate_ids]
+        if any(np.any(r < 0) for r in rows):
+            raise ValueError("candidate ids not in the catalog")
+        mask = np.zeros((len(rows), n), dtype=bool)
+        for b, r in enumerate(rows):
+            mask[b, r] = True
+        gain = q[:, :n] - q[:, n:]
+        attention = self.click.attention(min(k, n))
+        best, _ = best_carousels(weights, gain, attention, 1.0, mask=mask)
+        scores = weights * (gain - best[:, None])
+        return [scores[b, r].astype(np.float32) for b, r in enumerate(rows)]
+
+    def slates(
+        self,
+        observations: Sequence[Observation],
+        candidate_ids: Sequence[np.ndarray],
+        k: int,
+        rngs: Sequence[np.random.Generator],
+        epsilon: float | None = None,
+    ) -> list[Slate]:
+        """One slate per request, explored per slot (``epsilon`` None: the schedule)."""
+        if not observations:
+            return []
+        builder = SlateBuilder(epsilon=self.epsilon if epsilon is None else epsilon)
+        known = [np.asarray(ids, dtype=np.int64) for ids in candidate_ids]
+        known = [ids[self.index.rows(ids) >= 0] for ids in known]
+        result = []
+        for ids, scores, rng in zip(
+            known, self.slate_scores(observations, known, k), rngs, strict=True
+        ):
+            result.append(builder.build(ids, scores, k, rng) if len(ids) else empty_slate())
+        return result
+
+
+class SlateQPolicy:
+    """A ``SlateQAgent`` as a simulator ``Policy`` (greedy unless ``epsilon`` is
+    set; None follows the agent's schedule)."""
+
+    def __init__(self, agent: SlateQAgent, name: str = "dqn", epsilon: float | None = 0.0) -> None:
+        self.agent = agent
+        self.name = name
+        self.epsilon = epsilon
+
+    def slate(
+        self, obs: Observation, candidate_ids: np.ndarray, k: int, rng: np.random.Generator
+    ) -> Slate:
+        return self.slates([obs], [candidate_ids], k, [rng])[0]
+
+    def slates(
+        self,
+        observations: Sequence[Observation],
+        candidate_ids: Sequence[np.ndarray],
+        k: int,
+        rngs: Sequence[np.random.Generator],
+    ) -> list[Slate]:
+        return self.agent.slates(observations, candidate_ids, k, rngs, epsilon=self.epsilon)
+
+
+def _rows(rows: np.ndarray) -> np.ndarray:
+    """Encoded item rows as embedding_bag indices (padding carries no weight)."""
+    return np.maximum(rows, 0).astype(np.int64)

@@ -1,0 +1,163 @@
+"""SlateQ: grouping logged items into slates, slate values under the click
+model, exact Double-DQN targets and the click model's position bias (the
+short training run in the simulator is in test_learning.py)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from recommender.rl.config import DQNConfig
+from recommender.rl.runtime import configure_torch_threads
+from recommender.rl.simulator import make_catalog
+from recommender.rl.slate import best_carousels
+from recommender.rl.slateq import SlateQAgent, group_slates, slate_values
+from recommender.rl.types import Observation, Slot, Transition
+
+
+def catalog_of(n: int = 6):
+    return make_catalog(n, 2, 3, seed=0)
+
+
+def transition(state, item, reward, next_state, done=False):
+    return Transition(state, item, reward, next_state, done, 0.5)
+
+
+def test_consecutive_items_of_one_request_form_one_slate():
+    s1 = Observation(Slot.HOME, page_depth=0)
+    s2 = Observation(Slot.HOME, page_depth=1)
+    s3 = Observation(Slot.PRODUCT, current_item=3, page_depth=2)
+    log = [
+        transition(s1, 1, 0.0, s2),
+        transition(s1, 2, 1.0, s2),
+        transition(s2, 3, 0.0, s3),
+        transition(s2, 4, 0.0, s3),
+        transition(s3, 5, 0.0, None, done=True),
+    ]
+    assert [[t.item for t in g] for g in group_slates(log)] == [[1, 2], [3, 4], [5]]
+    # Equal states from separate objects (as the store rebuilds them) group the same way.
+    copies = [t._replace(state=Observation(**vars(t.state))) for t in log]
+    assert [len(g) for g in group_slates(copies)] == [2, 2, 1]
+
+
+def test_replay_keeps_the_clicked_item_or_no_click_and_a_click_sample_per_slate():
+    catalog = catalog_of()
+    ids = [int(i) for i in catalog.ids]
+    agent = SlateQAgent(DQNConfig(slate_size=2, seed=0), catalog)
+    replay = agent.make_replay(100)
+    s1, s2 = Observation(Slot.HOME, page_depth=0), Observation(Slot.HOME, page_depth=1)
+    accepted = replay.add_many(
+        [
+            transition(s1, ids[0], 0.0, s2),
+            transition(s1, ids[1], 4.0, s2),  # clicked (and carted)
+            transition(s2, ids[2], 0.0, None, done=True),
+            transition(s2, ids[3], 0.0, None, done=True),
+        ],
+        catalog,
+    )
+    assert accepted == 4 and len(replay) == 4 and replay.slates == 2
+    values = replay.values.batch(np.arange(2))
+    no_click_row = len(catalog)
+    assert values.actions.tolist() == [1, no_click_row]
+    assert values.rewards.tolist() == [4.0, 0.0]
+    assert values.dones.tolist() == [0.0, 1.0]
+    _, items, labels = replay.sample_slates(64, np.random.default_rng(0))
+    assert {tuple(r[:2]) for r in items} == {(0, 1), (2, 3)}
+    assert set(zip(map(tuple, items[:, :2]), labels, strict=True)) == {((0, 1), 2), ((2, 3), 0)}
+
+
+def brute_force_value(v, g, attention, v0):
+    best = -np.inf
+    for slate in itertools.permutations(range(len(v)), len(attention)):
+        a_v = attention * v[list(slate)]
+        best = max(best, (a_v * g[list(slate)]).sum() / (v0 + a_v.sum()))
+    return best
+
+
+def test_best_carousels_respects_the_mask_and_is_exact():
+    rng = np.random.default_rng(3)
+    attention = np.array([1.0, 0.7, 0.5])
+    for _ in range(20):
+        v = rng.uniform(0.1, 3.0, size=7)
+        g = rng.normal(0.0, 5.0, size=7)
+        mask = rng.random(7) < 0.7
+        mask[:3] = True
+        value, chosen = best_carousels(v[None], g[None], attention, 1.0, mask=mask[None])
+        assert mask[chosen[0]].all()
+        allowed = np.flatnonzero(mask)
+        expected = brute_force_value(v[allowed], g[allowed], attention, 1.0)
+        assert value[0] == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+def test_slate_value_is_the_click_weighted_mix_of_click_and_no_click_values():
+    weights = torch.tensor([[1.0, 3.0, 0.5]], dtype=torch.float64)
+    q_items = torch.tensor([[10.0, 2.0, 7.0]], dtype=torch.float64)
+    q_none = torch.tensor([1.0], dtype=torch.float64)
+    attention = np.array([1.0, 0.5])
+    value = slate_values(weights, q_items, q_none, torch.tensor([[2, 0]]), attention)
+    # item 2 at position 0 (a·w = 0.5), item 0 at position 1 (a·w = 0.5):
+    # P(click) = 0.5 / 2 each, so 1 + 0.25 * (7 - 1) + 0.25 * (10 - 1).
+    assert value.item() == pytest.approx(1.0 + 0.25 * 6.0 + 0.25 * 9.0)
+
+
+def test_the_double_dqn_target_values_the_online_networks_best_next_slate_with_the_target():
+    catalog = catalog_of()
+    config = DQNConfig(slate_size=2, gamma=0.5, batch_size=1, seed=0)
+    agent = SlateQAgent(config, catalog)
+    replay = agent.make_replay(10)
+    s1 = Observation(Slot.HOME, page_depth=0)
+    s2 = Observation(Slot.PRODUCT, current_item=int(catalog.ids[0]), page_depth=1)
+    replay.add_many([transition(s1, int(catalog.ids[1]), 3.0, s2)], catalog)
+    # Make the target network differ from the online one.
+    with torch.no_grad():
+        for p in agent.value.target.parameters():
+            p.add_(0.05)
+    agent.value._item_tables.clear()
+    batch = replay.values.batch(np.array([0]))
+    target = agent.value.td_targets(batch).item()
+
+    # By hand: next candidates are every item but the page's product.
+    candidates = np.arange(1, len(catalog))
+    online = agent.value.q_values(s2, agent.value.catalog.ids, "online").astype(np.float64)
+    offline = agent.value.q_values(s2, agent.value.catalog.ids, "target").astype(np.float64)
+    encoded = agent.encoder.encode([s2], agent.index)
+    weights = agent.click_weights_encoded(encoded)[0].double().numpy()[candidates]
+    attention = agent.click.attention(2)
+    n = len(catalog)
+    _, chosen = best_carousels(weights[None], online[candidates][None] - online[n], attention, 1.0)
+    picked = candidates[chosen[0]]
+    a_w = attention * weights[chosen[0]]
+    next_value = offline[n] + (a_w * (offline[picked] - offline[n])).sum() / (1.0 + a_w.sum())
+    assert target == pytest.approx(3.0 + 0.5 * next_value, rel=1e-4)
+
+
+def test_the_click_model_learns_that_later_positions_get_fewer_clicks():
+    """Clicks logged from a known position-biased logit: the learned attention
+    falls with the position like the true one."""
+    configure_torch_threads(1)
+    catalog = catalog_of(12)
+    agent = SlateQAgent(DQNConfig(slate_size=3, max_positions=3, batch_size=256, seed=0), catalog)
+    replay = agent.make_replay(20_000)
+    rng = np.random.default_rng(0)
+    true_attention = np.array([1.0, 0.5, 0.25])
+    log = []
+    for depth in range(4000):
+        state = Observation(Slot.HOME, page_depth=depth % 5)
+        shown = rng.choice(catalog.ids, size=3, replace=False)
+        weights = true_attention * 1.5  # every item equally appealing
+        p = np.append(weights, 1.0) / (weights.sum() + 1.0)
+        clicked = rng.choice(4, p=p)
+        log += [
+            transition(state, int(item), float(pos == clicked), None, done=True)
+            for pos, item in enumerate(shown)
+        ]
+    replay.add_many(log, catalog)
+    for _ in range(1500):
+        agent._click_step(replay, rng)
+    learned = agent.click.attention(3)
+    assert learned[0] == 1.0
+    assert learned[1] == pytest.approx(0.5, abs=0.12)
+    assert learned[2] == pytest.approx(0.25, abs=0.1)
