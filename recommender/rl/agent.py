@@ -399,19 +399,21 @@ class DQNAgent:
 
     def save(self) -> bytes:
         """Checkpoint bytes: weights, optimizer state, config, vocabulary and catalog."""
-        return checkpoint.dumps(
-            {
-                "config": self.config.to_dict(),
-                "n_categories": self.n_categories,
-                "n_attributes": self.n_attributes,
-                "vocabulary": torch.from_numpy(self.vocabulary.ids.copy()),
-                "catalog": checkpoint.catalog_to_tensors(self.catalog),
-                "step": self.step,
-                "online": self.online.state_dict(),
-                "target": self.target.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-            }
-        )
+        return checkpoint.dumps(self.checkpoint_payload())
+
+    def checkpoint_payload(self) -> dict:
+        """What ``save`` serialises (tensors, dicts and scalars)."""
+        return {
+            "config": self.config.to_dict(),
+            "n_categories": self.n_categories,
+            "n_attributes": self.n_attributes,
+            "vocabulary": torch.from_numpy(self.vocabulary.ids.copy()),
+            "catalog": checkpoint.catalog_to_tensors(self.catalog),
+            "step": self.step,
+            "online": self.online.state_dict(),
+            "target": self.target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
 
     @classmethod
     def load(cls, data: bytes, catalog: ItemCatalog | None = None) -> DQNAgent:
@@ -421,6 +423,10 @@ class DQNAgent:
         weights are not finite or do not match the saved config and schema.
         """
         payload = checkpoint.loads(data)
+        if "slateq" in payload and cls is DQNAgent:
+            raise checkpoint.CheckpointError(
+                "this is a SlateQ checkpoint: load it with recommender.rl.slateq.SlateQAgent.load"
+            )
         try:
             config = DQNConfig.from_dict(payload["config"])
         except (TypeError, ValueError) as exc:

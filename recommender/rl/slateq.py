@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recommender.rl import checkpoint
 from recommender.rl.agent import DQNAgent, TrainStats, td_target
 from recommender.rl.config import DQNConfig
 from recommender.rl.encoding import IdVocabulary, ItemIndex, ObservationEncoder
@@ -273,6 +274,42 @@ class SlateQAgent:
         self._click_carry = 0.0
         self._click_table: Tensor | None = None
         self.click_loss = float("nan")
+
+    # --- persistence --------------------------------------------------------------------
+
+    def save(self) -> bytes:
+        """Checkpoint bytes: the value networks' checkpoint (over the catalog with
+        its no-click row) plus the click model, its optimizer and the catalog."""
+        return checkpoint.dumps(
+            {
+                **self.value.checkpoint_payload(),
+                "slateq": {
+                    "catalog": checkpoint.catalog_to_tensors(self.catalog),
+                    "click": self.click.state_dict(),
+                    "click_optimizer": self.click_optimizer.state_dict(),
+                },
+            }
+        )
+
+    @classmethod
+    def load(cls, data: bytes) -> SlateQAgent:
+        """Agent from ``save()`` bytes; raises ``checkpoint.CheckpointError`` for
+        a checkpoint that is not SlateQ's, not finite or does not fit its config."""
+        payload = checkpoint.loads(data)
+        saved = payload.get("slateq")
+        if not isinstance(saved, dict) or not {"catalog", "click", "click_optimizer"} <= set(saved):
+            raise checkpoint.CheckpointError("not a SlateQ checkpoint")
+        value = _SlateValueAgent.load(data)
+        try:
+            catalog = checkpoint.catalog_from_tensors(saved["catalog"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise checkpoint.CheckpointError(f"invalid catalog in checkpoint: {exc}") from exc
+        agent = cls(value.config, catalog, value.n_categories)
+        agent.value = value
+        value.owner = agent
+        checkpoint.restore_module(agent.click, saved["click"], "click")
+        checkpoint.restore_optimizer(agent.click_optimizer, saved["click_optimizer"])
+        return agent
 
     # --- learning -----------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from recommender.rl.agent import DQNAgent
+from recommender.rl.checkpoint import CheckpointError
 from recommender.rl.config import DQNConfig
 from recommender.rl.runtime import configure_torch_threads
 from recommender.rl.simulator import make_catalog
@@ -161,3 +163,55 @@ def test_the_click_model_learns_that_later_positions_get_fewer_clicks():
     assert learned[0] == 1.0
     assert learned[1] == pytest.approx(0.5, abs=0.12)
     assert learned[2] == pytest.approx(0.25, abs=0.1)
+
+
+def trained_agent():
+    catalog = catalog_of(12)
+    agent = SlateQAgent(DQNConfig(slate_size=3, batch_size=32, seed=0), catalog)
+    replay = agent.make_replay(1000)
+    rng = np.random.default_rng(0)
+    log = []
+    for depth in range(60):
+        state = Observation(Slot.HOME, page_depth=depth)
+        after = Observation(Slot.HOME, page_depth=depth + 1)
+        shown = rng.choice(catalog.ids, size=3, replace=False)
+        clicked = rng.integers(4)
+        log += [
+            transition(state, int(item), float(pos == clicked), after)
+            for pos, item in enumerate(shown)
+        ]
+    replay.add_many(log, catalog)
+    agent.train_steps(replay, 20, rng)
+    return agent, replay
+
+
+def test_a_saved_agent_serves_the_same_slates_and_keeps_learning_after_loading():
+    agent, replay = trained_agent()
+    loaded = SlateQAgent.load(agent.save())
+
+    obs = [Observation(Slot.PRODUCT, current_item=int(agent.catalog.ids[0]), page_depth=2)]
+    candidates = [agent.catalog.ids[1:]]
+    np.testing.assert_allclose(
+        loaded.slate_scores(obs, candidates, 3)[0], agent.slate_scores(obs, candidates, 3)[0]
+    )
+    np.testing.assert_allclose(loaded.click.attention(3), agent.click.attention(3))
+    assert loaded.step == agent.step
+    stats = loaded.train_steps(replay, 5, np.random.default_rng(1))
+    assert stats.steps == 5 and np.isfinite(stats.loss)
+
+
+def test_checkpoints_of_one_agent_kind_are_refused_by_the_other():
+    agent, _ = trained_agent()
+    with pytest.raises(CheckpointError, match="SlateQ checkpoint"):
+        DQNAgent.load(agent.save())
+    per_item = DQNAgent(DQNConfig(seed=0), agent.catalog)
+    with pytest.raises(CheckpointError, match="not a SlateQ checkpoint"):
+        SlateQAgent.load(per_item.save())
+
+
+def test_a_click_model_with_non_finite_weights_is_refused():
+    agent, _ = trained_agent()
+    with torch.no_grad():
+        agent.click.attention_steps[0] = float("nan")
+    with pytest.raises(CheckpointError, match="click tensor 'attention_steps' has non-finite"):
+        SlateQAgent.load(agent.save())
