@@ -2,7 +2,9 @@
 fill a K=8 slate with ε-greedy exploration, on one thread, with the item
 vectors precomputed as the serving cache holds them. Beside it, the bare limit
 measured in the same run: a dot product of one vector with the candidates'
-precomputed vectors plus a top-8 argpartition.
+precomputed vectors plus a top-8 argpartition. The same requests are also
+timed with the SlateQ agent (``recommender.rl.slateq``: the value and click
+towers, then the exact best slate under the click model).
 
     python -m bench.serving [--quick] [--json]
 """
@@ -23,6 +25,7 @@ import torch  # noqa: E402
 from bench._common import parser, print_json, print_table, synthetic_catalog, synthetic_observation  # noqa: E402
 from recommender.rl.agent import DQNAgent  # noqa: E402
 from recommender.rl.config import DQNConfig  # noqa: E402
+from recommender.rl.slateq import SlateQAgent  # noqa: E402
 
 K = 8
 EPSILON = 0.1
@@ -64,7 +67,25 @@ def measure(n_candidates: int, repeats: int, n_sessions: int, rng: np.random.Gen
         limits.append(time.perf_counter() - start)
     p50, p99 = percentiles_ms(latencies)
     limit_p50, limit_p99 = percentiles_ms(limits)
-    return {"p50_ms": p50, "p99_ms": p99, "limit_p50_ms": limit_p50, "limit_p99_ms": limit_p99}
+
+    slateq = SlateQAgent(DQNConfig(slate_size=K), catalog)
+    slateq.value.item_table()
+    slateq_latencies = []
+    for i in range(repeats):
+        obs, ids = observations[i % n_sessions], candidates[i % n_sessions]
+        start = time.perf_counter()
+        (slate,) = slateq.slates([obs], [ids], K, [rng], epsilon=EPSILON)
+        slateq_latencies.append(time.perf_counter() - start)
+        assert len(slate.items) == K
+    slateq_p50, slateq_p99 = percentiles_ms(slateq_latencies)
+    return {
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "limit_p50_ms": limit_p50,
+        "limit_p99_ms": limit_p99,
+        "slateq_p50_ms": slateq_p50,
+        "slateq_p99_ms": slateq_p99,
+    }
 
 
 def main() -> None:
@@ -89,11 +110,22 @@ def main() -> None:
                 f"<= {target:g}" if target else "-",
                 f"{r['limit_p50_ms']:.3f}",
                 f"{r['limit_p99_ms']:.3f}",
+                f"{r['slateq_p50_ms']:.3f}",
+                f"{r['slateq_p99_ms']:.3f}",
             ]
         )
     print_table(
         f"Slate latency, K={K}, epsilon={EPSILON}, 1 thread (encode + state tower + scoring + slate)",
-        ["candidates", "p50 ms", "p99 ms", "p99 target", "limit p50 ms", "limit p99 ms"],
+        [
+            "candidates",
+            "p50 ms",
+            "p99 ms",
+            "p99 target",
+            "limit p50 ms",
+            "limit p99 ms",
+            "SlateQ p50 ms",
+            "SlateQ p99 ms",
+        ],
         rows,
     )
     if args.json:

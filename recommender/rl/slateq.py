@@ -375,17 +375,29 @@ class SlateQAgent:
         """Per request, a score for each candidate whose greedy top k (largest
         first) is the best slate of k under the click model: w·(Q - Q(∅) - λ*)."""
         encoded = self.encoder.encode(list(observations), self.index)
-        weights = self.click_weights_encoded(encoded).double().numpy()
-        q = self.value.q_values_batch(list(observations), self.value.catalog.ids).astype(np.float64)
+        weights = self.click_weights_encoded(encoded).numpy()
+        value = self.value
+        table = value.item_table("online")  # the catalog's rows, then the no-click row
+        with torch.no_grad():
+            state_out = value.online.states(
+                table, StateInputs.from_encoded(encoded, _rows(encoded.rows))
+            )
+            q = all_items_q(state_out, table).numpy()
         n = self.n_items
         rows = [self.index.rows(np.asarray(ids, dtype=np.int64)) for ids in candidate_ids]
         if any(np.any(r < 0) for r in rows):
             raise ValueError("candidate ids not in the catalog")
+        attention = self.click.attention(min(k, n))
+        if len(rows) == 1:  # one request (serving): work on its candidates only
+            w = weights[0, rows[0]].astype(np.float64)
+            gain = q[0, rows[0]].astype(np.float64) - float(q[0, n])
+            best, _ = best_carousels(w[None], gain[None], attention[: len(w)], 1.0)
+            return [(w * (gain - best[0])).astype(np.float32)]
+        weights, q = weights.astype(np.float64), q.astype(np.float64)
         mask = np.zeros((len(rows), n), dtype=bool)
         for b, r in enumerate(rows):
             mask[b, r] = True
         gain = q[:, :n] - q[:, n:]
-        attention = self.click.attention(min(k, n))
         best, _ = best_carousels(weights, gain, attention, 1.0, mask=mask)
         scores = weights * (gain - best[:, None])
         return [scores[b, r].astype(np.float32) for b, r in enumerate(rows)]
