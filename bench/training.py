@@ -10,6 +10,10 @@ run on the same network and data:
 - targets are built in a Python loop over the minibatch;
 - ``fit`` then runs one optimizer step.
 
+The SlateQ agent (``recommender.rl.slateq``) is timed beside them on the same
+transitions: its value steps (Double-DQN targets over each next candidate
+set's best slate under the click model) with its click-model steps.
+
     python -m bench.training [--quick] [--json]
 """
 
@@ -29,6 +33,7 @@ from recommender.rl.config import DQNConfig
 from recommender.rl.encoding import EncodedStates
 from recommender.rl.network import StateInputs, candidate_q, pair_q
 from recommender.rl.replay import ReplayBuffer
+from recommender.rl.slateq import SlateQAgent, SlateReplay
 from recommender.rl.types import ItemCatalog, Transition
 
 N_ITEMS = 2_000
@@ -134,7 +139,12 @@ class NaiveTrainer:
 
 
 def measure(
-    threads: int, steps: int, replay: ReplayBuffer, catalog: ItemCatalog, config: DQNConfig
+    threads: int,
+    steps: int,
+    replay: ReplayBuffer,
+    slate_replay: SlateReplay,
+    catalog: ItemCatalog,
+    config: DQNConfig,
 ) -> dict:
     torch.set_num_threads(threads)
     rng = np.random.default_rng(1)
@@ -142,6 +152,12 @@ def measure(
     agent.train_steps(replay, 10, rng)  # warm-up
     stats = agent.train_steps(replay, steps, rng)
     fast = steps * config.batch_size / stats.seconds
+
+    slateq = SlateQAgent(config, catalog)
+    slateq.train_steps(slate_replay, 10, rng)  # warm-up
+    start = time.perf_counter()
+    slateq.train_steps(slate_replay, steps, rng)
+    slateq_rate = steps * config.batch_size / (time.perf_counter() - start)
 
     naive = NaiveTrainer(DQNAgent(config, catalog), replay)
     random.seed(1)
@@ -151,7 +167,12 @@ def measure(
     for _ in range(naive_steps):
         naive.train_step(config.batch_size)
     slow = naive_steps * config.batch_size / (time.perf_counter() - start)
-    return {"transitions_per_s": fast, "naive_transitions_per_s": slow, "ratio": fast / slow}
+    return {
+        "transitions_per_s": fast,
+        "naive_transitions_per_s": slow,
+        "ratio": fast / slow,
+        "slateq_transitions_per_s": slateq_rate,
+    }
 
 
 def main() -> None:
@@ -159,14 +180,17 @@ def main() -> None:
     config = DQNConfig()
     rng = np.random.default_rng(0)
     catalog = synthetic_catalog(N_ITEMS, rng)
+    transitions = synthetic_transitions(catalog, 2_000 if args.quick else 20_000, rng)
     replay = ReplayBuffer(config)
-    replay.add_many(synthetic_transitions(catalog, 2_000 if args.quick else 20_000, rng), catalog)
+    replay.add_many(transitions, catalog)
+    slate_replay = SlateQAgent(config, catalog).make_replay()
+    slate_replay.add_many(transitions, catalog)
     steps = 20 if args.quick else 400
-    results = {str(t): measure(t, steps, replay, catalog, config) for t in (1, 2)}
+    results = {str(t): measure(t, steps, replay, slate_replay, catalog, config) for t in (1, 2)}
     print_table(
         f"Replay training, batch {config.batch_size}, {N_ITEMS:,} items, next-candidate sets of "
         f"{N_CANDIDATES}, default DQNConfig",
-        ["threads", "transitions/s", "naive transitions/s", "ratio", "target"],
+        ["threads", "transitions/s", "naive transitions/s", "ratio", "target", "SlateQ /s"],
         [
             [
                 t,
@@ -174,6 +198,7 @@ def main() -> None:
                 f"{r['naive_transitions_per_s']:,.0f}",
                 f"{r['ratio']:.1f}x",
                 f">= {TARGET_PER_S:,}" if t == "2" else "-",
+                f"{r['slateq_transitions_per_s']:,.0f}",
             ]
             for t, r in results.items()
         ],

@@ -205,6 +205,8 @@ class _SlateValueAgent(DQNAgent):
             return rewards
         owner = self.owner
         n = owner.n_items
+        if not batch.next_exclude.any():
+            return self._td_targets_listed(batch, table, next_rows, candidate_rows)
         mask = self._dense_mask(batch)[:, :n]  # the no-click row is never a candidate
         states = StateInputs.from_encoded(batch.next_states, _rows(batch.next_states.rows))
         # The step's online item table is the whole catalog whenever a next set is a
@@ -231,6 +233,46 @@ class _SlateValueAgent(DQNAgent):
             self.config.gamma,
             next_values,
             mask.any(dim=1),
+        )
+
+    def _td_targets_listed(
+        self, batch: ReplayBatch, table: Tensor, next_rows: np.ndarray, candidate_rows: np.ndarray
+    ) -> Tensor:
+        """The same targets when every next set is listed (at most
+        ``max_next_candidates`` items): the slates are solved over each row's
+        own candidates instead of the whole catalog."""
+        owner = self.owner
+        n = owner.n_items
+        rows = batch.next_candidates.astype(np.int64)  # (B, W) catalog rows, -1 padding
+        valid = rows >= 0
+        listed = np.maximum(rows, 0)
+        no_click = self.features.take(torch.tensor([n]))
+        # Online network, on the step's compact item table (``next_rows`` and
+        # ``candidate_rows`` index it), plus the no-click row.
+        online = self.online.states(table, StateInputs.from_encoded(batch.next_states, next_rows))
+        local = torch.from_numpy(candidate_rows.astype(np.int64))
+        q_online = candidate_q(online, _gather(table, local))
+        q_online_none = all_items_q(online, self.online.items(no_click))[:, 0]
+        # Target network over the catalog's cached item table.
+        target_table = self.item_table("target")
+        target = self.target.states(
+            target_table, StateInputs.from_encoded(batch.next_states, _rows(batch.next_states.rows))
+        )
+        q_target = candidate_q(target, _gather(target_table, torch.from_numpy(listed)))
+        q_target_none = all_items_q(target, target_table[n:])[:, 0]
+        weights = owner.click_weights_encoded(batch.next_states, listed) * torch.from_numpy(valid)
+        attention = owner.click.attention(min(self.config.slate_size, rows.shape[1]))
+        gain = (q_online - q_online_none.unsqueeze(1)).double().numpy()
+        _, chosen = best_carousels(weights.double().numpy(), gain, attention, 1.0, mask=valid)
+        next_values = slate_values(
+            weights, q_target, q_target_none, torch.from_numpy(chosen), attention
+        )
+        return td_target(
+            torch.from_numpy(batch.rewards),
+            torch.from_numpy(batch.dones),
+            self.config.gamma,
+            next_values,
+            torch.from_numpy(valid.any(axis=1)),
         )
 
 
@@ -359,15 +401,20 @@ class SlateQAgent:
 
     # --- scoring ------------------------------------------------------------------------
 
-    def click_weights_encoded(self, states) -> Tensor:
-        """(B, N) exp(u(s, i)) of every catalog item (the no-click weight is 1)."""
+    def click_weights_encoded(self, states, rows: np.ndarray | None = None) -> Tensor:
+        """exp(u(s, i)) (the no-click weight is 1) of every catalog item, (B, N),
+        or of each state's own catalog ``rows`` (B, W)."""
         towers = self.click.towers
         with torch.no_grad():
             if self._click_table is None:
                 self._click_table = towers.items(self.click_features)
             table = self._click_table
             state_out = towers.states(table, StateInputs.from_encoded(states, _rows(states.rows)))
-            return all_items_q(state_out, table).clamp(-30.0, 30.0).exp()
+            if rows is None:
+                utility = all_items_q(state_out, table)
+            else:
+                utility = candidate_q(state_out, _gather(table, torch.from_numpy(rows)))
+            return utility.clamp(-30.0, 30.0).exp()
 
     def slate_scores(
         self, observations: Sequence[Observation], candidate_ids: Sequence[np.ndarray], k: int
@@ -451,3 +498,8 @@ class SlateQPolicy:
 def _rows(rows: np.ndarray) -> np.ndarray:
     """Encoded item rows as embedding_bag indices (padding carries no weight)."""
     return np.maximum(rows, 0).astype(np.int64)
+
+
+def _gather(table: Tensor, rows: Tensor) -> Tensor:
+    """``table[rows]`` for a (B, W) index as one index_select (faster than advanced indexing)."""
+    return table.index_select(0, rows.reshape(-1)).view(*rows.shape, table.shape[1])

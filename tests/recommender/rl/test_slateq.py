@@ -105,14 +105,20 @@ def test_slate_value_is_the_click_weighted_mix_of_click_and_no_click_values():
     assert value.item() == pytest.approx(1.0 + 0.25 * 6.0 + 0.25 * 9.0)
 
 
-def test_the_double_dqn_target_values_the_online_networks_best_next_slate_with_the_target():
+@pytest.mark.parametrize("listed", [False, True], ids=["store-rule", "listed-set"])
+def test_the_double_dqn_target_values_the_online_networks_best_next_slate_with_the_target(listed):
+    """Without a next set the store's rule applies (all but the page's product);
+    a listed set (solved over its own rows) must give the same target."""
     catalog = catalog_of()
     config = DQNConfig(slate_size=2, gamma=0.5, batch_size=1, seed=0)
     agent = SlateQAgent(config, catalog)
     replay = agent.make_replay(10)
     s1 = Observation(Slot.HOME, page_depth=0)
     s2 = Observation(Slot.PRODUCT, current_item=int(catalog.ids[0]), page_depth=1)
-    replay.add_many([transition(s1, int(catalog.ids[1]), 3.0, s2)], catalog)
+    following = tuple(int(i) for i in catalog.ids[1:]) if listed else None
+    logged = transition(s1, int(catalog.ids[1]), 3.0, s2)._replace(next_candidates=following)
+    replay.add_many([logged], catalog)
+    assert bool(replay.values.batch(np.array([0])).next_exclude[0]) is not listed
     # Make the target network differ from the online one.
     with torch.no_grad():
         for p in agent.value.target.parameters():
