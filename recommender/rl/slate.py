@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from recommender.rl.types import Slate
 
@@ -156,13 +157,8 @@ def best_carousels(
         c = va * (ga - la[:, None])
         if mask is not None:
             c = np.where(mask[active], c, -np.inf)
-        top = (
-            np.argpartition(-c, k - 1, axis=1)[:, :k]
-            if k < m
-            else np.tile(np.arange(m), (len(active), 1))
-        )
-        order = np.argsort(-c[rows, top], axis=1, kind="stable")
-        picked = top[rows, order]
+        # torch.topk: several times faster than argpartition + argsort for small k.
+        picked = torch.topk(torch.from_numpy(c), k, dim=1, sorted=True).indices.numpy()
         vs, gs = va[rows, picked], ga[rows, picked]
         found = (attention * vs * gs).sum(1) / (v0 + (attention * vs).sum(1))
         chosen[active] = picked

@@ -251,14 +251,14 @@ class _SlateValueAgent(DQNAgent):
         # ``candidate_rows`` index it), plus the no-click row.
         online = self.online.states(table, StateInputs.from_encoded(batch.next_states, next_rows))
         local = torch.from_numpy(candidate_rows.astype(np.int64))
-        q_online = candidate_q(online, _gather(table, local))
+        q_online = _scores_at(online, table, local)
         q_online_none = all_items_q(online, self.online.items(no_click))[:, 0]
         # Target network over the catalog's cached item table.
         target_table = self.item_table("target")
         target = self.target.states(
             target_table, StateInputs.from_encoded(batch.next_states, _rows(batch.next_states.rows))
         )
-        q_target = candidate_q(target, _gather(target_table, torch.from_numpy(listed)))
+        q_target = _scores_at(target, target_table, torch.from_numpy(listed))
         q_target_none = all_items_q(target, target_table[n:])[:, 0]
         weights = owner.click_weights_encoded(batch.next_states, listed) * torch.from_numpy(valid)
         attention = owner.click.attention(min(self.config.slate_size, rows.shape[1]))
@@ -413,7 +413,7 @@ class SlateQAgent:
             if rows is None:
                 utility = all_items_q(state_out, table)
             else:
-                utility = candidate_q(state_out, _gather(table, torch.from_numpy(rows)))
+                utility = _scores_at(state_out, table, torch.from_numpy(rows))
             return utility.clamp(-30.0, 30.0).exp()
 
     def slate_scores(
@@ -503,3 +503,11 @@ def _rows(rows: np.ndarray) -> np.ndarray:
 def _gather(table: Tensor, rows: Tensor) -> Tensor:
     """``table[rows]`` for a (B, W) index as one index_select (faster than advanced indexing)."""
     return table.index_select(0, rows.reshape(-1)).view(*rows.shape, table.shape[1])
+
+
+def _scores_at(state_out: Tensor, table: Tensor, rows: Tensor) -> Tensor:
+    """(B, W) scores of each state with its own ``rows`` of ``table``: scoring the
+    whole table and picking is cheaper unless the table is much wider than W."""
+    if len(table) <= 32 * rows.shape[1]:
+        return all_items_q(state_out, table).gather(1, rows)
+    return candidate_q(state_out, _gather(table, rows))
