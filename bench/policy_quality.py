@@ -127,7 +127,6 @@ def run_part(seed: int, part: str, settings: BenchSettings) -> dict:
         evaluate_policy,
         train_dqn,
     )
-    from recommender.rl.slateq import SlateQPolicy
 
     started = time.perf_counter()
     simulator = world(seed, settings)
@@ -159,8 +158,7 @@ def run_part(seed: int, part: str, settings: BenchSettings) -> dict:
         slateq = part != "dqn_per_item"
         result = train_dqn(simulator, config, schedule, seed, slateq=slateq)
         training_seconds = result.seconds
-        policy = SlateQPolicy if slateq else DQNPolicy
-        policies = {part: policy(result.agent, name=part)}
+        policies = {part: DQNPolicy(result.agent, name=part)}
 
     results = {}
     for name, policy in policies.items():

@@ -151,20 +151,13 @@ class PolicyServer:
         out or was retired meanwhile, the list is reloaded and the slate drawn
         again from it, which keeps the logged propensities exact.
         """
-        served = self._draw(observation, k=k, exclude=exclude, rng=rng)
+        served = self._draw(observation, k, exclude, rng)
         if _any_ineligible(served.slate.items):
             self._eligible_at = float("-inf")
-            served = self._draw(observation, k=k, exclude=exclude, rng=rng)
+            served = self._draw(observation, k, exclude, rng)
         return served
 
-    def _draw(
-        self,
-        observation: Observation,
-        *,
-        k: int,
-        exclude: set[int],
-        rng: np.random.Generator,
-    ) -> ServedSlate:
+    def _draw(self, observation: Observation, k: int, exclude: set[int], rng) -> ServedSlate:
         ids, popularity = self.eligible()
         if exclude:
             keep = ~np.isin(ids, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))

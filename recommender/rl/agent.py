@@ -232,6 +232,32 @@ class DQNAgent:
         )
         return builder.build(ids, scores, k, rng)
 
+    def slates(
+        self,
+        observations: Sequence[Observation],
+        candidate_ids: Sequence[np.ndarray],
+        k: int,
+        rngs: Sequence[np.random.Generator],
+        epsilon: float | None = None,
+    ) -> list[Slate]:
+        """``act`` for several requests at once: one batched Q evaluation over the
+        catalog, then the same per-slot exploration (``SlateBuilder``) with each
+        request's own random stream. Candidates outside the catalog are left out."""
+        if not observations:
+            return []
+        catalog_ids = np.asarray(self.catalog.ids, dtype=np.int64)
+        order = np.argsort(catalog_ids, kind="stable")
+        sorted_ids = catalog_ids[order]
+        scores = self.q_values_batch(list(observations), catalog_ids)
+        builder = SlateBuilder(epsilon=self.epsilon if epsilon is None else epsilon)
+        slates = []
+        for row, ids, rng in zip(scores, candidate_ids, rngs, strict=True):
+            ids = np.asarray(ids, dtype=np.int64)
+            pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+            known = sorted_ids[pos] == ids
+            slates.append(builder.build(ids[known], row[order[pos[known]]], k, rng))
+        return slates
+
     # --- learning -----------------------------------------------------------------------
 
     def train_steps(

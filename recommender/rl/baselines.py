@@ -11,7 +11,7 @@ from logs have ``fit(sessions)``, where a session is the sequence of
 - ``PopularityPolicy``: items ranked by their weighted event counts.
 - ``CooccurrencePolicy``: items that shared sessions with the page's product,
   the recent items and the cart, falling back to popularity.
-- ``DQNPolicy``: the DQN agent (greedy by default). The myopic baseline is the
+- ``DQNPolicy``: a DQN agent, per-item or SlateQ (greedy by default). The myopic baseline is the
   same agent trained with ``myopic_config(config)`` (gamma = 0), not a
   separate model.
 - ``OraclePolicy``: the simulator's full-information planner; it is handed the
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from recommender.rl.agent import DQNAgent
     from recommender.rl.config import DQNConfig
     from recommender.rl.simulator.model import Shopper
+    from recommender.rl.slateq import SlateQAgent
 
 LoggedSession = Sequence[tuple[int, int]]
 """One session's logged events: (item id, EventType value), oldest first."""
@@ -231,10 +232,12 @@ def myopic_config(config: DQNConfig) -> DQNConfig:
 
 
 class DQNPolicy:
-    """The DQN agent as a ``Policy``: greedy by Q unless ``epsilon`` is set
-    (None follows the agent's schedule)."""
+    """A DQN agent (per-item ``DQNAgent`` or ``SlateQAgent``) as a ``Policy``:
+    greedy unless ``epsilon`` is set (None follows the agent's schedule)."""
 
-    def __init__(self, agent: DQNAgent, name: str = "dqn", epsilon: float | None = 0.0) -> None:
+    def __init__(
+        self, agent: DQNAgent | SlateQAgent, name: str = "dqn", epsilon: float | None = 0.0
+    ) -> None:
         self.agent = agent
         self.name = name
         self.epsilon = epsilon
@@ -253,24 +256,8 @@ class DQNPolicy:
         k: int,
         rngs: Sequence[np.random.Generator],
     ) -> list[Slate]:
-        """``slate`` for several requests at once: one batched Q evaluation over
-        the agent's catalog, then the same per-slot exploration as ``agent.act``
-        (``SlateBuilder``) with each request's own random stream. Candidates
-        outside the agent's catalog are left out, as ``act`` does."""
-        if not observations:
-            return []
-        catalog_ids = np.asarray(self.agent.catalog.ids, dtype=np.int64)
-        order = np.argsort(catalog_ids, kind="stable")
-        sorted_ids = catalog_ids[order]
-        scores = self.agent.q_values_batch(list(observations), catalog_ids)
-        builder = SlateBuilder(epsilon=self.agent.epsilon if self.epsilon is None else self.epsilon)
-        slates = []
-        for row, ids, rng in zip(scores, candidate_ids, rngs, strict=True):
-            ids = np.asarray(ids, dtype=np.int64)
-            pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
-            known = sorted_ids[pos] == ids
-            slates.append(builder.build(ids[known], row[order[pos[known]]], k, rng))
-        return slates
+        """``slate`` for several requests at once (``agent.slates``)."""
+        return self.agent.slates(observations, candidate_ids, k, rngs, epsilon=self.epsilon)
 
 
 class OraclePolicy:

@@ -329,7 +329,7 @@ def train_dqn(
     """
     from recommender.rl.agent import DQNAgent
     from recommender.rl.replay import ReplayBuffer
-    from recommender.rl.slateq import SlateQAgent, SlateQPolicy
+    from recommender.rl.slateq import SlateQAgent
 
     start = time.perf_counter()
     catalog = simulator.catalog
@@ -337,10 +337,9 @@ def train_dqn(
         agent = SlateQAgent(config, catalog) if slateq else DQNAgent(config, catalog)
     if isinstance(agent, SlateQAgent):
         replay = agent.make_replay(schedule.replay_capacity)
-        policy = SlateQPolicy(agent, name="dqn-training", epsilon=None)
     else:
         replay = ReplayBuffer(config, schedule.replay_capacity)
-        policy = DQNPolicy(agent, name="dqn-training", epsilon=None)
+    policy = DQNPolicy(agent, name="dqn-training", epsilon=None)
     rng = np.random.default_rng([seed, TRAINING_STREAM])
     rounds: list[TrainingRound] = []
     served = transitions = steps = since_sync = 0

@@ -449,6 +449,17 @@ class SlateQAgent:
         scores = weights * (gain - best[:, None])
         return [scores[b, r].astype(np.float32) for b, r in enumerate(rows)]
 
+    def act(
+        self,
+        obs: Observation,
+        candidate_ids: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+        epsilon: float | None = None,
+    ) -> Slate:
+        """One slate of up to ``k`` candidates, as ``DQNAgent.act``."""
+        return self.slates([obs], [candidate_ids], k, [rng], epsilon)[0]
+
     def slates(
         self,
         observations: Sequence[Observation],
@@ -469,30 +480,6 @@ class SlateQAgent:
         ):
             result.append(builder.build(ids, scores, k, rng) if len(ids) else empty_slate())
         return result
-
-
-class SlateQPolicy:
-    """A ``SlateQAgent`` as a simulator ``Policy`` (greedy unless ``epsilon`` is
-    set; None follows the agent's schedule)."""
-
-    def __init__(self, agent: SlateQAgent, name: str = "dqn", epsilon: float | None = 0.0) -> None:
-        self.agent = agent
-        self.name = name
-        self.epsilon = epsilon
-
-    def slate(
-        self, obs: Observation, candidate_ids: np.ndarray, k: int, rng: np.random.Generator
-    ) -> Slate:
-        return self.slates([obs], [candidate_ids], k, [rng])[0]
-
-    def slates(
-        self,
-        observations: Sequence[Observation],
-        candidate_ids: Sequence[np.ndarray],
-        k: int,
-        rngs: Sequence[np.random.Generator],
-    ) -> list[Slate]:
-        return self.agent.slates(observations, candidate_ids, k, rngs, epsilon=self.epsilon)
 
 
 def _rows(rows: np.ndarray) -> np.ndarray:
