@@ -431,6 +431,7 @@ class ImpressionStatsAdmin(HistoryAdmin):
 class CheckpointAdmin(admin.ModelAdmin):
     list_display = (
         "version",
+        "agent",
         "status",
         "created_at",
         "activated_at",
@@ -446,6 +447,7 @@ class CheckpointAdmin(admin.ModelAdmin):
     actions = ("activate_selected", "roll_back_active")
     fields = (
         "version",
+        "agent",
         "status",
         "created_at",
         "activated_at",
@@ -471,6 +473,10 @@ class CheckpointAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Retired versions are what a rollback returns to.
         return False
+
+    @admin.display(description="agent")
+    def agent(self, obj: Checkpoint) -> str:
+        return selectors.checkpoint_agent(obj) or "-"
 
     @admin.display(description="weights")
     def weights_size(self, obj: Checkpoint) -> str:

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core import checks
 from django.db.models.signals import post_migrate
 
 
@@ -14,5 +15,8 @@ class RecommenderConfig(AppConfig):
 
     def ready(self) -> None:
         from recommender import receivers  # noqa: F401  (connects the shop's signals)
+        from recommender.conf import check_settings
+
+        checks.register(check_settings)
 
         post_migrate.connect(_ensure_schedules, sender=self)

@@ -17,7 +17,7 @@ from django.db.models import Max
 from recommender.models import Checkpoint, Impression, TrainingRun
 from recommender.models import Transition as TransitionRow
 from recommender.rl import ope
-from recommender.rl.agent import DQNAgent
+from recommender.rl.agents import Agent, agent_kind, load_agent
 from recommender.rl.checkpoint import CheckpointError, check_agent
 from recommender.rl.types import ItemCatalog, Observation
 from recommender.services import checkpoint_activate
@@ -121,11 +121,12 @@ def _reward_model(logged: LoggedSlates, n_items: int) -> np.ndarray:
 
 
 def policy_value(
-    agent: DQNAgent | None, logged: LoggedSlates, *, epsilon: float, seed: int = 0
+    agent: Agent | None, logged: LoggedSlates, *, epsilon: float, seed: int = 0
 ) -> dict:
     """IPS, SNIPS and DR estimates (per shown slot) of serving ``agent`` with
     ε-greedy slates on the logged requests; ``agent=None`` evaluates the
-    logging policy itself (its on-policy value)."""
+    logging policy itself (its on-policy value). Each request is ranked as the
+    agent would rank it for a slate of the logged length among its candidates."""
     valid = (logged.shown >= 0) & (logged.propensities > 0)
     rewards = logged.rewards[valid]
     propensities = logged.propensities[valid]
@@ -138,8 +139,11 @@ def policy_value(
     row_parts, position_parts, target_parts, direct_parts = [], [], [], []
     for start in range(0, len(logged), _CHUNK):
         stop = start + _CHUNK
-        scores = agent.q_values_batch(logged.observations[start:stop], agent.catalog.ids)
         shown = logged.shown[start:stop]
+        lengths = np.count_nonzero(logged.propensities[start:stop] > 0, axis=1)
+        scores = agent.ranking_scores(
+            logged.observations[start:stop], logged.candidate_mask[start:stop], lengths
+        )
         masks = ope.slot_candidate_masks(logged.candidate_mask[start:stop], shown)
         for position in range(shown.shape[1]):
             rows = np.flatnonzero(valid[start:stop, position])
@@ -166,7 +170,7 @@ def policy_value(
     )
 
 
-def checkpoint_publish(*, agent: DQNAgent, catalog: ItemCatalog, run: TrainingRun) -> Checkpoint:
+def checkpoint_publish(*, agent: Agent, catalog: ItemCatalog, run: TrainingRun) -> Checkpoint:
     """Store the learner as the next version; activate it if every guard passes
     (and RECOMMENDER_AUTO_ACTIVATE), otherwise keep it as rejected with the
     reasons, so an admin can still inspect or force-activate it."""
@@ -186,7 +190,7 @@ def checkpoint_publish(*, agent: DQNAgent, catalog: ItemCatalog, run: TrainingRu
     baseline_agent = None
     if active is not None:
         try:
-            baseline_agent = DQNAgent.load(bytes(active.weights), catalog=catalog)
+            baseline_agent = load_agent(bytes(active.weights), catalog=catalog)
         except CheckpointError:
             # A corrupt active version (web processes already fall back from
             # it) must not block every new one: compare with the logged policy.
@@ -229,7 +233,7 @@ def checkpoint_publish(*, agent: DQNAgent, catalog: ItemCatalog, run: TrainingRu
         checkpoint = Checkpoint.objects.create(
             version=version,
             weights=agent.save(),
-            config=agent.config.to_dict(),
+            config={"agent": agent_kind(agent), **agent.config.to_dict()},
             checks=checks,
             evaluation=evaluation,
             training_run=run,

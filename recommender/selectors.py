@@ -434,6 +434,7 @@ class GuardCheck:
 @dataclass(frozen=True)
 class CheckpointRow:
     checkpoint: Checkpoint
+    agent: str | None  # the learner kind, as AGENT_LABELS names it
     checks: list[GuardCheck]
     checks_passed: bool | None
     q_range: tuple[float, float] | None
@@ -480,6 +481,20 @@ def _flag(value: Any) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
+# How RECOMMENDER_AGENT's kinds are named to admins.
+AGENT_LABELS = {"slateq": "SlateQ", "per_item": "per-item DQN"}
+
+
+def checkpoint_agent(checkpoint: Checkpoint) -> str | None:
+    """The learner kind a checkpoint holds, from its config (trainers before
+    SlateQ wrote no "agent": theirs were per-item)."""
+    config = checkpoint.config if isinstance(checkpoint.config, dict) else {}
+    if not config:
+        return None
+    kind = config.get("agent", "per_item")
+    return AGENT_LABELS.get(kind, str(kind))
+
+
 def checkpoint_row(checkpoint: Checkpoint, *, has_rollback_target: bool) -> CheckpointRow:
     """Read a checkpoint's guard checks and off-policy evaluation, tolerating
     any missing or malformed key (older trainers wrote fewer of them)."""
@@ -492,6 +507,7 @@ def checkpoint_row(checkpoint: Checkpoint, *, has_rollback_target: bool) -> Chec
     status = checkpoint.status
     return CheckpointRow(
         checkpoint=checkpoint,
+        agent=checkpoint_agent(checkpoint),
         checks=[
             GuardCheck(name, name.replace("_", " ").capitalize(), checks[name])
             for name in sorted(checks, key=_check_order)
@@ -513,8 +529,9 @@ def checkpoint_row(checkpoint: Checkpoint, *, has_rollback_target: bool) -> Chec
 
 
 def _checkpoints_without_weights() -> QuerySet[Checkpoint]:
-    # Weights are megabytes per row and never shown: never load them here.
-    return Checkpoint.objects.defer("weights", "config").select_related("training_run")
+    # Weights are megabytes per row and never shown: never load them here (the
+    # config, a few hundred bytes, names the agent kind).
+    return Checkpoint.objects.defer("weights").select_related("training_run")
 
 
 def checkpoints_table(*, limit: int = 12) -> list[CheckpointRow]:

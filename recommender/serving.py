@@ -41,7 +41,7 @@ class ServedSlate:
 @dataclass
 class _Loaded:
     version: int
-    agent: object  # recommender.rl.agent.DQNAgent, imported lazily (torch)
+    agent: object  # a recommender.rl.agents.Agent, imported lazily (torch)
     catalog_signature: tuple
 
 
@@ -115,7 +115,7 @@ class PolicyServer:
             return loaded
         if active == self._failed_version:
             return loaded
-        from recommender.rl.agent import DQNAgent
+        from recommender.rl.agents import load_agent
         from recommender.rl.runtime import configure_torch_threads
 
         configure_torch_threads()
@@ -123,8 +123,7 @@ class PolicyServer:
             Checkpoint.objects.filter(version=active).values_list("weights", flat=True).first()
         )
         try:
-            agent = DQNAgent.load(bytes(weights))
-            agent.set_catalog(features.build_catalog())
+            agent = load_agent(bytes(weights), catalog=features.build_catalog())
         except Exception:
             self._failed_version = active
             logger.exception(

@@ -36,9 +36,8 @@ from recommender.models import (
 from recommender.models import (
     Transition as TransitionRow,
 )
-from recommender.rl.agent import DQNAgent
+from recommender.rl.agents import Agent, agent_kind, load_agent, make_agent
 from recommender.rl.checkpoint import check_agent
-from recommender.rl.replay import ReplayBuffer
 from recommender.rl.types import ItemCatalog, Observation
 from recommender.rl.types import Transition as RLTransition
 
@@ -156,12 +155,23 @@ def _build_batch(pending: list[dict], *, idle_since: datetime) -> tuple[int, int
 
 
 def replay_transitions(*, limit: int) -> list[RLTransition]:
-    """The most recent ``limit`` transitions as RL core objects."""
+    """The most recent ``limit`` transitions as RL core objects, each
+    impression's items together in slate order (how SlateQ regroups them)."""
     rows = list(
         TransitionRow.objects.order_by("-created_at", "-id").values_list(
-            "impression_id", "product_id", "reward", "next_impression_id", "done", "propensity"
+            "impression_id",
+            "product_id",
+            "reward",
+            "next_impression_id",
+            "done",
+            "propensity",
+            "position",
         )[:limit]
     )
+    first_seen: dict[uuid.UUID, int] = {}
+    for row in rows:
+        first_seen.setdefault(row[0], len(first_seen))
+    rows.sort(key=lambda row: (first_seen[row[0]], row[6]))
     impression_ids = {r[0] for r in rows} | {r[3] for r in rows if r[3] is not None}
     # Eight transitions share each impression's state: parse each state once.
     ids = list(impression_ids)
@@ -182,7 +192,7 @@ def replay_transitions(*, limit: int) -> list[RLTransition]:
             done=bool(done or next_id not in states),
             propensity=float(propensity),
         )
-        for impression_id, product_id, reward, next_id, done, propensity in rows
+        for impression_id, product_id, reward, next_id, done, propensity, _ in rows
     ]
 
 
@@ -208,22 +218,28 @@ def trainer_lock() -> Iterator[None]:
             cache.delete(TRAINER_LOCK_KEY)
 
 
-def learner_load() -> tuple[DQNAgent, ItemCatalog]:
-    """The learner (created on first use) serving the current catalog."""
-    state = TrainerState.objects.filter(pk=1).first()
-    if state is None:
-        catalog = features.build_catalog()
-        n_categories = features.category_table_size(int(catalog.categories.max(initial=0)))
-        return DQNAgent(dqn_config(), catalog, n_categories=n_categories), catalog
-    agent = DQNAgent.load(bytes(state.weights))
-    # The learner keeps its category table: categories created since share its
-    # "unknown category" row until a fresh learner is trained.
+def learner_load() -> tuple[Agent, ItemCatalog]:
+    """The learner serving the current catalog: the stored one, or a new one of
+    the RECOMMENDER_AGENT kind on first use or when that setting changed."""
+    kind = settings.RECOMMENDER_AGENT
     catalog = features.build_catalog()
-    agent.set_catalog(catalog)
-    return agent, catalog
+    state = TrainerState.objects.filter(pk=1).first()
+    if state is not None:
+        # The learner keeps its category table: categories created since share its
+        # "unknown category" row until a fresh learner is trained.
+        agent = load_agent(bytes(state.weights), catalog=catalog)
+        if agent_kind(agent) == kind:
+            return agent, catalog
+        logger.warning(
+            "RECOMMENDER_AGENT is %r but the stored learner is %r: starting a new learner",
+            kind,
+            agent_kind(agent),
+        )
+    n_categories = features.category_table_size(int(catalog.categories.max(initial=0)))
+    return make_agent(kind, dqn_config(), catalog, n_categories), catalog
 
 
-def _save_learner(agent: DQNAgent, *, target_synced: bool = False) -> None:
+def _save_learner(agent: Agent, *, target_synced: bool = False) -> None:
     defaults = {"weights": agent.save(), "step": agent.step}
     if target_synced:
         defaults["target_synced_at"] = timezone.now()
@@ -270,11 +286,11 @@ def policy_train(*, triggered_by: str = "schedule", steps: int | None = None) ->
                     started=started,
                 )
             agent, catalog = learner_load()
-            replay = ReplayBuffer(agent.config, capacity=len(transitions))
+            replay = agent.make_replay(capacity=len(transitions))
             replay.add_many(transitions, catalog)
             rng = np.random.default_rng()
             stats = agent.train_steps(replay, steps, rng)
-            # A learner whose weights diverged (NaN/inf) is not kept: DQNAgent.load
+            # A learner whose weights diverged (NaN/inf) is not kept: loading
             # refuses non-finite weights, so saving it would fail every later run.
             # The next run starts again from the last finite learner.
             diverged = not check_agent(agent, [])["finite_weights"]
@@ -316,7 +332,7 @@ def target_sync(*, triggered_by: str = "schedule") -> TrainingRun:
                 outcome="No learner yet: nothing to sync.",
                 started=started,
             )
-        agent = DQNAgent.load(bytes(state.weights))
+        agent = load_agent(bytes(state.weights))
         agent.sync_target()
         _save_learner(agent, target_synced=True)
         run.steps = agent.step

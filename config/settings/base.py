@@ -259,6 +259,9 @@ RECOMMENDER_REWARD_PURCHASE = env.float("RECOMMENDER_REWARD_PURCHASE", default=5
 RECOMMENDER_REWARD_PURCHASE_PER_UNIT_PRICE = env.float(
     "RECOMMENDER_REWARD_PURCHASE_PER_UNIT_PRICE", default=0.02
 )
+# "slateq": slates valued with a learned click model (recommender/rl/slateq.py);
+# "per_item": Q per shown item, slates filled greedily by it (recommender/rl/agent.py).
+RECOMMENDER_AGENT = env.str("RECOMMENDER_AGENT", default="slateq")
 RECOMMENDER_GAMMA = env.float("RECOMMENDER_GAMMA", default=0.9)
 RECOMMENDER_TRAIN_STEPS = env.int("RECOMMENDER_TRAIN_STEPS", default=300)
 RECOMMENDER_REPLAY_WINDOW = env.int("RECOMMENDER_REPLAY_WINDOW", default=50_000)

@@ -28,6 +28,7 @@ from recommender.rl.network import (
     StateInputs,
     all_items_q,
     candidate_q,
+    grow_id_embeddings,
     pair_q,
     query,
 )
@@ -116,28 +117,13 @@ class DQNAgent:
         if self.config.grow_vocabulary:
             added = self.vocabulary.extend(catalog.ids)
             if added:
-                self._grow_id_embeddings(added)
+                grow_id_embeddings([self.online, self.target], self.optimizer, added)
         self.catalog = catalog
         self.index = ItemIndex.of(catalog)
         self.features = ItemFeatures.build(  # item-tower inputs of every catalog row
             catalog, self.vocabulary, self.n_categories
         )
         self._item_tables.clear()
-
-    def _grow_id_embeddings(self, added: int) -> None:
-        """Append ``added`` zero rows to both id embeddings (and the optimizer's moments)."""
-        for net in (self.online, self.target):
-            embedding = net.items.id_embedding
-            weight = embedding.weight
-            # Assigning .data keeps the Parameter object the optimizer refers to.
-            weight.data = torch.cat([weight.data, weight.data.new_zeros(added, weight.shape[1])])
-            embedding.num_embeddings = weight.shape[0]
-        state = self.optimizer.state.get(self.online.items.id_embedding.weight, {})
-        for key in ("exp_avg", "exp_avg_sq"):
-            if key in state:
-                state[key] = torch.cat(
-                    [state[key], state[key].new_zeros(added, state[key].shape[1])]
-                )
 
     # --- serving ------------------------------------------------------------------------
 
@@ -188,6 +174,21 @@ class DQNAgent:
             if len(rows) >= _FULL_SCORING_FRACTION * len(table):
                 return all_items_q(state_out, table).numpy()[:, rows]
             return all_items_q(state_out, table.index_select(0, torch.from_numpy(rows))).numpy()
+
+    def q_table(self, observations: Sequence[Observation]) -> np.ndarray:
+        """(B, N) every Q value the agent's slates rest on: Q(s, i) of each catalog item."""
+        return self.q_values_batch(observations, self.catalog.ids)
+
+    def ranking_scores(
+        self,
+        observations: Sequence[Observation],
+        candidate_mask: np.ndarray,
+        k: int | np.ndarray,
+    ) -> np.ndarray:
+        """(B, N) scores over the catalog whose greedy order among a request's
+        candidates (``candidate_mask`` (B, N)) is the order ``act`` fills a slate
+        of ``k`` in: Q itself, whatever the candidates and ``k``."""
+        return self.q_values_batch(observations, self.catalog.ids)
 
     def epsilon_at(self, step: int) -> float:
         """Exploration rate of the linear schedule after ``step`` gradient steps."""
@@ -259,6 +260,10 @@ class DQNAgent:
         return slates
 
     # --- learning -----------------------------------------------------------------------
+
+    def make_replay(self, capacity: int | None = None) -> ReplayBuffer:
+        """An empty replay buffer this agent trains from."""
+        return ReplayBuffer(self.config, capacity)
 
     def train_steps(
         self, replay: ReplayBuffer, n_steps: int, rng: np.random.Generator
@@ -421,6 +426,10 @@ class DQNAgent:
     def _network(self, network: Network) -> QNetwork:
         return self.online if network == "online" else self.target
 
+    def networks(self) -> dict[str, nn.Module]:
+        """Every trained module by name (what the publication checks inspect)."""
+        return {"online": self.online, "target": self.target}
+
     # --- persistence --------------------------------------------------------------------
 
     def save(self) -> bytes:
@@ -448,7 +457,11 @@ class DQNAgent:
         Raises ``checkpoint.CheckpointError`` naming the offending tensor when the
         weights are not finite or do not match the saved config and schema.
         """
-        payload = checkpoint.loads(data)
+        return cls.from_payload(checkpoint.loads(data), catalog)
+
+    @classmethod
+    def from_payload(cls, payload: dict, catalog: ItemCatalog | None = None) -> DQNAgent:
+        """``load`` from an already parsed checkpoint."""
         if "slateq" in payload and cls is DQNAgent:
             raise checkpoint.CheckpointError(
                 "this is a SlateQ checkpoint: load it with recommender.rl.slateq.SlateQAgent.load"

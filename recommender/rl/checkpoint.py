@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from recommender.rl.types import ItemCatalog, Observation
 
 if TYPE_CHECKING:
-    from recommender.rl.agent import DQNAgent
+    from recommender.rl.agents import Agent
 
 FORMAT = "storefront-dqn"
 VERSION = 1
@@ -136,17 +136,18 @@ def catalog_from_tensors(tensors: Mapping[str, Tensor]) -> ItemCatalog:
 
 
 def check_agent(
-    agent: DQNAgent,
+    agent: Agent,
     sample_observations: Sequence[Observation],
     catalog: ItemCatalog | None = None,
     max_abs_reward: float | None = None,
 ) -> dict:
-    """Publication checks: finite weights, and finite Q within the largest value any
-    policy can earn, max_abs_reward / (1 - gamma), for every catalog item in each
-    sample observation. ``ok`` is True when all pass. The agent is not modified."""
+    """Publication checks: finite weights in every network, and finite Q within the
+    largest value any policy can earn, max_abs_reward / (1 - gamma), for every Q
+    value the agent's slates rest on (``q_table``) in each sample observation.
+    ``ok`` is True when all pass. The agent is not modified."""
     non_finite = [
         f"{name}.{key}"
-        for name, net in (("online", agent.online), ("target", agent.target))
+        for name, net in agent.networks().items()
         for key, tensor in net.state_dict().items()
         if tensor.is_floating_point() and not torch.isfinite(tensor).all()
     ]
@@ -164,7 +165,7 @@ def check_agent(
     }
     q = np.empty(0, dtype=np.float32)
     if not non_finite and sample_observations and len(probe.catalog):
-        q = probe.q_values_batch(list(sample_observations), probe.catalog.ids)
+        q = probe.q_table(list(sample_observations))
     finite = bool(np.isfinite(q).all())
     report["q_finite"] = finite and not non_finite
     if q.size and finite:

@@ -42,12 +42,15 @@ class ItemIndex:
         ids = np.asarray(ids, dtype=np.int64)
         self.size = len(ids)
         self._table: np.ndarray | None = None
+        self._offset = 0  # the table's first id (a few negative sentinel ids stay dense)
         self._sorted = self._order = np.empty(0, dtype=np.int64)
         if not len(ids):
             return
-        if ids.min() >= 0 and ids.max() <= _DENSE_FACTOR * len(ids) + _DENSE_SLACK:
-            table = np.full(int(ids.max()) + 1, -1, dtype=np.int64)
-            table[ids] = np.arange(len(ids))
+        low = min(int(ids.min()), 0)
+        if low >= -_DENSE_SLACK and ids.max() - low <= _DENSE_FACTOR * len(ids) + _DENSE_SLACK:
+            self._offset = low
+            table = np.full(int(ids.max()) - low + 1, -1, dtype=np.int64)
+            table[ids - low] = np.arange(len(ids))
             if np.count_nonzero(table >= 0) != len(ids):
                 raise ValueError("item ids must be unique")
             self._table = table
@@ -65,8 +68,9 @@ class ItemIndex:
         """int64 rows of ``item_ids`` (any shape), -1 where unknown."""
         query = np.asarray(item_ids, dtype=np.int64)
         if self._table is not None:
-            rows = self._table.take(query, mode="clip")
-            rows[(query < 0) | (query >= len(self._table))] = -1
+            shifted = query - self._offset if self._offset else query
+            rows = self._table.take(shifted, mode="clip")
+            rows[(shifted < 0) | (shifted >= len(self._table))] = -1
             return rows
         if not self.size:
             return np.full(query.shape, -1, dtype=np.int64)
@@ -194,6 +198,8 @@ class ObservationEncoder:
             depths[b] = obs.page_depth
 
         rows = index.rows(ids)
+        # Padding holds id -1 but is no item, even where -1 names a row (SlateQ's no-click row).
+        rows[ids == -1] = -1
         weights = (rows >= 0).astype(np.float32)
         # Recency decay: an interaction recency_half_life_s old weighs half as much.
         weights[:, :r] *= np.exp2(-np.maximum(ages, 0.0) / self.half_life_s)

@@ -12,6 +12,7 @@ costs one state encoding plus a matrix-vector product.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -198,3 +199,23 @@ def all_items_q(state_out: Tensor, item_table: Tensor) -> Tensor:
     """(B, M) Q of each state with every item of ``item_table`` (M, D+1)."""
     q, offset = query(state_out)
     return q @ item_table.T + offset.unsqueeze(1)
+
+
+def grow_id_embeddings(
+    networks: Sequence[QNetwork], optimizer: torch.optim.Optimizer, added: int
+) -> None:
+    """Append ``added`` zero rows (the unknown-id vector) to the id embedding of
+    each network and to the optimizer's moments for them, for ids that joined
+    the vocabulary; trained rows keep their place."""
+    for net in networks:
+        embedding = net.items.id_embedding
+        weight = embedding.weight
+        # Assigning .data keeps the Parameter object the optimizer refers to.
+        weight.data = torch.cat([weight.data, weight.data.new_zeros(added, weight.shape[1])])
+        embedding.num_embeddings = weight.shape[0]
+        state = optimizer.state.get(weight, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in state:
+                state[key] = torch.cat(
+                    [state[key], state[key].new_zeros(added, state[key].shape[1])]
+                )

@@ -43,7 +43,14 @@ from recommender.rl import checkpoint
 from recommender.rl.agent import DQNAgent, TrainStats, td_target
 from recommender.rl.config import DQNConfig
 from recommender.rl.encoding import IdVocabulary, ItemIndex, ObservationEncoder
-from recommender.rl.network import ItemFeatures, QNetwork, StateInputs, all_items_q, candidate_q
+from recommender.rl.network import (
+    ItemFeatures,
+    QNetwork,
+    StateInputs,
+    all_items_q,
+    candidate_q,
+    grow_id_embeddings,
+)
 from recommender.rl.replay import ReplayBatch, ReplayBuffer
 from recommender.rl.slate import SlateBuilder, best_carousels, empty_slate
 from recommender.rl.types import ItemCatalog, Observation, Slate, Transition
@@ -63,12 +70,19 @@ def group_slates(transitions: Sequence[Transition]) -> list[list[Transition]]:
     return slates
 
 
-def with_no_click_row(catalog: ItemCatalog) -> tuple[ItemCatalog, int]:
-    """``catalog`` plus one featureless row standing for "no click", and its id."""
-    no_click = int(np.max(catalog.ids)) + 1 if len(catalog) else 0
+# The id of the "no click" row: never a store id (primary keys are positive), and
+# fixed, so the row keeps its learned embedding however the catalog changes.
+NO_CLICK_ID = -1
+
+
+def with_no_click_row(catalog: ItemCatalog) -> ItemCatalog:
+    """``catalog`` plus one featureless row, id ``NO_CLICK_ID``, standing for "no click"."""
+    ids = np.asarray(catalog.ids, dtype=np.int64)
+    if np.any(ids == NO_CLICK_ID):
+        raise ValueError(f"item id {NO_CLICK_ID} is reserved for SlateQ's no-click row")
     attributes = np.asarray(catalog.attributes, dtype=np.float32).reshape(len(catalog), -1)
-    extended = ItemCatalog(
-        ids=np.append(np.asarray(catalog.ids, dtype=np.int64), no_click),
+    return ItemCatalog(
+        ids=np.append(ids, NO_CLICK_ID),
         # One past the last category: the item tower's "unknown category" row.
         categories=np.append(
             np.asarray(catalog.categories, dtype=np.int64), np.iinfo(np.int64).max
@@ -76,7 +90,16 @@ def with_no_click_row(catalog: ItemCatalog) -> tuple[ItemCatalog, int]:
         prices=np.append(np.asarray(catalog.prices, dtype=np.float32), 0.0).astype(np.float32),
         attributes=np.vstack([attributes, np.zeros((1, attributes.shape[1]), np.float32)]),
     )
-    return extended, no_click
+
+
+def without_no_click_row(extended: ItemCatalog) -> ItemCatalog:
+    """The catalog ``with_no_click_row`` extended (its last row dropped)."""
+    return ItemCatalog(
+        ids=extended.ids[:-1],
+        categories=extended.categories[:-1],
+        prices=extended.prices[:-1],
+        attributes=np.asarray(extended.attributes)[:-1],
+    )
 
 
 class ClickModel(nn.Module):
@@ -156,7 +179,7 @@ class SlateReplay:
                 value_transitions.extend(slate[i] for i in clicked)
             else:
                 head = slate[0]
-                value_transitions.append(head._replace(item=agent.no_click_id, reward=0.0))
+                value_transitions.append(head._replace(item=NO_CLICK_ID, reward=0.0))
             if len(slate) <= self.width:
                 label = 1 + int(np.argmax(rewards)) if len(clicked) else 0
                 click_states.append(slate[0].state)
@@ -295,38 +318,62 @@ class SlateQAgent:
     ) -> None:
         if n_categories is None:
             n_categories = int(catalog.categories.max()) + 1 if len(catalog) else 1
-        self.config = config
-        self.catalog = catalog
-        self.index = ItemIndex.of(catalog)
-        self.n_items = len(catalog)
-        extended, self.no_click_id = with_no_click_row(catalog)
-        self.value = _SlateValueAgent(config, extended, n_categories)
-        self.value.owner = self
-        attributes = np.asarray(catalog.attributes).reshape(len(catalog), -1).shape[1]
-        vocabulary = IdVocabulary(catalog.ids)
-        with torch.random.fork_rng():
-            torch.manual_seed(config.seed + 1)
-            self.click = ClickModel(config, len(vocabulary), n_categories, attributes)
+        value = _SlateValueAgent(config, with_no_click_row(catalog), n_categories)
+        self._setup(value, IdVocabulary(catalog.ids))
         self.click.towers.items.fit_price_scale(
             torch.from_numpy(np.log1p(np.maximum(catalog.prices, 0)))
         )
-        self.click_features = ItemFeatures.build(catalog, vocabulary, n_categories)
-        self.click_optimizer = torch.optim.Adam(self.click.parameters(), lr=config.click_lr)
+        self._use_catalog(catalog)
+
+    def _setup(self, value: _SlateValueAgent, click_vocabulary: IdVocabulary) -> None:
+        config = value.config
+        self.config = config
+        self.value = value
+        value.owner = self
         self.encoder = ObservationEncoder(config)
+        self.click_vocabulary = click_vocabulary
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed + 1)
+            self.click = ClickModel(
+                config, len(click_vocabulary), value.n_categories, value.n_attributes
+            )
+        self.click_optimizer = torch.optim.Adam(self.click.parameters(), lr=config.click_lr)
         self._click_carry = 0.0
         self._click_table: Tensor | None = None
         self.click_loss = float("nan")
+
+    # --- candidate universe -------------------------------------------------------------
+
+    def set_catalog(self, catalog: ItemCatalog) -> None:
+        """Make ``catalog`` the candidate universe, as ``DQNAgent.set_catalog``:
+        with ``grow_vocabulary`` new ids get id-embedding rows in both networks,
+        and the no-click row keeps its identity."""
+        self.value.set_catalog(with_no_click_row(catalog))
+        if self.config.grow_vocabulary:
+            added = self.click_vocabulary.extend(catalog.ids)
+            if added:
+                grow_id_embeddings([self.click.towers], self.click_optimizer, added)
+        self._use_catalog(catalog)
+
+    def _use_catalog(self, catalog: ItemCatalog) -> None:
+        self.catalog = catalog
+        self.index = ItemIndex.of(catalog)
+        self.n_items = len(catalog)
+        self.click_features = ItemFeatures.build(
+            catalog, self.click_vocabulary, self.value.n_categories
+        )
+        self._click_table = None
 
     # --- persistence --------------------------------------------------------------------
 
     def save(self) -> bytes:
         """Checkpoint bytes: the value networks' checkpoint (over the catalog with
-        its no-click row) plus the click model, its optimizer and the catalog."""
+        its no-click row) plus the click model, its id vocabulary and optimizer."""
         return checkpoint.dumps(
             {
                 **self.value.checkpoint_payload(),
                 "slateq": {
-                    "catalog": checkpoint.catalog_to_tensors(self.catalog),
+                    "click_vocabulary": torch.from_numpy(self.click_vocabulary.ids.copy()),
                     "click": self.click.state_dict(),
                     "click_optimizer": self.click_optimizer.state_dict(),
                 },
@@ -334,24 +381,41 @@ class SlateQAgent:
         )
 
     @classmethod
-    def load(cls, data: bytes) -> SlateQAgent:
-        """Agent from ``save()`` bytes; raises ``checkpoint.CheckpointError`` for
-        a checkpoint that is not SlateQ's, not finite or does not fit its config."""
-        payload = checkpoint.loads(data)
+    def load(cls, data: bytes, catalog: ItemCatalog | None = None) -> SlateQAgent:
+        """Agent from ``save()`` bytes, serving ``catalog`` (default: the saved
+        one); raises ``checkpoint.CheckpointError`` for a checkpoint that is not
+        SlateQ's, not finite or does not fit its config."""
+        return cls.from_payload(checkpoint.loads(data), catalog)
+
+    @classmethod
+    def from_payload(cls, payload: dict, catalog: ItemCatalog | None = None) -> SlateQAgent:
+        """``load`` from an already parsed checkpoint."""
         saved = payload.get("slateq")
-        if not isinstance(saved, dict) or not {"catalog", "click", "click_optimizer"} <= set(saved):
+        if not isinstance(saved, dict) or not {
+            "click_vocabulary",
+            "click",
+            "click_optimizer",
+        } <= set(saved):
             raise checkpoint.CheckpointError("not a SlateQ checkpoint")
-        value = _SlateValueAgent.load(data)
+        value = _SlateValueAgent.from_payload(payload)
+        if not len(value.catalog) or value.catalog.ids[-1] != NO_CLICK_ID:
+            raise checkpoint.CheckpointError("SlateQ checkpoint without its no-click row")
         try:
-            catalog = checkpoint.catalog_from_tensors(saved["catalog"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise checkpoint.CheckpointError(f"invalid catalog in checkpoint: {exc}") from exc
-        agent = cls(value.config, catalog, value.n_categories)
-        agent.value = value
-        value.owner = agent
+            click_vocabulary = IdVocabulary(saved["click_vocabulary"].numpy())
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise checkpoint.CheckpointError(f"invalid click vocabulary: {exc}") from exc
+        agent = cls.__new__(cls)
+        agent._setup(value, click_vocabulary)
         checkpoint.restore_module(agent.click, saved["click"], "click")
         checkpoint.restore_optimizer(agent.click_optimizer, saved["click_optimizer"])
+        agent._use_catalog(without_no_click_row(value.catalog))
+        if catalog is not None:
+            agent.set_catalog(catalog)
         return agent
+
+    def networks(self) -> dict[str, nn.Module]:
+        """Every trained module by name (what the publication checks inspect)."""
+        return {"online": self.value.online, "target": self.value.target, "click": self.click}
 
     # --- learning -----------------------------------------------------------------------
 
@@ -436,6 +500,8 @@ class SlateQAgent:
             raise ValueError("candidate ids not in the catalog")
         attention = self.click.attention(min(k, n))
         if len(rows) == 1:  # one request (serving): work on its candidates only
+            if not len(rows[0]):
+                return [np.empty(0, dtype=np.float32)]
             w = weights[0, rows[0]].astype(np.float64)
             gain = q[0, rows[0]].astype(np.float64) - float(q[0, n])
             best, _ = best_carousels(w[None], gain[None], attention[: len(w)], 1.0)
@@ -448,6 +514,34 @@ class SlateQAgent:
         best, _ = best_carousels(weights, gain, attention, 1.0, mask=mask)
         scores = weights * (gain - best[:, None])
         return [scores[b, r].astype(np.float32) for b, r in enumerate(rows)]
+
+    def ranking_scores(
+        self,
+        observations: Sequence[Observation],
+        candidate_mask: np.ndarray,
+        k: int | np.ndarray,
+    ) -> np.ndarray:
+        """(B, N) scores over the catalog whose greedy order among a request's
+        candidates (``candidate_mask`` (B, N)) is the order ``act`` fills a slate
+        of ``k`` (one per request, or (B,)) in: ``slate_scores``, -inf outside
+        the candidates."""
+        ids = np.asarray(self.catalog.ids, dtype=np.int64)
+        mask = np.asarray(candidate_mask, dtype=bool)
+        sizes = np.broadcast_to(np.asarray(k, dtype=np.int64), (len(mask),))
+        scores = np.full(mask.shape, -np.inf, dtype=np.float32)
+        for size in np.unique(sizes):
+            rows = np.flatnonzero(sizes == size)
+            found = self.slate_scores(
+                [observations[r] for r in rows], [ids[mask[r]] for r in rows], int(size)
+            )
+            for r, values in zip(rows, found, strict=True):
+                scores[r, mask[r]] = values
+        return scores
+
+    def q_table(self, observations: Sequence[Observation]) -> np.ndarray:
+        """(B, N + 1) every Q value the agent's slates rest on: Q(s, i | click) of
+        each catalog item, then Q(s, no click)."""
+        return self.value.q_values_batch(observations, self.value.catalog.ids)
 
     def act(
         self,

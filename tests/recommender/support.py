@@ -14,14 +14,14 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import numpy as np
+from django.conf import settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from recommender import features
 from recommender.conf import dqn_config
 from recommender.models import Checkpoint
-from recommender.rl.agent import DQNAgent
-from recommender.rl.replay import ReplayBuffer
+from recommender.rl.agents import Agent, agent_kind, make_agent
 from recommender.rl.types import Observation, Slot
 from recommender.rl.types import Transition as RLTransition
 from recommender.serving import policy_server
@@ -137,13 +137,16 @@ def shown_ids(recommendation: dict) -> list[int]:
 # ---------------------------------------------------------------------------
 
 
-def tiny_agent(*, steps: int = 3, seed: int = 0) -> DQNAgent:
-    """A DQNAgent over the store's current catalog, trained a few steps on
-    made-up transitions (so its weights differ from a fresh one's)."""
+def tiny_agent(*, steps: int = 3, seed: int = 0, kind: str | None = None) -> Agent:
+    """An agent of ``kind`` (default: RECOMMENDER_AGENT) over the store's current
+    catalog, trained a few steps on made-up transitions (so its weights differ
+    from a fresh one's)."""
     # As the trainer makes its first learner (recommender.training.learner_load).
     catalog = features.build_catalog()
     n_categories = features.category_table_size(int(catalog.categories.max(initial=0)))
-    agent = DQNAgent(dqn_config(), catalog, n_categories=n_categories)
+    agent = make_agent(
+        kind or settings.RECOMMENDER_AGENT, dqn_config(), catalog, n_categories=n_categories
+    )
     if steps:
         rng = np.random.default_rng(seed)
         ids = [int(i) for i in catalog.ids]
@@ -157,19 +160,19 @@ def tiny_agent(*, steps: int = 3, seed: int = 0) -> DQNAgent:
             transitions.append(
                 RLTransition(state, int(b), float(rng.random() < 0.3), following, False, 0.5)
             )
-        replay = ReplayBuffer(agent.config, capacity=len(transitions))
+        replay = agent.make_replay(capacity=len(transitions))
         replay.add_many(transitions, catalog)
         agent.train_steps(replay, steps, rng)
     return agent
 
 
 def store_checkpoint(
-    agent: DQNAgent | None, *, version: int, weights: bytes | None = None
+    agent: Agent | None, *, version: int, weights: bytes | None = None
 ) -> Checkpoint:
     """A candidate checkpoint holding ``agent`` (or raw ``weights``)."""
     return Checkpoint.objects.create(
         version=version,
         weights=weights if weights is not None else agent.save(),
-        config=agent.config.to_dict() if agent is not None else {},
+        config={"agent": agent_kind(agent), **agent.config.to_dict()} if agent else {},
         checks={"passed": True},
     )

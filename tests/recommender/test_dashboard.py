@@ -202,9 +202,10 @@ def test_training_chart_and_latest_runs(superuser_client):
 
 
 def test_checkpoints_table_shows_checks_and_estimates_against_the_active(superuser_client):
-    CheckpointFactory(version=1, status=Checkpoint.Status.ACTIVE)
+    CheckpointFactory(version=1, status=Checkpoint.Status.ACTIVE, config={"gamma": 0.9})
     CheckpointFactory(
         version=2,
+        config={"agent": "slateq", "gamma": 0.9},
         checks={
             "finite_weights": True,
             "q_sane": False,
@@ -226,12 +227,16 @@ def test_checkpoints_table_shows_checks_and_estimates_against_the_active(superus
     row = " ".join(
         strip_tags(re.search(r'<tr data-version="2">(.*?)</tr>', html, re.S).group(1)).split()
     )
+    assert row.startswith("v2 SlateQ")
     assert "Rejected" in row
     assert "✓ Finite weights" in row and "✗ Q sane" in row
     assert "Q in [-1.00, 250.00]" in row
     assert "0.412 [0.380, 0.445] v1: 0.400 [0.370, 0.430]" in row
     assert "✗ failed" in row and "5,000 impressions" in row
     assert "Activate" in row
+    # Trainers before SlateQ wrote no agent: theirs were per-item.
+    first = re.search(r'<tr data-version="1">(.*?)</tr>', html, re.S).group(1)
+    assert " ".join(strip_tags(first).split()).startswith("v1 per-item DQN")
 
 
 def test_checkpoints_with_missing_or_malformed_results_still_render(superuser_client):

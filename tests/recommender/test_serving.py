@@ -13,7 +13,7 @@ import torch
 from django.core.cache import cache
 
 from recommender.models import Checkpoint, Impression
-from recommender.rl.agent import DQNAgent
+from recommender.rl.agents import Agent
 from recommender.rl.types import Observation
 from recommender.services import checkpoint_activate, checkpoint_rollback
 from recommender.serving import policy_server
@@ -33,13 +33,14 @@ def _policy(shopper: Shopper | None = None, **params) -> dict:
     return (shopper or Shopper()).recommend(**params)["policy"]
 
 
-def _activate(agent: DQNAgent | None, version: int, weights: bytes | None = None) -> Checkpoint:
+def _activate(agent: Agent | None, version: int, weights: bytes | None = None) -> Checkpoint:
     return checkpoint_activate(checkpoint=store_checkpoint(agent, version=version, weights=weights))
 
 
-def test_the_active_checkpoint_is_served_and_named(catalog, settings):
+@pytest.mark.parametrize("kind", ["slateq", "per_item"])
+def test_the_active_checkpoint_is_served_and_named(catalog, settings, kind):
     settings.RECOMMENDER_EPSILON = 0.0
-    agent = tiny_agent()
+    agent = tiny_agent(kind=kind)
     _activate(agent, 1)
 
     body = Shopper().recommend(k=4)
@@ -51,13 +52,15 @@ def test_the_active_checkpoint_is_served_and_named(catalog, settings):
         1,
         0.0,
     )
-    # Greedy (epsilon 0): the slate is the model's top 4 by Q, each chosen for sure.
-    candidates = np.array(sorted(p.pk for p in catalog), dtype=np.int64)
-    q = agent.q_values(Observation.from_dict(impression.state), candidates)
-    assert shown_ids(body) == [int(i) for i in candidates[np.argsort(-q, kind="stable")[:4]]]
+    # Greedy (epsilon 0): the slate is the model's top 4 (by Q for the per-item
+    # agent, by the best slate of 4 for SlateQ), each chosen for sure.
+    ids = agent.catalog.ids
+    every_product = np.isin(ids, [p.pk for p in catalog])[None]
+    ranking = agent.ranking_scores([Observation.from_dict(impression.state)], every_product, 4)[0]
+    assert shown_ids(body) == [int(i) for i in ids[np.argsort(-ranking, kind="stable")[:4]]]
     assert [item["propensity"] for item in body["items"]] == [1.0] * 4
     scores = list(impression.items.order_by("position").values_list("score", flat=True))
-    assert scores == pytest.approx(sorted(q, reverse=True)[:4], rel=1e-5)
+    assert scores == pytest.approx(sorted(ranking, reverse=True)[:4], rel=1e-5)
 
 
 def test_exploring_propensities_are_exact_and_logged(catalog, settings):
@@ -122,7 +125,7 @@ def test_activation_switches_versions_and_rollback_switches_back(catalog):
 def _nan_weights() -> bytes:
     agent = tiny_agent(steps=0)
     with torch.no_grad():
-        next(agent.online.parameters()).fill_(float("nan"))
+        next(agent.networks()["online"].parameters()).fill_(float("nan"))
     return agent.save()
 
 
@@ -154,12 +157,13 @@ def test_an_unloadable_checkpoint_keeps_the_previous_version_serving(catalog, ca
 
 
 def test_a_model_that_fails_to_score_falls_back_to_popularity(catalog, monkeypatch):
-    _activate(tiny_agent(), 1)
+    agent = tiny_agent()
+    _activate(agent, 1)
 
     def broken(*args, **kwargs):
         raise RuntimeError("scoring blew up")
 
-    monkeypatch.setattr(DQNAgent, "act", broken)
+    monkeypatch.setattr(type(agent), "act", broken)
     body = Shopper().recommend(k=5)
 
     assert body["policy"] == {"name": "popularity", "version": None}

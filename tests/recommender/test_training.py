@@ -14,9 +14,11 @@ import torch
 from celery.exceptions import Retry
 from django.core.cache import cache
 from django.core.management import CommandError, call_command
+from django.core.management.base import SystemCheckError
 from django.utils import timezone
 
 from recommender import publishing, tasks, training
+from recommender.conf import AGENT_KINDS
 from recommender.models import (
     Checkpoint,
     Event,
@@ -27,6 +29,7 @@ from recommender.models import (
     Transition,
 )
 from recommender.rl.agent import DQNAgent
+from recommender.rl.agents import AGENTS, agent_kind, load_agent
 from recommender.rl.types import Observation, Slot
 from recommender.schedules import SCHEDULES, schedules_ensure
 from recommender.serving import policy_server
@@ -253,7 +256,9 @@ def _estimate_ok(estimate: dict) -> bool:
     )
 
 
-def test_training_publishes_checked_evaluated_versions_and_activates_them(history):
+@pytest.mark.parametrize("kind", ["slateq", "per_item"])
+def test_training_publishes_checked_evaluated_versions_and_activates_them(history, settings, kind):
+    settings.RECOMMENDER_AGENT = kind
     run = policy_train(triggered_by="test")
 
     assert run.status == TrainingRun.Status.SUCCEEDED, run.outcome
@@ -279,7 +284,9 @@ def test_training_publishes_checked_evaluated_versions_and_activates_them(histor
     assert evaluation["active"]["policy"] == "logged policy"
     assert evaluation["n_impressions"] == Impression.objects.filter(transitions_built=True).count()
     assert evaluation["passed"] is True
-    assert DQNAgent.load(bytes(checkpoint.weights)).step == 5
+    assert checkpoint.config["agent"] == kind
+    assert agent_kind(load_agent(bytes(checkpoint.weights))) == kind
+    assert load_agent(bytes(checkpoint.weights)).step == 5
     assert TrainerState.objects.get().step == 5
     assert cache.get(TRAINER_LOCK_KEY) is None
     # The store serves it.
@@ -295,7 +302,27 @@ def test_training_publishes_checked_evaluated_versions_and_activates_them(histor
     assert v2.evaluation["active"]["version"] == 1
     assert v2.evaluation["active"]["policy"] == "v1"
     assert TrainerState.objects.get().step == 10
-    assert DQNAgent.load(bytes(v2.weights)).step == 10
+    assert load_agent(bytes(v2.weights)).step == 10
+    policy_server.refresh()
+    assert Shopper().recommend()["policy"] == {"name": "dqn", "version": 2}
+
+
+def test_changing_the_agent_setting_starts_a_new_learner_and_serving_follows_the_checkpoint(
+    history, settings
+):
+    settings.RECOMMENDER_AGENT = "per_item"
+    policy_train()  # v1: a per-item learner, active
+    settings.RECOMMENDER_AGENT = "slateq"
+
+    assert Shopper().recommend()["policy"] == {"name": "dqn", "version": 1}  # still served
+    run = policy_train()
+
+    assert run.outcome == "Published v2 (active)."
+    v2 = Checkpoint.objects.get(version=2)
+    assert v2.config["agent"] == "slateq"
+    assert v2.evaluation["active"]["policy"] == "v1"  # compared with the per-item version
+    assert load_agent(bytes(v2.weights)).step == 5  # a new learner, not v1's continued
+    assert agent_kind(load_agent(bytes(TrainerState.objects.get().weights))) == "slateq"
     policy_server.refresh()
     assert Shopper().recommend()["policy"] == {"name": "dqn", "version": 2}
 
@@ -496,8 +523,8 @@ def test_a_direct_call_of_the_task_raises_retry(db, monkeypatch):
 
 
 def _networks() -> tuple[dict, dict]:
-    agent = DQNAgent.load(bytes(TrainerState.objects.get().weights))
-    return agent.online.state_dict(), agent.target.state_dict()
+    networks = load_agent(bytes(TrainerState.objects.get().weights)).networks()
+    return networks["online"].state_dict(), networks["target"].state_dict()
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -686,3 +713,13 @@ def test_scheduled_tasks_are_registered_with_celery():
 
     for task, _ in SCHEDULES.values():
         assert task in app.tasks
+
+
+def test_an_unknown_agent_kind_fails_the_system_check(settings):
+    settings.RECOMMENDER_AGENT = "slatq"
+
+    with pytest.raises(SystemCheckError, match="RECOMMENDER_AGENT is 'slatq'"):
+        call_command("check")
+    settings.RECOMMENDER_AGENT = "per_item"
+    call_command("check")
+    assert set(AGENT_KINDS) == set(AGENTS)  # the check's list is the registry's

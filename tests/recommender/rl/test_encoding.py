@@ -34,6 +34,9 @@ def test_item_index_dense_and_sparse_ids_find_rows_and_miss_unknown():
     sparse = ItemIndex(np.array([10**12, 5, 10**15]))
     assert sparse.rows([5, 10**15, 6, 10**12]).tolist() == [1, 2, -1, 0]
     assert ItemIndex(np.array([], dtype=np.int64)).rows([1]).tolist() == [-1]
+    # A negative sentinel id (SlateQ's "no click" row) beside store ids.
+    with_sentinel = ItemIndex(np.array([10, 3, -1]))
+    assert with_sentinel.rows([-1, 3, -2, 10, 11]).tolist() == [2, 1, -1, 0, -1]
     with pytest.raises(ValueError, match="unique"):
         ItemIndex(np.array([1, 1]))
 

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from recommender.rl.agent import DQNAgent
-from recommender.rl.checkpoint import CheckpointError
+from recommender.rl.checkpoint import CheckpointError, check_agent
 from recommender.rl.config import DQNConfig
 from recommender.rl.runtime import configure_torch_threads
 from recommender.rl.simulator import make_catalog
 from recommender.rl.slate import best_carousels
 from recommender.rl.slateq import SlateQAgent, group_slates, slate_values
-from recommender.rl.types import Observation, Slot, Transition
+from recommender.rl.types import ItemCatalog, Observation, Slot, Transition
 
 
 def catalog_of(n: int = 6):
@@ -221,3 +221,61 @@ def test_a_click_model_with_non_finite_weights_is_refused():
         agent.click.attention_steps[0] = float("nan")
     with pytest.raises(CheckpointError, match="click tensor 'attention_steps' has non-finite"):
         SlateQAgent.load(agent.save())
+
+
+def test_products_added_after_training_are_served_and_no_click_keeps_its_value():
+    agent, _ = trained_agent()
+    old = agent.catalog
+    new_ids = np.array([old.ids.max() + 1, old.ids.max() + 2])  # the first reused to be "no click"
+    grown = ItemCatalog(
+        ids=np.concatenate([old.ids, new_ids]),
+        categories=np.concatenate([old.categories, old.categories[:2]]),
+        prices=np.concatenate([old.prices, old.prices[:2]]),
+        attributes=np.vstack([old.attributes, old.attributes[:2]]),
+    )
+    obs = [Observation(Slot.HOME, page_depth=3)]
+    before = agent.q_table(obs)[0]  # Q of each item given a click, then Q(no click)
+
+    agent.set_catalog(grown)
+    after = agent.q_table(obs)[0]
+    np.testing.assert_allclose(after[: len(old)], before[:-1], rtol=1e-5)
+    np.testing.assert_allclose(after[-1], before[-1], rtol=1e-5)
+    slate = agent.act(obs[0], new_ids, 2, np.random.default_rng(0), epsilon=0.0)
+    assert sorted(slate.items.tolist()) == sorted(new_ids.tolist())
+
+    # A checkpoint of the old catalog serves the grown one the same way, and trains on it.
+    reloaded = SlateQAgent.load(agent.save(), catalog=grown)
+    np.testing.assert_allclose(reloaded.q_table(obs)[0], after, rtol=1e-5)
+    replay = reloaded.make_replay(100)
+    after_obs = Observation(Slot.HOME, page_depth=4)
+    replay.add_many(
+        [transition(obs[0], int(i), float(j == 0), after_obs) for j, i in enumerate(new_ids)],
+        grown,
+    )
+    assert np.isfinite(reloaded.train_steps(replay, 3, np.random.default_rng(2)).loss)
+
+
+def test_publication_checks_cover_the_click_model_and_the_no_click_value():
+    agent, _ = trained_agent()
+    obs = [Observation(Slot.HOME, page_depth=1)]
+    report = check_agent(agent, obs)
+    assert report["ok"] and report["n_items"] == 12
+    assert agent.q_table(obs).shape == (1, 13)  # every item given a click, and no click
+    with torch.no_grad():
+        agent.click.attention_steps[0] = float("nan")
+    report = check_agent(agent, obs)
+    assert not report["ok"] and report["non_finite_tensors"] == ["click.attention_steps"]
+
+
+def test_ranking_scores_order_the_candidates_as_the_served_greedy_slate():
+    agent, _ = trained_agent()
+    obs = [Observation(Slot.HOME, page_depth=1), Observation(Slot.CART, page_depth=5)]
+    mask = np.ones((2, 12), dtype=bool)
+    mask[0, :4] = False  # e.g. the first four are in the cart
+    scores = agent.ranking_scores(obs, mask, 3)
+    assert np.isneginf(scores[0, :4]).all()
+    for row in range(2):
+        candidates = agent.catalog.ids[mask[row]]
+        slate = agent.act(obs[row], candidates, 3, np.random.default_rng(0), epsilon=0.0)
+        by_score = agent.catalog.ids[np.argsort(-scores[row], kind="stable")[:3]]
+        assert slate.items.tolist() == by_score.tolist()
