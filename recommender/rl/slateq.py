@@ -226,87 +226,103 @@ class _SlateValueAgent(DQNAgent):
         rewards = torch.from_numpy(batch.rewards)
         if self.config.gamma == 0.0:
             return rewards
-        owner = self.owner
-        n = owner.n_items
+        n = self.owner.n_items
+        next_states = StateInputs.from_encoded(batch.next_states, _rows(batch.next_states.rows))
         if not batch.next_exclude.any():
-            return self._td_targets_listed(batch, table, next_rows, candidate_rows)
+            return self._td_targets_listed(batch, table, next_rows, candidate_rows, next_states)
         mask = self._dense_mask(batch)[:, :n]  # the no-click row is never a candidate
-        states = StateInputs.from_encoded(batch.next_states, _rows(batch.next_states.rows))
         # The step's online item table is the whole catalog whenever a next set is a
         # complement (the usual case); otherwise compute it.
         full = table if len(table) == n + 1 else self.online.items(self.features)
-        q_online = all_items_q(self.online.states(full, states), full)
-        target_table = self.item_table("target")
-        q_target = all_items_q(self.target.states(target_table, states), target_table)
-        weights = owner.click_weights_encoded(batch.next_states) * mask
-        k = min(self.config.slate_size, n)
-        attention = owner.click.attention(k)
-        # Double DQN: the online network picks each next state's slate ...
-        gain = (q_online[:, :n] - q_online[:, n:]).double().numpy()
-        _, chosen = best_carousels(
-            weights.double().numpy(), gain, attention, 1.0, mask=mask.numpy()
-        )
-        # ... and the target network values it.
-        next_values = slate_values(
-            weights, q_target[:, :n], q_target[:, n], torch.from_numpy(chosen), attention
-        )
-        return td_target(
-            rewards,
-            torch.from_numpy(batch.dones),
-            self.config.gamma,
-            next_values,
-            mask.any(dim=1),
-        )
+        q_online = all_items_q(self.online.states(full, next_states), full)
+        gain = q_online[:, :n] - q_online[:, n:]
+        weights = self.owner.click_weights(next_states) * mask
+        return self._bootstrap(batch, next_states, weights, gain, mask.numpy(), None)
 
     def _td_targets_listed(
-        self, batch: ReplayBatch, table: Tensor, next_rows: np.ndarray, candidate_rows: np.ndarray
+        self,
+        batch: ReplayBatch,
+        table: Tensor,
+        next_rows: np.ndarray,
+        candidate_rows: np.ndarray,
+        next_states: StateInputs,
     ) -> Tensor:
         """The same targets when every next set is listed (at most
         ``max_next_candidates`` items): the slates are solved over each row's
         own candidates instead of the whole catalog."""
-        owner = self.owner
-        n = owner.n_items
+        n = self.owner.n_items
         rows = batch.next_candidates.astype(np.int64)  # (B, W) catalog rows, -1 padding
         valid = rows >= 0
-        listed = np.maximum(rows, 0)
-        no_click = self.features.take(torch.tensor([n]))
+        listed = torch.from_numpy(np.maximum(rows, 0))
         # Online network, on the step's compact item table (``next_rows`` and
-        # ``candidate_rows`` index it), plus the no-click row.
-        online = self.online.states(table, StateInputs.from_encoded(batch.next_states, next_rows))
-        local = torch.from_numpy(candidate_rows.astype(np.int64))
-        q_online = _scores_at(online, table, local)
-        q_online_none = all_items_q(online, self.online.items(no_click))[:, 0]
-        # Target network over the catalog's cached item table.
-        target_table = self.item_table("target")
-        target = self.target.states(
-            target_table, StateInputs.from_encoded(batch.next_states, _rows(batch.next_states.rows))
+        # ``candidate_rows`` index it; when it is the whole catalog, the catalog
+        # rows' inputs serve as they are), plus the no-click row.
+        if len(table) != n + 1:
+            next_states_local = StateInputs.from_encoded(batch.next_states, next_rows)
+            no_click = self.online.items(self.features.take(torch.tensor([n])))
+        else:
+            next_states_local, no_click = next_states, table[n:]
+        online = self.online.states(table, next_states_local)
+        q_online = _scores_at(online, table, torch.from_numpy(candidate_rows.astype(np.int64)))
+        gain = q_online - all_items_q(online, no_click)
+        weights = self.owner.click_weights(next_states, listed) * torch.from_numpy(valid)
+        return self._bootstrap(batch, next_states, weights, gain, valid, listed)
+
+    def _bootstrap(
+        self,
+        batch: ReplayBatch,
+        next_states: StateInputs,
+        weights: Tensor,
+        gain: Tensor,
+        mask: np.ndarray,
+        columns: Tensor | None,
+    ) -> Tensor:
+        """Double-DQN targets: the online network's ``gain`` (B, M) Q(s', i) -
+        Q(s', ∅) picks each next state's best slate under the click ``weights``
+        (B, M) among the ``mask``ed candidates, whose catalog rows are
+        ``columns`` (B, M) (None: the catalog itself); the target network values
+        that slate, scoring only its items and "no click"."""
+        n = self.owner.n_items
+        attention = self.owner.click.attention(min(self.config.slate_size, gain.shape[1]))
+        _, chosen = best_carousels(
+            weights.double().numpy(), gain.double().numpy(), attention, 1.0, mask=mask
         )
-        q_target = _scores_at(target, target_table, torch.from_numpy(listed))
-        q_target_none = all_items_q(target, target_table[n:])[:, 0]
-        weights = owner.click_weights_encoded(batch.next_states, listed) * torch.from_numpy(valid)
-        attention = owner.click.attention(min(self.config.slate_size, rows.shape[1]))
-        gain = (q_online - q_online_none.unsqueeze(1)).double().numpy()
-        _, chosen = best_carousels(weights.double().numpy(), gain, attention, 1.0, mask=valid)
-        next_values = slate_values(
-            weights, q_target, q_target_none, torch.from_numpy(chosen), attention
+        chosen = torch.from_numpy(chosen)
+        shown = chosen if columns is None else columns.gather(1, chosen)
+        target_table = self.item_table("target")
+        target = self.target.states(target_table, next_states)
+        next_values = slate_value(
+            weights.gather(1, chosen),
+            candidate_q(target, _gather(target_table, shown)),
+            all_items_q(target, target_table[n:])[:, 0],
+            attention,
         )
         return td_target(
             torch.from_numpy(batch.rewards),
             torch.from_numpy(batch.dones),
             self.config.gamma,
             next_values,
-            torch.from_numpy(valid.any(axis=1)),
+            torch.from_numpy(mask.any(axis=1)),
         )
 
 
 def slate_values(
     weights: Tensor, q_items: Tensor, q_none: Tensor, chosen: Tensor, attention: np.ndarray
 ) -> Tensor:
-    """(B,) value of each row's slate ``chosen`` (B, K) under the click model:
+    """(B,) value of each row's slate ``chosen`` (B, K) of the (B, M) candidates
+    with click ``weights`` and values ``q_items`` (see ``slate_value``)."""
+    return slate_value(weights.gather(1, chosen), q_items.gather(1, chosen), q_none, attention)
+
+
+def slate_value(
+    shown_weights: Tensor, shown_q: Tensor, q_none: Tensor, attention: np.ndarray
+) -> Tensor:
+    """(B,) value of slates whose items, by position, have click weights
+    ``shown_weights`` (B, K) and values ``shown_q`` (B, K), under the click model:
     Q(∅) + Σ_k a_k w_k (Q_k - Q(∅)) / (1 + Σ_k a_k w_k)."""
-    a = torch.from_numpy(attention[: chosen.shape[1]]).to(weights.dtype)
-    shown = weights.gather(1, chosen) * a
-    gains = q_items.gather(1, chosen) - q_none.unsqueeze(1)
+    a = torch.from_numpy(attention[: shown_weights.shape[1]]).to(shown_weights.dtype)
+    shown = shown_weights * a
+    gains = shown_q - q_none.unsqueeze(1)
     return q_none + (shown * gains).sum(1) / (1.0 + shown.sum(1))
 
 
@@ -337,7 +353,9 @@ class SlateQAgent:
             self.click = ClickModel(
                 config, len(click_vocabulary), value.n_categories, value.n_attributes
             )
-        self.click_optimizer = torch.optim.Adam(self.click.parameters(), lr=config.click_lr)
+        self.click_optimizer = torch.optim.Adam(
+            self.click.parameters(), lr=config.click_lr, fused=True
+        )
         self._click_carry = 0.0
         self._click_table: Tensor | None = None
         self.click_loss = float("nan")
@@ -453,31 +471,31 @@ class SlateQAgent:
         table = towers.items(self.click_features)
         state_out = towers.states(table, StateInputs.from_encoded(states, _rows(states.rows)))
         shown = torch.from_numpy(items)
-        utility = candidate_q(state_out, table[shown.clamp_min(0)]) + self.click.log_attention()
-        utility = utility.masked_fill(shown < 0, float("-inf"))
+        utility = candidate_q(state_out, _gather(table, shown.clamp_min(0)))
+        utility = (utility + self.click.log_attention()).masked_fill(shown < 0, float("-inf"))
         logits = torch.cat([utility.new_zeros(len(utility), 1), utility], dim=1)
         loss = F.cross_entropy(logits, torch.from_numpy(labels))
         self.click_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(self.click.parameters(), self.config.max_grad_norm)
+        nn.utils.clip_grad_norm_(self.click.parameters(), self.config.max_grad_norm, foreach=True)
         self.click_optimizer.step()
         self.click_loss = float(loss.detach())
 
     # --- scoring ------------------------------------------------------------------------
 
-    def click_weights_encoded(self, states, rows: np.ndarray | None = None) -> Tensor:
+    def click_weights(self, states: StateInputs, rows: Tensor | None = None) -> Tensor:
         """exp(u(s, i)) (the no-click weight is 1) of every catalog item, (B, N),
-        or of each state's own catalog ``rows`` (B, W)."""
+        or of each state's own catalog ``rows`` (B, W); ``states`` pool catalog rows."""
         towers = self.click.towers
         with torch.no_grad():
             if self._click_table is None:
                 self._click_table = towers.items(self.click_features)
             table = self._click_table
-            state_out = towers.states(table, StateInputs.from_encoded(states, _rows(states.rows)))
+            state_out = towers.states(table, states)
             if rows is None:
                 utility = all_items_q(state_out, table)
             else:
-                utility = _scores_at(state_out, table, torch.from_numpy(rows))
+                utility = _scores_at(state_out, table, rows)
             return utility.clamp(-30.0, 30.0).exp()
 
     def slate_scores(
@@ -486,14 +504,11 @@ class SlateQAgent:
         """Per request, a score for each candidate whose greedy top k (largest
         first) is the best slate of k under the click model: w·(Q - Q(∅) - λ*)."""
         encoded = self.encoder.encode(list(observations), self.index)
-        weights = self.click_weights_encoded(encoded).numpy()
-        value = self.value
-        table = value.item_table("online")  # the catalog's rows, then the no-click row
+        states = StateInputs.from_encoded(encoded, _rows(encoded.rows))
+        weights = self.click_weights(states).numpy()
+        table = self.value.item_table("online")  # the catalog's rows, then the no-click row
         with torch.no_grad():
-            state_out = value.online.states(
-                table, StateInputs.from_encoded(encoded, _rows(encoded.rows))
-            )
-            q = all_items_q(state_out, table).numpy()
+            q = all_items_q(self.value.online.states(table, states), table).numpy()
         n = self.n_items
         rows = [self.index.rows(np.asarray(ids, dtype=np.int64)) for ids in candidate_ids]
         if any(np.any(r < 0) for r in rows):

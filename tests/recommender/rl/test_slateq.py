@@ -13,6 +13,7 @@ import torch
 from recommender.rl.agent import DQNAgent
 from recommender.rl.checkpoint import CheckpointError, check_agent
 from recommender.rl.config import DQNConfig
+from recommender.rl.network import StateInputs
 from recommender.rl.runtime import configure_torch_threads
 from recommender.rl.simulator import make_catalog
 from recommender.rl.slate import best_carousels
@@ -132,7 +133,8 @@ def test_the_double_dqn_target_values_the_online_networks_best_next_slate_with_t
     online = agent.value.q_values(s2, agent.value.catalog.ids, "online").astype(np.float64)
     offline = agent.value.q_values(s2, agent.value.catalog.ids, "target").astype(np.float64)
     encoded = agent.encoder.encode([s2], agent.index)
-    weights = agent.click_weights_encoded(encoded)[0].double().numpy()[candidates]
+    states = StateInputs.from_encoded(encoded, np.maximum(encoded.rows, 0))
+    weights = agent.click_weights(states)[0].double().numpy()[candidates]
     attention = agent.click.attention(2)
     n = len(catalog)
     _, chosen = best_carousels(weights[None], online[candidates][None] - online[n], attention, 1.0)
