@@ -283,7 +283,7 @@ class _SlateValueAgent(DQNAgent):
         ``columns`` (B, M) (None: the catalog itself); the target network values
         that slate, scoring only its items and "no click"."""
         n = self.owner.n_items
-        attention = self.owner.click.attention(min(self.config.slate_size, gain.shape[1]))
+        attention = self.owner.click_attention(min(self.config.slate_size, gain.shape[1]))
         _, chosen = best_carousels(
             weights.double().numpy(), gain.double().numpy(), attention, 1.0, mask=mask
         )
@@ -357,7 +357,8 @@ class SlateQAgent:
             self.click.parameters(), lr=config.click_lr, fused=True
         )
         self._click_carry = 0.0
-        self._click_table: Tensor | None = None
+        self._click_table: Tensor | None = None  # click item vectors, until the model trains
+        self._attention: np.ndarray | None = None  # likewise the position attention
         self.click_loss = float("nan")
 
     # --- candidate universe -------------------------------------------------------------
@@ -462,7 +463,7 @@ class SlateQAgent:
         if replay.slates:
             for _ in range(click_steps):
                 self._click_step(replay, rng)
-        self._click_table = None
+        self._click_table = self._attention = None
         return self.value.train_steps(replay.values, n_steps, rng)
 
     def _click_step(self, replay: SlateReplay, rng: np.random.Generator) -> None:
@@ -482,6 +483,12 @@ class SlateQAgent:
         self.click_loss = float(loss.detach())
 
     # --- scoring ------------------------------------------------------------------------
+
+    def click_attention(self, k: int) -> np.ndarray:
+        """The click model's first ``k`` position attentions (computed once per weights)."""
+        if self._attention is None:
+            self._attention = self.click.attention(self.config.max_positions)
+        return self._attention[:k]
 
     def click_weights(self, states: StateInputs, rows: Tensor | None = None) -> Tensor:
         """exp(u(s, i)) (the no-click weight is 1) of every catalog item, (B, N),
@@ -503,6 +510,15 @@ class SlateQAgent:
     ) -> list[np.ndarray]:
         """Per request, a score for each candidate whose greedy top k (largest
         first) is the best slate of k under the click model: w·(Q - Q(∅) - λ*)."""
+        rows = [self.index.rows(np.asarray(ids, dtype=np.int64)) for ids in candidate_ids]
+        if any(np.any(r < 0) for r in rows):
+            raise ValueError("candidate ids not in the catalog")
+        return self._slate_scores(observations, rows, k)
+
+    def _slate_scores(
+        self, observations: Sequence[Observation], rows: list[np.ndarray], k: int
+    ) -> list[np.ndarray]:
+        """``slate_scores`` of candidates given by catalog rows."""
         encoded = self.encoder.encode(list(observations), self.index)
         states = StateInputs.from_encoded(encoded, _rows(encoded.rows))
         weights = self.click_weights(states).numpy()
@@ -510,10 +526,7 @@ class SlateQAgent:
         with torch.no_grad():
             q = all_items_q(self.value.online.states(table, states), table).numpy()
         n = self.n_items
-        rows = [self.index.rows(np.asarray(ids, dtype=np.int64)) for ids in candidate_ids]
-        if any(np.any(r < 0) for r in rows):
-            raise ValueError("candidate ids not in the catalog")
-        attention = self.click.attention(min(k, n))
+        attention = self.click_attention(min(k, n))
         if len(rows) == 1:  # one request (serving): work on its candidates only
             if not len(rows[0]):
                 return [np.empty(0, dtype=np.float32)]
@@ -581,11 +594,17 @@ class SlateQAgent:
         if not observations:
             return []
         builder = SlateBuilder(epsilon=self.epsilon if epsilon is None else epsilon)
-        known = [np.asarray(ids, dtype=np.int64) for ids in candidate_ids]
-        known = [ids[self.index.rows(ids) >= 0] for ids in known]
+        known, rows = [], []
+        for ids in candidate_ids:
+            ids = np.asarray(ids, dtype=np.int64)
+            found = self.index.rows(ids)
+            if not (found >= 0).all():
+                ids, found = ids[found >= 0], found[found >= 0]
+            known.append(ids)
+            rows.append(found)
         result = []
         for ids, scores, rng in zip(
-            known, self.slate_scores(observations, known, k), rngs, strict=True
+            known, self._slate_scores(observations, rows, k), rngs, strict=True
         ):
             result.append(builder.build(ids, scores, k, rng) if len(ids) else empty_slate())
         return result

@@ -95,6 +95,29 @@ def test_best_carousels_respects_the_mask_and_is_exact():
         assert value[0] == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
+def test_best_carousels_over_many_candidates_is_exact_for_every_state_of_a_batch():
+    """Beyond a few candidates per slot the solver starts from a shortlist's
+    optimum: still exact, whatever the gains' signs and however few are allowed."""
+    rng = np.random.default_rng(4)
+    attention = np.array([1.0, 0.6])
+    v = rng.uniform(0.05, 4.0, size=(6, 30))
+    g = rng.normal(1.0, 5.0, size=(6, 30))
+    g[1] = -np.abs(g[1])  # no click beats every click: the least harmful pair wins
+    g[2, :] = 1.0
+    g[2, 29] = 50.0  # one item far ahead of the rest, with a tiny click weight
+    v[2, 29] = 0.05
+    mask = rng.random((6, 30)) < 0.8
+    mask[3] = False
+    mask[3, 7] = True  # one allowed candidate for two slots
+    value, chosen = best_carousels(v, g, attention, 1.0, mask=mask)
+    for s in range(6):
+        allowed = np.flatnonzero(mask[s])
+        slots = attention[: len(allowed)]
+        expected = brute_force_value(v[s, allowed], g[s, allowed], slots, 1.0)
+        assert value[s] == pytest.approx(expected, rel=1e-9, abs=1e-9), s
+        assert mask[s, chosen[s, : len(allowed)]].all()
+
+
 def test_slate_value_is_the_click_weighted_mix_of_click_and_no_click_values():
     weights = torch.tensor([[1.0, 3.0, 0.5]], dtype=torch.float64)
     q_items = torch.tensor([[10.0, 2.0, 7.0]], dtype=torch.float64)
