@@ -177,10 +177,8 @@ class QNetwork(nn.Module):
 def query(state_out: Tensor) -> tuple[Tensor, Tensor]:
     """Split state outputs into the query [f(s), 1] and the offset c(s), so that
     Q(s, i) = item_out(i) @ query + offset with item_out(i) = [g(i), b(i)]."""
-    return (
-        torch.cat([state_out[:, :-1], torch.ones_like(state_out[:, -1:])], dim=1),
-        state_out[:, -1],
-    )
+    # One pad instead of ones_like + cat: fewer ops, forward and backward.
+    return F.pad(state_out[:, :-1], (0, 1), value=1.0), state_out[:, -1]
 
 
 def pair_q(state_out: Tensor, item_out: Tensor) -> Tensor:

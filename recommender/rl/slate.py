@@ -142,79 +142,44 @@ def best_carousels(
     n_states, m = v.shape
     k = min(len(attention), m)
     attention = attention[:k]
-    width = _SHORTLIST_FACTOR * k
-    if m <= 2 * width:
-        return _dinkelbach(v, g, attention, v0, max_iterations, mask, np.zeros(n_states), False)
-    # Warm start: solve over each state's best candidates at lam = 0 (by v·g)
-    # first. Their optimum is the value of a real carousel, so Dinkelbach over
-    # all candidates can start from it and usually confirms it in one pass
-    # instead of climbing from 0 in several.
-    c = v * g
-    if mask is not None:
-        c = np.where(mask, c, -np.inf)
-    short = torch.topk(torch.from_numpy(c), width, dim=1, sorted=False).indices.numpy()
-    rows = np.arange(n_states)[:, None]
-    lam, _ = _dinkelbach(
-        v[rows, short],
-        g[rows, short],
-        attention,
-        v0,
-        max_iterations,
-        None if mask is None else mask[rows, short],
-        np.zeros(n_states),
-        False,
-    )
-    return _dinkelbach(v, g, attention, v0, max_iterations, mask, lam, True)
-
-
-# The warm start's shortlist holds this many candidates per slot.
-_SHORTLIST_FACTOR = 4
-
-
-def _dinkelbach(
-    v: np.ndarray,
-    g: np.ndarray,
-    attention: np.ndarray,
-    v0: float,
-    max_iterations: int,
-    mask: np.ndarray | None,
-    lam: np.ndarray,
-    lam_is_a_value: bool,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Dinkelbach's method from ``lam`` (``lam_is_a_value``: each is the value
-    of a real carousel, so a first pass that finds nothing better proves it
-    optimal). ``v`` is already zero where ``mask`` is False."""
-    n_states = len(v)
-    k = len(attention)
-    # lam_{n+1} = F(S_n) where S_n maximises N(S) - lam_n D(S); every lam_n that
-    # is a carousel's value is a lower bound, so the sequence rises to the
-    # optimum, and S_n is optimal once it no longer rises. States that have
-    # converged drop out of the later iterations.
-    lam = lam.astype(np.float64, copy=True)
+    # Dinkelbach: lam_{n+1} = F(S_n) where S_n maximises N(S) - lam_n D(S); every
+    # lam_n after the first is the value of a real carousel, so the sequence
+    # rises to the optimum, and S_n is optimal once it no longer rises. States
+    # that have converged drop out of the later iterations.
+    lam = np.zeros(n_states)
     value = np.zeros(n_states)
     chosen = np.zeros((n_states, k), dtype=np.int64)
     active = np.arange(n_states)
+    blocked = None if mask is None else ~mask
+    va, ga, ba = v, g, blocked
+    # The inner objective's buffer, reused: a fresh (S, M) array per iteration
+    # costs more than the arithmetic on large candidate sets.
+    c = np.empty_like(v, dtype=np.float64)
     for iteration in range(max_iterations):
-        va, ga, la = v[active], g[active], lam[active]
+        la = lam[active]
         rows = np.arange(len(active))[:, None]
         # Inner problem: top-k by v (g - lam), the largest at position 0.
-        c = va * (ga - la[:, None])
-        if mask is not None:
-            c = np.where(mask[active], c, -np.inf)
+        np.subtract(ga, la[:, None], out=c)
+        np.multiply(c, va, out=c)
+        if ba is not None:
+            np.copyto(c, -np.inf, where=ba)
         # torch.topk: several times faster than argpartition + argsort for small k.
         picked = torch.topk(torch.from_numpy(c), k, dim=1, sorted=True).indices.numpy()
         vs, gs = va[rows, picked], ga[rows, picked]
         found = (attention * vs * gs).sum(1) / (v0 + (attention * vs).sum(1))
-        # S_n does at least as well as the carousel whose value lam_n is, so when
-        # it finds nothing better, it is optimal too.
         chosen[active] = picked
         value[active] = found
-        if iteration or lam_is_a_value:
+        if iteration:
             converged = found <= la + 1e-12 * (1.0 + np.abs(la))
         else:
             converged = np.zeros(len(active), dtype=bool)
         lam[active] = found
-        active = active[~converged]
-        if not len(active):
-            break
+        if converged.any():
+            active = active[~converged]
+            if not len(active):
+                break
+            # Later iterations work on the states still improving only.
+            va, ga = v[active], g[active]
+            ba = None if blocked is None else blocked[active]
+            c = c[: len(active)]
     return value, chosen

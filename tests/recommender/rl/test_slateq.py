@@ -96,8 +96,8 @@ def test_best_carousels_respects_the_mask_and_is_exact():
 
 
 def test_best_carousels_over_many_candidates_is_exact_for_every_state_of_a_batch():
-    """Beyond a few candidates per slot the solver starts from a shortlist's
-    optimum: still exact, whatever the gains' signs and however few are allowed."""
+    """Exact for every state of a batch (states converge after different numbers
+    of iterations), whatever the gains' signs and however few are allowed."""
     rng = np.random.default_rng(4)
     attention = np.array([1.0, 0.6])
     v = rng.uniform(0.05, 4.0, size=(6, 30))
