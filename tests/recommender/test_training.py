@@ -30,6 +30,7 @@ from recommender.models import (
 )
 from recommender.rl.agent import DQNAgent
 from recommender.rl.agents import AGENTS, agent_kind, load_agent
+from recommender.rl.slateq import group_slates
 from recommender.rl.types import Observation, Slot
 from recommender.schedules import SCHEDULES, schedules_ensure
 from recommender.serving import policy_server
@@ -142,6 +143,33 @@ def test_a_finished_session_becomes_exactly_its_transitions(now, products):
         (imp3.pk, p1.pk): (0, 0.7, 0.0, None, True),
     }
     assert set(Impression.objects.filter(transitions_built=True)) == {imp1, imp2, imp3}
+
+
+def test_replayed_transitions_come_back_as_whole_slates_in_position_order(now, products):
+    """SlateQ regroups the replayed per-item transitions into the slates shown."""
+    p1, p2, p3, p4 = products
+    ago = lambda seconds: now - timedelta(seconds=seconds)  # noqa: E731
+    # Two sessions' impressions interleaved in time, items not in id order.
+    a1 = _impression("a", ago(5000), [(p3, 0.5), (p1, 0.5), (p4, 0.5)])
+    b1 = _impression("b", ago(4900), [(p2, 0.5), (p4, 0.5)])
+    a2 = _impression("a", ago(4800), [(p4, 0.5), (p2, 0.5), (p1, 0.5)])
+    b2 = _impression("b", ago(4700), [(p1, 0.5), (p3, 0.5)])
+    for impression, depth in ((a1, 0), (b1, 1), (a2, 2), (b2, 3)):
+        impression.state = _state(page_depth=depth)  # tell the four states apart
+        impression.save()
+    transitions_build(now=now)
+
+    slates = group_slates(training.replay_transitions(limit=100))
+
+    shown = sorted([t.item for t in slate] for slate in slates)
+    assert shown == sorted(
+        [
+            [p3.pk, p1.pk, p4.pk],
+            [p2.pk, p4.pk],
+            [p4.pk, p2.pk, p1.pk],
+            [p1.pk, p3.pk],
+        ]
+    )
 
 
 def test_sessions_are_kept_apart(now, products):
