@@ -57,16 +57,16 @@ from recommender.rl.types import ItemCatalog, Observation, Slate, Transition
 
 
 def group_slates(transitions: Sequence[Transition]) -> list[list[Transition]]:
-    """Consecutive transitions of one request (same state and next state), in order."""
+    """Consecutive transitions of one request, in order: the items of a slate
+    share their state object (as the simulator and the store's replay build
+    them). Equal states of separate requests, say two shoppers who land on the
+    home page and leave, stay separate slates."""
     slates: list[list[Transition]] = []
     for t in transitions:
-        if slates:
-            head = slates[-1][0]
-            same = t.state is head.state or t.state == head.state
-            if same and (t.next_state is head.next_state or t.next_state == head.next_state):
-                slates[-1].append(t)
-                continue
-        slates.append([t])
+        if slates and t.state is slates[-1][0].state:
+            slates[-1].append(t)
+        else:
+            slates.append([t])
     return slates
 
 

@@ -41,9 +41,10 @@ def test_consecutive_items_of_one_request_form_one_slate():
         transition(s3, 5, 0.0, None, done=True),
     ]
     assert [[t.item for t in g] for g in group_slates(log)] == [[1, 2], [3, 4], [5]]
-    # Equal states from separate objects (as the store rebuilds them) group the same way.
-    copies = [t._replace(state=Observation(**vars(t.state))) for t in log]
-    assert [len(g) for g in group_slates(copies)] == [2, 2, 1]
+    # Two shoppers who land on the home page and leave: equal states and next
+    # states, but separate requests, so separate slates.
+    bounce = [transition(Observation(Slot.HOME), i, 0.0, None, done=True) for i in (6, 7, 8)]
+    assert [[t.item for t in g] for g in group_slates(bounce)] == [[6], [7], [8]]
 
 
 def test_replay_keeps_the_clicked_item_or_no_click_and_a_click_sample_per_slate():
