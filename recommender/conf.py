@@ -10,7 +10,7 @@ from recommender.rl.config import DQNConfig
 
 # The names recommender.rl.agents.AGENTS gives the agent kinds (kept here so the
 # settings check runs without importing torch).
-AGENT_KINDS = ("slateq", "per_item")
+AGENT_KINDS = ("per_item", "slateq")
 
 
 def dqn_config() -> DQNConfig:

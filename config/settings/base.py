@@ -259,9 +259,11 @@ RECOMMENDER_REWARD_PURCHASE = env.float("RECOMMENDER_REWARD_PURCHASE", default=5
 RECOMMENDER_REWARD_PURCHASE_PER_UNIT_PRICE = env.float(
     "RECOMMENDER_REWARD_PURCHASE_PER_UNIT_PRICE", default=0.02
 )
-# "slateq": slates valued with a learned click model (recommender/rl/slateq.py);
-# "per_item": Q per shown item, slates filled greedily by it (recommender/rl/agent.py).
-RECOMMENDER_AGENT = env.str("RECOMMENDER_AGENT", default="slateq")
+# "per_item": Q per shown item, slates filled greedily by it (recommender/rl/agent.py);
+# "slateq": slates valued with a learned click model (recommender/rl/slateq.py).
+# per_item is the default: it learns more from the first few hundred sessions
+# (see the README's "Slates" note).
+RECOMMENDER_AGENT = env.str("RECOMMENDER_AGENT", default="per_item")
 RECOMMENDER_GAMMA = env.float("RECOMMENDER_GAMMA", default=0.9)
 RECOMMENDER_TRAIN_STEPS = env.int("RECOMMENDER_TRAIN_STEPS", default=300)
 RECOMMENDER_REPLAY_WINDOW = env.int("RECOMMENDER_REPLAY_WINDOW", default=50_000)

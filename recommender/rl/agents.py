@@ -18,8 +18,8 @@ from recommender.rl.types import ItemCatalog
 Agent = DQNAgent | SlateQAgent
 
 AGENTS: dict[str, type[DQNAgent] | type[SlateQAgent]] = {
-    "slateq": SlateQAgent,
     "per_item": DQNAgent,
+    "slateq": SlateQAgent,
 }
 
 
@@ -31,7 +31,7 @@ def agent_kind(agent: Agent) -> str:
 def make_agent(
     kind: str, config: DQNConfig, catalog: ItemCatalog, n_categories: int | None = None
 ) -> Agent:
-    """A fresh agent of ``kind`` ("slateq" or "per_item")."""
+    """A fresh agent of ``kind`` ("per_item" or "slateq")."""
     try:
         cls = AGENTS[kind]
     except KeyError:
