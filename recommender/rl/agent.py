@@ -79,7 +79,7 @@ class DQNAgent:
         self, config: DQNConfig, catalog: ItemCatalog, n_categories: int | None = None
     ) -> None:
         if n_categories is None:
-            n_categories = int(catalog.categories.max()) + 1 if len(catalog) else 1
+            n_categories = category_count(catalog)
         self._setup(config, int(n_categories), _n_attributes(catalog), IdVocabulary(catalog.ids))
         self.online.items.fit_price_scale(torch.from_numpy(np.log1p(np.maximum(catalog.prices, 0))))
         self.sync_target()
@@ -488,6 +488,11 @@ class DQNAgent:
             catalog if catalog is not None else checkpoint.catalog_from_tensors(payload["catalog"])
         )
         return agent
+
+
+def category_count(catalog: ItemCatalog) -> int:
+    """Category-table size for a catalog whose categories are 0..max."""
+    return int(catalog.categories.max()) + 1 if len(catalog) else 1
 
 
 def _n_attributes(catalog: ItemCatalog) -> int:

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recommender.rl import checkpoint
-from recommender.rl.agent import DQNAgent, TrainStats, td_target
+from recommender.rl.agent import DQNAgent, TrainStats, category_count, td_target
 from recommender.rl.config import DQNConfig
 from recommender.rl.encoding import IdVocabulary, ItemIndex, ObservationEncoder
 from recommender.rl.network import (
@@ -306,14 +306,6 @@ class _SlateValueAgent(DQNAgent):
         )
 
 
-def slate_values(
-    weights: Tensor, q_items: Tensor, q_none: Tensor, chosen: Tensor, attention: np.ndarray
-) -> Tensor:
-    """(B,) value of each row's slate ``chosen`` (B, K) of the (B, M) candidates
-    with click ``weights`` and values ``q_items`` (see ``slate_value``)."""
-    return slate_value(weights.gather(1, chosen), q_items.gather(1, chosen), q_none, attention)
-
-
 def slate_value(
     shown_weights: Tensor, shown_q: Tensor, q_none: Tensor, attention: np.ndarray
 ) -> Tensor:
@@ -333,7 +325,7 @@ class SlateQAgent:
         self, config: DQNConfig, catalog: ItemCatalog, n_categories: int | None = None
     ) -> None:
         if n_categories is None:
-            n_categories = int(catalog.categories.max()) + 1 if len(catalog) else 1
+            n_categories = category_count(catalog)
         value = _SlateValueAgent(config, with_no_click_row(catalog), n_categories)
         self._setup(value, IdVocabulary(catalog.ids))
         self.click.towers.items.fit_price_scale(

@@ -17,7 +17,7 @@ from recommender.rl.network import StateInputs
 from recommender.rl.runtime import configure_torch_threads
 from recommender.rl.simulator import make_catalog
 from recommender.rl.slate import best_carousels
-from recommender.rl.slateq import SlateQAgent, group_slates, slate_values
+from recommender.rl.slateq import SlateQAgent, group_slates, slate_value
 from recommender.rl.types import ItemCatalog, Observation, Slot, Transition
 
 
@@ -124,7 +124,8 @@ def test_slate_value_is_the_click_weighted_mix_of_click_and_no_click_values():
     q_items = torch.tensor([[10.0, 2.0, 7.0]], dtype=torch.float64)
     q_none = torch.tensor([1.0], dtype=torch.float64)
     attention = np.array([1.0, 0.5])
-    value = slate_values(weights, q_items, q_none, torch.tensor([[2, 0]]), attention)
+    shown = torch.tensor([[2, 0]])
+    value = slate_value(weights.gather(1, shown), q_items.gather(1, shown), q_none, attention)
     # item 2 at position 0 (a·w = 0.5), item 0 at position 1 (a·w = 0.5):
     # P(click) = 0.5 / 2 each, so 1 + 0.25 * (7 - 1) + 0.25 * (10 - 1).
     assert value.item() == pytest.approx(1.0 + 0.25 * 6.0 + 0.25 * 9.0)
