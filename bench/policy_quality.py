@@ -109,9 +109,10 @@ def world(seed: int, settings: BenchSettings):
 def run_part(seed: int, part: str, settings: BenchSettings) -> dict:
     """One part of one seed: train and evaluate an agent ("dqn", "myopic"), or
     fit and evaluate the baselines and the oracle ("baselines")."""
-    from recommender.rl.runtime import configure_torch_threads
+    from recommender.rl.runtime import configure_torch_threads, keep_freed_memory
 
     configure_torch_threads(1)
+    keep_freed_memory()
     from recommender.rl.baselines import (
         CooccurrencePolicy,
         DQNPolicy,

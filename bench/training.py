@@ -33,6 +33,7 @@ from recommender.rl.config import DQNConfig
 from recommender.rl.encoding import EncodedStates
 from recommender.rl.network import StateInputs, candidate_q, pair_q
 from recommender.rl.replay import ReplayBuffer
+from recommender.rl.runtime import keep_freed_memory
 from recommender.rl.slateq import SlateQAgent, SlateReplay
 from recommender.rl.types import ItemCatalog, Transition
 
@@ -177,6 +178,7 @@ def measure(
 
 def main() -> None:
     args = parser(__doc__.splitlines()[0]).parse_args()
+    keep_freed_memory()  # as the Celery worker that trains does
     config = DQNConfig()
     rng = np.random.default_rng(0)
     catalog = synthetic_catalog(N_ITEMS, rng)

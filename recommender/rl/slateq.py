@@ -50,6 +50,7 @@ from recommender.rl.network import (
     all_items_q,
     candidate_q,
     grow_id_embeddings,
+    query,
 )
 from recommender.rl.replay import ReplayBatch, ReplayBuffer
 from recommender.rl.slate import SlateBuilder, best_carousels, empty_slate
@@ -615,6 +616,8 @@ def _gather(table: Tensor, rows: Tensor) -> Tensor:
 def _scores_at(state_out: Tensor, table: Tensor, rows: Tensor) -> Tensor:
     """(B, W) scores of each state with its own ``rows`` of ``table``: scoring the
     whole table and picking is cheaper unless the table is much wider than W."""
-    if len(table) <= 32 * rows.shape[1]:
-        return all_items_q(state_out, table).gather(1, rows)
-    return candidate_q(state_out, _gather(table, rows))
+    if len(table) > 32 * rows.shape[1]:
+        return candidate_q(state_out, _gather(table, rows))
+    q, offset = query(state_out)
+    # The state's offset is added after picking: W columns instead of the table's.
+    return torch.mm(q, table.T).gather(1, rows) + offset.unsqueeze(1)
