@@ -229,6 +229,7 @@ class ImpressionAdmin(UUIDSearchMixin, HistoryAdmin):
         "policy_name",
         "policy_version",
         "epsilon",
+        "sold_out_products",
         "session_key",
         "user",
         "clicks",
@@ -247,6 +248,12 @@ class ImpressionAdmin(UUIDSearchMixin, HistoryAdmin):
     @admin.display(description="session", ordering="session_key")
     def session(self, obj: Impression) -> str:
         return _short(obj.session_key)
+
+    @admin.display(description="sold out (not candidates)")
+    def sold_out_products(self, obj: Impression) -> str:
+        if obj.sold_out is None:
+            return "none"
+        return ", ".join(f"#{pk}" for pk in obj.sold_out.product_ids)
 
     @admin.display(description="state")
     def state_pretty(self, obj: Impression) -> str:

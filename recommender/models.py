@@ -1,10 +1,11 @@
 """What the recommender logs and learns from.
 
 Impression: one carousel served (slot, state snapshot, policy, items with
-propensities). Event: a shopper interaction, attributed to the impression
-that caused it. Transition: (s, a, r, s', done) per shown item, built by a
-Celery task. TrainerState: the learner between runs. Checkpoint: a published,
-versioned policy the web processes serve. TrainingRun: one task run.
+propensities, the sold-out products it could not show: SoldOutSet). Event:
+a shopper interaction, attributed to the impression that caused it.
+Transition: (s, a, r, s', done) per shown item, built by a Celery task.
+TrainerState: the learner between runs. Checkpoint: a published, versioned
+policy the web processes serve. TrainingRun: one task run.
 Hourly stats are pre-aggregated in ImpressionStats for the dashboard.
 """
 
@@ -19,6 +20,20 @@ class SlotName(models.TextChoices):
     HOME = "home", "Home"
     CART = "cart", "Cart"
     PRODUCT = "product", "Product page"
+
+
+class SoldOutSet(models.Model):
+    """Active products a web process could not recommend (out of stock) while it
+    served a run of requests. Impressions point at it, so that training and
+    off-policy evaluation know each request's real candidate set; one row per
+    distinct set, shared until stock changes it."""
+
+    digest = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the sorted ids.")
+    product_ids = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{len(self.product_ids)} sold out ({self.digest[:8]})"
 
 
 class Impression(models.Model):
@@ -41,6 +56,15 @@ class Impression(models.Model):
     policy_name = models.CharField(max_length=40, db_index=True)
     policy_version = models.PositiveIntegerField(null=True, blank=True, db_index=True)
     epsilon = models.FloatField(default=0.0)
+    sold_out = models.ForeignKey(
+        SoldOutSet,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Active products left out of the candidates for lack of stock "
+        "(null: none recorded, as before this was logged).",
+    )
     # Outcome, denormalised as rewards are attributed so that KPIs need no join.
     clicks = models.PositiveSmallIntegerField(default=0)
     add_to_carts = models.PositiveSmallIntegerField(default=0)

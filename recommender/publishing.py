@@ -38,7 +38,9 @@ class LoggedSlates:
     """
 
     observations: list[Observation]
-    candidate_mask: np.ndarray  # (n, C) bool: eligible at request time (cart / page item excluded)
+    candidate_mask: (
+        np.ndarray
+    )  # (n, C) bool: eligible at request time (cart, page, sold out excluded)
     shown: np.ndarray  # (n, K) int64
     propensities: np.ndarray  # (n, K) float64, 0 past a slate's end
     rewards: np.ndarray  # (n, K) float64
@@ -51,27 +53,29 @@ def logged_slates(*, catalog: ItemCatalog, limit: int) -> LoggedSlates:
     impressions = list(
         Impression.objects.filter(transitions_built=True)
         .order_by("-created_at")
-        .values_list("id", "state")[:limit]
+        .values_list("id", "state", "sold_out__product_ids")[:limit]
     )
-    ids = [pk for pk, _ in impressions]
+    ids = [pk for pk, _, _ in impressions]
     rows: dict = defaultdict(list)
     for start in range(0, len(ids), 5000):
         for imp, product, position, propensity, reward in TransitionRow.objects.filter(
             impression_id__in=ids[start : start + 5000]
         ).values_list("impression_id", "product_id", "position", "propensity", "reward"):
             rows[imp].append((position, product, propensity, reward))
-    impressions = [(pk, state) for pk, state in impressions if rows[pk]]
-    k = max((len(rows[pk]) for pk, _ in impressions), default=0)
+    impressions = [impression for impression in impressions if rows[impression[0]]]
+    k = max((len(rows[pk]) for pk, _, _ in impressions), default=0)
     n, c = len(impressions), len(catalog)
     shown = np.full((n, k), -1, dtype=np.int64)
     propensities = np.zeros((n, k))
     rewards = np.zeros((n, k))
     mask = np.ones((n, c), dtype=bool)
     observations = []
-    for i, (pk, state) in enumerate(impressions):
+    for i, (pk, state, sold_out) in enumerate(impressions):
         observation = Observation.from_dict(state)
         observations.append(observation)
-        excluded = list(observation.cart_items)
+        # The request's candidates: the catalog less its cart's and page's
+        # products and those then sold out.
+        excluded = [*observation.cart_items, *(sold_out or ())]
         if observation.current_item is not None:
             excluded.append(observation.current_item)
         columns = catalog.index_of(excluded)

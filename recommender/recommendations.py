@@ -63,6 +63,7 @@ def recommend(
         policy_name=served.policy_name,
         policy_version=served.policy_version,
         epsilon=served.epsilon,
+        sold_out_id=served.sold_out_id,
     )
     by_id = Product.objects.select_related("category").in_bulk([int(i) for i in served.slate.items])
     products = [by_id[int(i)] for i in served.slate.items if int(i) in by_id]

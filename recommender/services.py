@@ -50,9 +50,11 @@ def impression_log(
     policy_name: str,
     policy_version: int | None,
     epsilon: float,
+    sold_out_id: int | None = None,
     now: datetime | None = None,
 ) -> Impression:
-    """Record one served carousel with each item's position and propensity."""
+    """Record one served carousel with each item's position and propensity,
+    and the sold-out products its candidates left out (a SoldOutSet id)."""
     impression = Impression.objects.create(
         created_at=now or timezone.now(),
         session_key=session_key,
@@ -63,6 +65,7 @@ def impression_log(
         policy_name=policy_name,
         policy_version=policy_version,
         epsilon=epsilon,
+        sold_out_id=sold_out_id,
     )
     ImpressionItem.objects.bulk_create(
         ImpressionItem(

@@ -9,6 +9,7 @@ model cannot be loaded or scored, a popularity slate is served and named so.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -19,7 +20,7 @@ from django.conf import settings
 from django.db.models import Count, Max
 
 from recommender import features
-from recommender.models import Checkpoint
+from recommender.models import Checkpoint, SoldOutSet
 from recommender.rl.slate import SlateBuilder
 from recommender.rl.types import Observation, Slate
 from shop.models import Product
@@ -36,6 +37,7 @@ class ServedSlate:
     policy_name: str
     policy_version: int | None
     epsilon: float
+    sold_out_id: int | None = None  # the SoldOutSet left out of the candidates
 
 
 @dataclass
@@ -56,6 +58,7 @@ class PolicyServer:
         self._eligible_at = float("-inf")
         self._eligible_ids = np.empty(0, dtype=np.int64)
         self._popularity = np.empty(0, dtype=np.float32)
+        self._sold_out_id: int | None = None
 
     # -- eligibility ---------------------------------------------------------
 
@@ -66,12 +69,18 @@ class PolicyServer:
         now = time.monotonic()
         if now - self._eligible_at >= settings.RECOMMENDER_ELIGIBILITY_TTL:
             rows = list(
-                Product.objects.filter(is_active=True, stock__gt=0)
+                Product.objects.filter(is_active=True)
                 .order_by("pk")
-                .values_list("pk", "units_sold")
+                .values_list("pk", "units_sold", "stock")
             )
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            popularity = np.fromiter((r[1] for r in rows), dtype=np.float32, count=len(rows))
+            in_stock = [r for r in rows if r[2] > 0]
+            ids = np.fromiter((r[0] for r in in_stock), dtype=np.int64, count=len(in_stock))
+            popularity = np.fromiter(
+                (r[1] for r in in_stock), dtype=np.float32, count=len(in_stock)
+            )
+            # The active products left out: what the impressions served from
+            # this list record as their sold-out set.
+            self._sold_out_id = sold_out_set([r[0] for r in rows if r[2] <= 0])
             self._eligible_ids, self._popularity, self._eligible_at = ids, popularity, now
         return self._eligible_ids, self._popularity
 
@@ -158,6 +167,7 @@ class PolicyServer:
 
     def _draw(self, observation: Observation, k: int, exclude: set[int], rng) -> ServedSlate:
         ids, popularity = self.eligible()
+        sold_out_id = self._sold_out_id
         if exclude:
             keep = ~np.isin(ids, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))
             ids, popularity = ids[keep], popularity[keep]
@@ -166,11 +176,22 @@ class PolicyServer:
         if loaded is not None:
             try:
                 slate = loaded.agent.act(observation, ids, k, rng, epsilon=epsilon)
-                return ServedSlate(slate, POLICY_DQN, loaded.version, epsilon)
+                return ServedSlate(slate, POLICY_DQN, loaded.version, epsilon, sold_out_id)
             except Exception:
                 logger.exception("Policy v%s failed to score; serving popularity", loaded.version)
         slate = SlateBuilder(epsilon=epsilon).build(ids, popularity, k, rng)
-        return ServedSlate(slate, POLICY_POPULARITY, None, epsilon)
+        return ServedSlate(slate, POLICY_POPULARITY, None, epsilon, sold_out_id)
+
+
+def sold_out_set(product_ids: list[int]) -> int | None:
+    """The SoldOutSet row of these products (created on first sight), None
+    for none: one indexed read while the set is unchanged."""
+    if not product_ids:
+        return None
+    ids = sorted(int(i) for i in product_ids)
+    digest = hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()
+    row, _ = SoldOutSet.objects.get_or_create(digest=digest, defaults={"product_ids": ids})
+    return row.pk
 
 
 def _any_ineligible(item_ids: np.ndarray) -> bool:

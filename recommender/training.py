@@ -176,11 +176,12 @@ def replay_transitions(*, limit: int) -> list[RLTransition]:
     # Eight transitions share each impression's state: parse each state once.
     ids = list(impression_ids)
     states: dict[uuid.UUID, Observation] = {}
+    sold_out: dict[uuid.UUID, tuple[int, ...]] = {}
     for start in range(0, len(ids), 5000):  # stay under SQLite's variable limit
         chunk = Impression.objects.filter(pk__in=ids[start : start + 5000])
-        states.update(
-            (pk, Observation.from_dict(state)) for pk, state in chunk.values_list("id", "state")
-        )
+        for pk, state, unavailable in chunk.values_list("id", "state", "sold_out__product_ids"):
+            states[pk] = Observation.from_dict(state)
+            sold_out[pk] = tuple(unavailable or ())
     return [
         RLTransition(
             state=states[impression_id],
@@ -191,6 +192,8 @@ def replay_transitions(*, limit: int) -> list[RLTransition]:
             next_state=None if done or next_id not in states else states[next_id],
             done=bool(done or next_id not in states),
             propensity=float(propensity),
+            # The next request's candidates: all but its cart, page and sold-out products.
+            next_unavailable=sold_out.get(next_id, ()),
         )
         for impression_id, product_id, reward, next_id, done, propensity, _ in rows
     ]

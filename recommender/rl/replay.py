@@ -117,14 +117,17 @@ class ReplayBuffer:
         written is the complement (the rows the set leaves out).
 
         Without an explicit set (``next_candidates=None``) the next request could
-        show every catalog item except the product on its page and its cart's
-        items, the store's own eligibility rule, read from the next state.
+        show every catalog item except the product on its page, its cart's items
+        (the store's own eligibility rule, read from the next state) and the
+        items it could not show besides (``next_unavailable``: sold out).
         """
         candidates = transition.next_candidates
         if candidates is None:
             following = transition.next_state
             on_page = () if following.current_item is None else (following.current_item,)
-            left_out = np.unique(index.rows([*following.cart_items, *on_page]))
+            left_out = np.unique(
+                index.rows([*following.cart_items, *on_page, *transition.next_unavailable])
+            )
             # Beyond the stored width some stay in the set, which only widens the max.
             left_out = left_out[left_out >= 0][: self.candidate_width]
             out[: len(left_out)] = left_out

@@ -125,4 +125,8 @@ class Transition(NamedTuple):
     propensity: float = 1.0
     # None: every catalog item the next request could show, i.e. all but the
     # next state's page product and cart items (the store's eligibility rule)
+    # and the items it could not show besides (``next_unavailable``)
     next_candidates: tuple[int, ...] | None = None
+    # With next_candidates None: catalog items the next request left out
+    # besides its page product and cart items (sold out when it was served)
+    next_unavailable: tuple[int, ...] = ()

@@ -14,6 +14,7 @@ from django.contrib.messages import get_messages
 from django.forms.models import model_to_dict
 
 from recommender.models import Checkpoint, EventType, ImpressionStats
+from recommender.serving import sold_out_set
 from recommender.stats import stats_rollup
 from tests.recommender.factories import (
     CheckpointFactory,
@@ -112,6 +113,17 @@ def test_impression_page_shows_its_items_and_attributed_events(superuser_client,
     assert "0.875" in html  # the shown item's propensity
     assert "Attributed events" in html or "attributed events" in html
     assert 'name="_save"' not in html
+
+
+def test_impression_page_names_the_sold_out_products_it_could_not_show(superuser_client, history):
+    impression = history["impression"]
+    impression.sold_out_id = sold_out_set([98765, 4321])
+    impression.save()
+
+    html = superuser_client.get(f"{ADMIN}/impression/{impression.pk}/change/").content.decode()
+
+    assert "sold out (not candidates)" in html.lower()
+    assert "#4321, #98765" in html
 
 
 def test_date_drill_down_lists_the_periods_that_have_rows(superuser_client):

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from recommender.models import Impression, ImpressionItem
+from recommender.models import Impression, ImpressionItem, SoldOutSet
 from recommender.rl.types import Slot
 from shop.models import Product
 from tests.factories import ProductFactory
@@ -144,6 +144,27 @@ def test_a_product_that_sells_out_is_not_shown_even_while_eligibility_is_cached(
     assert sorted(logged.values_list("product_id", flat=True)) == sorted(shown_ids(body))
     # The reloaded list serves later requests without the product too.
     assert sorted(shown_ids(shopper.recommend(k=24))) == sorted(p.pk for p in catalog[1:])
+
+
+def test_each_impression_records_the_sold_out_products_its_candidates_left_out(catalog, settings):
+    """What training and off-policy evaluation need to know each request's real
+    candidate set: one shared SoldOutSet row per distinct set."""
+    settings.RECOMMENDER_ELIGIBILITY_TTL = 0  # every request reads the stock
+    shopper = Shopper()
+    first = Impression.objects.get(pk=shopper.recommend()["impression_id"])
+    assert first.sold_out is None  # nothing sold out
+
+    sold_out = [ProductFactory(stock=0), ProductFactory(stock=0)]
+    ProductFactory(is_active=False, stock=0)  # retired: not a product of the catalog at all
+    second = Impression.objects.get(pk=shopper.recommend()["impression_id"])
+    third = Impression.objects.get(pk=shopper.recommend("cart")["impression_id"])
+    assert second.sold_out.product_ids == sorted(p.pk for p in sold_out)
+    assert third.sold_out_id == second.sold_out_id == SoldOutSet.objects.get().pk
+
+    Product.objects.filter(pk=sold_out[0].pk).update(stock=4)  # restocked
+    fourth = Impression.objects.get(pk=shopper.recommend()["impression_id"])
+    assert fourth.sold_out.product_ids == [sold_out[1].pk]
+    assert SoldOutSet.objects.count() == 2
 
 
 def test_each_answer_is_logged_as_an_impression_with_its_state(catalog):

@@ -17,7 +17,7 @@ from django.core.management import CommandError, call_command
 from django.core.management.base import SystemCheckError
 from django.utils import timezone
 
-from recommender import publishing, tasks, training
+from recommender import features, publishing, tasks, training
 from recommender.conf import AGENT_KINDS
 from recommender.models import (
     Checkpoint,
@@ -30,10 +30,11 @@ from recommender.models import (
 )
 from recommender.rl.agent import DQNAgent
 from recommender.rl.agents import AGENTS, agent_kind, load_agent
+from recommender.rl.config import DQNConfig
 from recommender.rl.slateq import group_slates
 from recommender.rl.types import Observation, Slot
 from recommender.schedules import SCHEDULES, schedules_ensure
-from recommender.serving import policy_server
+from recommender.serving import policy_server, sold_out_set
 from recommender.traffic import InProcessShopClient, ShopperDriver, shopper_seeds, store_simulator
 from recommender.training import (
     TRAINER_LOCK_KEY,
@@ -170,6 +171,47 @@ def test_replayed_transitions_come_back_as_whole_slates_in_position_order(now, p
             [p1.pk, p3.pk],
         ]
     )
+
+
+def test_replayed_transitions_leave_what_the_next_request_had_sold_out_out_of_its_candidates(
+    now, products
+):
+    """The Double-DQN max runs over what the next request could really show."""
+    p1, p2, p3, p4 = products
+    ago = lambda seconds: now - timedelta(seconds=seconds)  # noqa: E731
+    _impression("s", ago(5000), [(p1, 0.5)])
+    _impression("s", ago(4000), [(p2, 0.5)], sold_out_id=sold_out_set([p4.pk, p3.pk]))
+    transitions_build(now=now)
+
+    by_item = {t.item: t for t in training.replay_transitions(limit=10)}
+
+    assert by_item[p1.pk].next_unavailable == (p3.pk, p4.pk)
+    assert by_item[p2.pk].done
+    catalog = features.build_catalog()
+    replay = DQNAgent(DQNConfig(), catalog).make_replay()
+    replay.add_many([by_item[p1.pk]], catalog)
+    batch = replay.batch(np.arange(1))
+    left_out = batch.next_candidates[0][batch.next_candidates[0] >= 0]
+    assert batch.next_exclude[0]  # stored as what the set leaves out: p3 and p4
+    assert sorted(left_out.tolist()) == sorted(catalog.index_of([p3.pk, p4.pk]).tolist())
+
+
+def test_off_policy_evaluation_ranks_over_each_requests_real_candidates(now, products):
+    """Everything in the catalog but the cart's, the page's and the then sold-out products."""
+    p1, p2, p3, p4 = products
+    ago = lambda seconds: now - timedelta(seconds=seconds)  # noqa: E731
+    impression = _impression("s", ago(5000), [(p2, 0.5)], sold_out_id=sold_out_set([p4.pk]))
+    impression.state = _state(Slot.PRODUCT, current_item=p3.pk, cart_items=(p1.pk,))
+    impression.save()
+    transitions_build(now=now)
+    catalog = features.build_catalog()
+
+    logged = publishing.logged_slates(catalog=catalog, limit=10)
+
+    assert len(logged) == 1
+    candidates = set(catalog.ids[logged.candidate_mask[0]].tolist())
+    assert candidates == {p2.pk}  # not p1 (cart), p3 (page) nor p4 (sold out)
+    assert logged.shown[0].tolist() == catalog.index_of([p2.pk]).tolist()
 
 
 def test_sessions_are_kept_apart(now, products):

@@ -84,6 +84,17 @@ def test_next_candidates_are_stored_as_the_set_or_its_complement():
     assert (batch.next_states.weights[by_reward[3]] == 0).all()
 
 
+def test_items_the_next_request_could_not_show_are_left_out_of_its_set():
+    replay = ReplayBuffer(CONFIG)
+    sold_out = transition(reward=4)._replace(next_unavailable=(107, 999))  # 999: not in the catalog
+    replay.add_many([sold_out], catalog(10))
+    batch = replay.sample(1, np.random.default_rng(0))
+    rows = batch.next_candidates[0]
+    # All but its cart (101, 100) and the sold-out 107: the max never looks at 107.
+    assert sorted(rows[rows >= 0].tolist()) == [0, 1, 7]
+    assert bool(batch.next_exclude[0])
+
+
 def test_sets_fitting_neither_way_are_rejected():
     with pytest.raises(ValueError, match="max_next_candidates"):
         ReplayBuffer(CONFIG).add_many(
