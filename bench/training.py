@@ -14,6 +14,9 @@ The SlateQ agent (``recommender.rl.slateq``) is timed beside them on the same
 transitions: its value steps (Double-DQN targets over each next candidate
 set's best slate under the click model) with its click-model steps.
 
+Each rate is the median over five blocks of steps (two with ``--quick``), so
+that a moment of contention on a shared machine moves it less.
+
     python -m bench.training [--quick] [--json]
 """
 
@@ -139,6 +142,18 @@ class NaiveTrainer:
         return self.fit(states, actions, targets)
 
 
+def timed_rate(train, steps: int, batch: int, blocks: int) -> float:
+    """Median transitions/s over ``blocks`` runs of ``steps // blocks`` steps:
+    one slow moment of a shared machine moves a median less than a total."""
+    per_block = max(1, steps // blocks)
+    rates = []
+    for _ in range(blocks):
+        start = time.perf_counter()
+        train(per_block)
+        rates.append(per_block * batch / (time.perf_counter() - start))
+    return float(np.median(rates))
+
+
 def measure(
     threads: int,
     steps: int,
@@ -146,28 +161,30 @@ def measure(
     slate_replay: SlateReplay,
     catalog: ItemCatalog,
     config: DQNConfig,
+    blocks: int,
 ) -> dict:
     torch.set_num_threads(threads)
     rng = np.random.default_rng(1)
+    batch = config.batch_size
     agent = DQNAgent(config, catalog)
     agent.train_steps(replay, 10, rng)  # warm-up
-    stats = agent.train_steps(replay, steps, rng)
-    fast = steps * config.batch_size / stats.seconds
+    fast = timed_rate(lambda n: agent.train_steps(replay, n, rng), steps, batch, blocks)
 
     slateq = SlateQAgent(config, catalog)
     slateq.train_steps(slate_replay, 10, rng)  # warm-up
-    start = time.perf_counter()
-    slateq.train_steps(slate_replay, steps, rng)
-    slateq_rate = steps * config.batch_size / (time.perf_counter() - start)
+    slateq_rate = timed_rate(
+        lambda n: slateq.train_steps(slate_replay, n, rng), steps, batch, blocks
+    )
 
     naive = NaiveTrainer(DQNAgent(config, catalog), replay)
     random.seed(1)
-    naive.train_step(config.batch_size)
-    naive_steps = max(3, steps // 10)
-    start = time.perf_counter()
-    for _ in range(naive_steps):
-        naive.train_step(config.batch_size)
-    slow = naive_steps * config.batch_size / (time.perf_counter() - start)
+    naive.train_step(batch)
+
+    def naive_steps(n: int) -> None:
+        for _ in range(n):
+            naive.train_step(batch)
+
+    slow = timed_rate(naive_steps, max(blocks, steps // 10), batch, blocks)
     return {
         "transitions_per_s": fast,
         "naive_transitions_per_s": slow,
@@ -187,8 +204,10 @@ def main() -> None:
     replay.add_many(transitions, catalog)
     slate_replay = SlateQAgent(config, catalog).make_replay()
     slate_replay.add_many(transitions, catalog)
-    steps = 20 if args.quick else 400
-    results = {str(t): measure(t, steps, replay, slate_replay, catalog, config) for t in (1, 2)}
+    steps, blocks = (20, 2) if args.quick else (400, 5)
+    results = {
+        str(t): measure(t, steps, replay, slate_replay, catalog, config, blocks) for t in (1, 2)
+    }
     print_table(
         f"Replay training, batch {config.batch_size}, {N_ITEMS:,} items, next-candidate sets of "
         f"{N_CANDIDATES}, default DQNConfig",
