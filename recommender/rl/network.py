@@ -93,6 +93,13 @@ class StateInputs(NamedTuple):
         )
 
 
+def _mlp(layers: nn.Sequential, x: Tensor) -> Tensor:
+    """``layers`` (Linear, ReLU, Linear) applied functionally: the same result
+    without three module calls, which cost more than these small layers' math."""
+    first, _, second = layers
+    return F.linear(F.relu(F.linear(x, first.weight, first.bias)), second.weight, second.bias)
+
+
 class ItemTower(nn.Module):
     """[g(i), b(i)] from an item's id embedding, category, log-price and attributes."""
 
@@ -133,7 +140,7 @@ class ItemTower(nn.Module):
             ],
             dim=1,
         )
-        return self.mlp(x)
+        return _mlp(self.mlp, x)
 
 
 class StateTower(nn.Module):
@@ -160,7 +167,9 @@ class StateTower(nn.Module):
         pooled = F.embedding_bag(
             states.rows, item_table, states.offsets, mode="sum", per_sample_weights=states.weights
         )
-        return self.mlp(torch.cat([pooled.view(len(states.scalars), -1), states.scalars], dim=1))
+        return _mlp(
+            self.mlp, torch.cat([pooled.view(len(states.scalars), -1), states.scalars], dim=1)
+        )
 
 
 class QNetwork(nn.Module):

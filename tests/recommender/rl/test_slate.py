@@ -20,6 +20,15 @@ def test_greedy_ties_go_to_the_earlier_candidate():
     assert slate.items.tolist() == [11, 14, 10]
 
 
+@pytest.mark.filterwarnings("error")
+def test_read_only_scores_are_accepted():
+    scores = np.broadcast_to(np.float32(1.0), (len(IDS),))  # a read-only view
+    slate = SlateBuilder().build(IDS, scores, 2, np.random.default_rng(0))
+    # All tied: any two make the top 2, and the earlier of them goes first.
+    first, second = slate.items.tolist()
+    assert first < second and {first, second} <= set(IDS.tolist())
+
+
 def test_epsilon_greedy_propensities_follow_the_exact_formula():
     epsilon = 0.4
     rng = np.random.default_rng(1)
