@@ -155,10 +155,18 @@ def _build_batch(pending: list[dict], *, idle_since: datetime) -> tuple[int, int
 
 
 def replay_transitions(*, limit: int) -> list[RLTransition]:
-    """The most recent ``limit`` transitions as RL core objects, each
+    """The most recent transitions, at most ``limit``, as RL core objects: whole
+    impressions only (an impression the limit would cut is left out), each
     impression's items together in slate order (how SlateQ regroups them)."""
-    rows = list(
-        TransitionRow.objects.order_by("-created_at", "-id").values_list(
+    recent = TransitionRow.objects.order_by("-created_at", "-id").values_list(
+        "impression_id", flat=True
+    )[:limit]
+    newest_first = list(dict.fromkeys(recent))
+    by_impression: dict[uuid.UUID, list[tuple]] = defaultdict(list)
+    for start in range(0, len(newest_first), 5000):  # stay under SQLite's variable limit
+        for row in TransitionRow.objects.filter(
+            impression_id__in=newest_first[start : start + 5000]
+        ).values_list(
             "impression_id",
             "product_id",
             "reward",
@@ -166,12 +174,14 @@ def replay_transitions(*, limit: int) -> list[RLTransition]:
             "done",
             "propensity",
             "position",
-        )[:limit]
-    )
-    first_seen: dict[uuid.UUID, int] = {}
-    for row in rows:
-        first_seen.setdefault(row[0], len(first_seen))
-    rows.sort(key=lambda row: (first_seen[row[0]], row[6]))
+        ):
+            by_impression[row[0]].append(row)
+    rows: list[tuple] = []
+    for impression_id in newest_first:
+        slate = sorted(by_impression[impression_id], key=lambda row: row[6])
+        if len(rows) + len(slate) > limit:
+            break
+        rows.extend(slate)
     impression_ids = {r[0] for r in rows} | {r[3] for r in rows if r[3] is not None}
     # Eight transitions share each impression's state: parse each state once.
     ids = list(impression_ids)

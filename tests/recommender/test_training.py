@@ -173,6 +173,22 @@ def test_replayed_transitions_come_back_as_whole_slates_in_position_order(now, p
     )
 
 
+def test_the_replay_limit_never_cuts_a_slate(now, products):
+    p1, p2, p3, p4 = products
+    ago = lambda seconds: now - timedelta(seconds=seconds)  # noqa: E731
+    _impression("a", ago(5000), [(p1, 0.5), (p2, 0.5), (p3, 0.5)])
+    _impression("b", ago(4900), [(p4, 0.5), (p3, 0.5)])
+    transitions_build(now=now)
+
+    # 4 of the 5 transitions would hold one slate whole and the other's first 2 of 3.
+    replayed = training.replay_transitions(limit=4)
+    everything = training.replay_transitions(limit=5)
+
+    assert sorted(len(slate) for slate in group_slates(everything)) == [2, 3]
+    assert [len(slate) for slate in group_slates(replayed)] in ([3], [2])
+    assert len(replayed) in (2, 3)
+
+
 def test_replayed_transitions_leave_what_the_next_request_had_sold_out_out_of_its_candidates(
     now, products
 ):
