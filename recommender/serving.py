@@ -56,16 +56,20 @@ class PolicyServer:
         self._checked_at = float("-inf")
         self._failed_version: int | None = None
         self._eligible_at = float("-inf")
-        self._eligible_ids = np.empty(0, dtype=np.int64)
-        self._popularity = np.empty(0, dtype=np.float32)
-        self._sold_out_id: int | None = None
+        # (in-stock ids, their popularity, the SoldOutSet id of the rest), replaced whole.
+        self._eligibility: tuple[np.ndarray, np.ndarray, int | None] = (
+            np.empty(0, dtype=np.int64),
+            np.empty(0, dtype=np.float32),
+            None,
+        )
 
     # -- eligibility ---------------------------------------------------------
 
-    def eligible(self) -> tuple[np.ndarray, np.ndarray]:
-        """Ids of active, in-stock products and their popularity (units sold),
-        refreshed every RECOMMENDER_ELIGIBILITY_TTL seconds (``recommend``
-        re-checks the items it is about to serve)."""
+    def eligibility(self) -> tuple[np.ndarray, np.ndarray, int | None]:
+        """Ids of active, in-stock products, their popularity (units sold) and
+        the SoldOutSet id of the active products left out, refreshed every
+        RECOMMENDER_ELIGIBILITY_TTL seconds (``recommend`` re-checks the items
+        it is about to serve)."""
         now = time.monotonic()
         if now - self._eligible_at >= settings.RECOMMENDER_ELIGIBILITY_TTL:
             rows = list(
@@ -80,9 +84,9 @@ class PolicyServer:
             )
             # The active products left out: what the impressions served from
             # this list record as their sold-out set.
-            self._sold_out_id = sold_out_set([r[0] for r in rows if r[2] <= 0])
-            self._eligible_ids, self._popularity, self._eligible_at = ids, popularity, now
-        return self._eligible_ids, self._popularity
+            sold_out_id = sold_out_set([r[0] for r in rows if r[2] <= 0])
+            self._eligibility, self._eligible_at = (ids, popularity, sold_out_id), now
+        return self._eligibility
 
     def refresh(self) -> None:
         """Check the active version and eligibility on the next request."""
@@ -154,7 +158,7 @@ class PolicyServer:
     ) -> ServedSlate:
         """A slate of up to k eligible items not in ``exclude``.
 
-        The candidate list is cached (``eligible``), so the slate's own items
+        The candidate list is cached (``eligibility``), so the slate's own items
         are checked against the database before it is served: when one sold
         out or was retired meanwhile, the list is reloaded and the slate drawn
         again from it, which keeps the logged propensities exact.
@@ -166,8 +170,7 @@ class PolicyServer:
         return served
 
     def _draw(self, observation: Observation, k: int, exclude: set[int], rng) -> ServedSlate:
-        ids, popularity = self.eligible()
-        sold_out_id = self._sold_out_id
+        ids, popularity, sold_out_id = self.eligibility()
         if exclude:
             keep = ~np.isin(ids, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))
             ids, popularity = ids[keep], popularity[keep]
