@@ -14,6 +14,11 @@ The SlateQ agent (``recommender.rl.slateq``) is timed beside them on the same
 transitions: its value steps (Double-DQN targets over each next candidate
 set's best slate under the click model) with its click-model steps.
 
+The "store sets" column times the per-item agent on the same transitions
+with the candidate sets the store itself logs: every catalog item except the
+next state's cart, its page product and 3% of the catalog sold out (stored as
+what they leave out, and scored over the whole catalog).
+
 Each rate is the median over five blocks of steps (two with ``--quick``), so
 that a moment of contention on a shared machine moves it less.
 
@@ -77,6 +82,18 @@ def synthetic_transitions(
             )
         )
     return out
+
+
+def store_candidate_sets(
+    transitions: list[Transition], catalog: ItemCatalog, rng: np.random.Generator
+) -> list[Transition]:
+    """The same transitions with the store's next-candidate rule: all but the
+    next state's cart and page product, and a sold-out 3% of the catalog."""
+    sold_out = tuple(catalog.ids[rng.choice(len(catalog), len(catalog) * 3 // 100, replace=False)])
+    return [
+        t._replace(next_candidates=None, next_unavailable=() if t.done else sold_out)
+        for t in transitions
+    ]
 
 
 class NaiveTrainer:
@@ -159,6 +176,7 @@ def measure(
     steps: int,
     replay: ReplayBuffer,
     slate_replay: SlateReplay,
+    store_replay: ReplayBuffer,
     catalog: ItemCatalog,
     config: DQNConfig,
     blocks: int,
@@ -169,6 +187,10 @@ def measure(
     agent = DQNAgent(config, catalog)
     agent.train_steps(replay, 10, rng)  # warm-up
     fast = timed_rate(lambda n: agent.train_steps(replay, n, rng), steps, batch, blocks)
+
+    store = DQNAgent(config, catalog)
+    store.train_steps(store_replay, 10, rng)  # warm-up
+    store_rate = timed_rate(lambda n: store.train_steps(store_replay, n, rng), steps, batch, blocks)
 
     slateq = SlateQAgent(config, catalog)
     slateq.train_steps(slate_replay, 10, rng)  # warm-up
@@ -190,6 +212,7 @@ def measure(
         "naive_transitions_per_s": slow,
         "ratio": fast / slow,
         "slateq_transitions_per_s": slateq_rate,
+        "store_sets_transitions_per_s": store_rate,
     }
 
 
@@ -204,14 +227,25 @@ def main() -> None:
     replay.add_many(transitions, catalog)
     slate_replay = SlateQAgent(config, catalog).make_replay()
     slate_replay.add_many(transitions, catalog)
+    store_replay = ReplayBuffer(config)
+    store_replay.add_many(store_candidate_sets(transitions, catalog, rng), catalog)
     steps, blocks = (20, 2) if args.quick else (400, 5)
     results = {
-        str(t): measure(t, steps, replay, slate_replay, catalog, config, blocks) for t in (1, 2)
+        str(t): measure(t, steps, replay, slate_replay, store_replay, catalog, config, blocks)
+        for t in (1, 2)
     }
     print_table(
         f"Replay training, batch {config.batch_size}, {N_ITEMS:,} items, next-candidate sets of "
         f"{N_CANDIDATES}, default DQNConfig",
-        ["threads", "transitions/s", "naive transitions/s", "ratio", "target", "SlateQ /s"],
+        [
+            "threads",
+            "transitions/s",
+            "naive transitions/s",
+            "ratio",
+            "target",
+            "SlateQ /s",
+            "store sets /s",
+        ],
         [
             [
                 t,
@@ -220,6 +254,7 @@ def main() -> None:
                 f"{r['ratio']:.1f}x",
                 f">= {TARGET_PER_S:,}" if t == "2" else "-",
                 f"{r['slateq_transitions_per_s']:,.0f}",
+                f"{r['store_sets_transitions_per_s']:,.0f}",
             ]
             for t, r in results.items()
         ],

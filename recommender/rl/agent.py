@@ -58,10 +58,38 @@ class TrainStats(NamedTuple):
 
 
 def greedy_next(next_q_online: Tensor, next_mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Double-DQN action selection: per row of (B, C) online scores, the best
-    candidate among those ``next_mask`` marks, and whether there was any."""
-    best = next_q_online.masked_fill(~next_mask, float("-inf")).argmax(dim=1)
-    return best, next_mask.any(dim=1)
+    """Double-DQN action selection: per row of (B, C) online scores (no
+    gradient), the best candidate among those ``next_mask`` marks, and whether
+    there was any."""
+    # In numpy: torch's row-wise argmax and any ran about ten times slower on
+    # this CPU than numpy's (0.5 against 0.05 ms at 256 x 2,000).
+    mask = next_mask.numpy()
+    q = np.where(mask, next_q_online.numpy(), -np.inf)
+    return torch.from_numpy(q.argmax(axis=1)), torch.from_numpy(mask.any(axis=1))
+
+
+def greedy_in_catalog(
+    scores: np.ndarray, candidates: np.ndarray, exclude: np.ndarray
+) -> tuple[Tensor, Tensor]:
+    """``greedy_next`` over (B, N) online scores of the whole catalog, with each
+    row's next candidates given as replay stores them: ``candidates`` (B, W)
+    catalog rows (-1 padding) that are the set, or with ``exclude`` (B,) what
+    the set leaves out. Overwrites the left-out scores with -inf.
+
+    The store's sets leave out a few items of a large catalog: scattering -inf
+    into those costs far less than masking every (row, item) pair."""
+    valid = candidates >= 0
+    b, j = np.nonzero(valid & exclude[:, None])
+    scores[b, candidates[b, j]] = -np.inf
+    best = scores.argmax(axis=1)
+    counts = valid.sum(axis=1)
+    has_next = np.where(exclude, counts < scores.shape[1], counts > 0)
+    listed = np.flatnonzero(~exclude & (counts > 0))
+    if len(listed):  # a set given as itself: the best among its items
+        rows = candidates[listed]
+        picked = np.take_along_axis(scores[listed], np.maximum(rows, 0), axis=1)
+        best[listed] = rows[np.arange(len(listed)), np.where(rows >= 0, picked, -np.inf).argmax(1)]
+    return torch.from_numpy(best), torch.from_numpy(has_next)
 
 
 def td_target(
@@ -356,7 +384,9 @@ class DQNAgent:
         selector, _ = query(self.online.states(table, next_states))
         candidates = torch.from_numpy(batch.next_candidates.astype(np.int64))
         if batch.next_exclude.any():
-            best_rows, has_next = greedy_next(selector @ table.T, self._dense_mask(batch))
+            best_rows, has_next = greedy_in_catalog(
+                (selector @ table.T).numpy(), batch.next_candidates, batch.next_exclude
+            )
         else:
             local = torch.from_numpy(candidate_rows)
             if len(table) <= _GATHER_FACTOR * local.shape[1]:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from recommender.rl.agent import DQNAgent, greedy_next, td_target
+from recommender.rl.agent import DQNAgent, greedy_in_catalog, greedy_next, td_target
 from recommender.rl.config import DQNConfig
 from recommender.rl.replay import ReplayBuffer
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot, Transition
@@ -74,6 +74,34 @@ def random_transitions(
             )
         )
     return out
+
+
+def test_greedy_in_catalog_matches_a_dense_mask_for_both_kinds_of_sets():
+    rng = np.random.default_rng(3)
+    scores = rng.normal(size=(6, 9)).astype(np.float32)
+    candidates = np.array(
+        [
+            [1, 4, -1],  # the set leaves out items 1 and 4
+            [2, 7, 5],  # the set is items 2, 7, 5
+            [-1, -1, -1],  # an empty set (a finished session)
+            [-1, -1, -1],  # leaves out nothing: every item
+            [3, -1, -1],  # the set is item 3 alone
+            [0, 1, 2],  # leaves out three items
+        ]
+    )
+    exclude = np.array([True, False, False, True, False, True])
+    mask = np.zeros(scores.shape, dtype=bool)
+    for row, (listed, leaves_out) in enumerate(zip(candidates, exclude, strict=True)):
+        mask[row] = leaves_out
+        mask[row, listed[listed >= 0]] = not leaves_out
+    expected_best, expected_has = greedy_next(torch.from_numpy(scores), torch.from_numpy(mask))
+
+    best, has_next = greedy_in_catalog(scores.copy(), candidates, exclude)
+
+    assert has_next.tolist() == expected_has.tolist() == [True, True, False, True, True, True]
+    has = expected_has.numpy()
+    assert best.numpy()[has].tolist() == expected_best.numpy()[has].tolist()
+    assert best[4] == 3
 
 
 def test_double_dqn_target_selects_with_online_and_evaluates_with_target():
