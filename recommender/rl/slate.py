@@ -143,8 +143,12 @@ def best_carousels(
     fewer than K allowed candidates fills its last positions with masked ones,
     which count for nothing.
     """
+    # Blocked candidates get -inf added to their inner objective: one add per
+    # iteration instead of a masked copy (numpy's masked writes ran ~5x slower).
+    blocked = None
     if mask is not None:
         v = np.where(mask, v, 0.0)
+        blocked = np.where(mask, 0.0, -np.inf)
     n_states, m = v.shape
     k = min(len(attention), m)
     attention = attention[:k]
@@ -156,7 +160,6 @@ def best_carousels(
     value = np.zeros(n_states)
     chosen = np.zeros((n_states, k), dtype=np.int64)
     active = np.arange(n_states)
-    blocked = None if mask is None else ~mask
     va, ga, ba = v, g, blocked
     # The inner objective's buffer, reused: a fresh (S, M) array per iteration
     # costs more than the arithmetic on large candidate sets.
@@ -168,7 +171,7 @@ def best_carousels(
         np.subtract(ga, la[:, None], out=c)
         np.multiply(c, va, out=c)
         if ba is not None:
-            np.copyto(c, -np.inf, where=ba)
+            np.add(c, ba, out=c)
         # torch.topk: several times faster than argpartition + argsort for small k.
         picked = torch.topk(torch.from_numpy(c), k, dim=1, sorted=True).indices.numpy()
         vs, gs = va[rows, picked], ga[rows, picked]
