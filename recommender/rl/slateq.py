@@ -237,7 +237,7 @@ class _SlateValueAgent(DQNAgent):
         full = table if len(table) == n + 1 else self.online.items(self.features)
         q_online = all_items_q(self.online.states(full, next_states), full)
         gain = q_online[:, :n] - q_online[:, n:]
-        weights = self.owner.click_weights(next_states) * mask
+        weights = self.owner.click_weights(next_states)  # masked where used: fewer passes
         return self._bootstrap(batch, next_states, weights, gain, mask.numpy(), None)
 
     def _td_targets_listed(
@@ -266,7 +266,7 @@ class _SlateValueAgent(DQNAgent):
         online = self.online.states(table, next_states_local)
         q_online = _scores_at(online, table, torch.from_numpy(candidate_rows.astype(np.int64)))
         gain = q_online - all_items_q(online, no_click)
-        weights = self.owner.click_weights(next_states, listed) * torch.from_numpy(valid)
+        weights = self.owner.click_weights(next_states, listed)
         return self._bootstrap(batch, next_states, weights, gain, valid, listed)
 
     def _bootstrap(
@@ -282,7 +282,8 @@ class _SlateValueAgent(DQNAgent):
         Q(s', ∅) picks each next state's best slate under the click ``weights``
         (B, M) among the ``mask``ed candidates, whose catalog rows are
         ``columns`` (B, M) (None: the catalog itself); the target network values
-        that slate, scoring only its items and "no click"."""
+        that slate, scoring only its items and "no click". A row with fewer
+        candidates than slots fills the rest with masked ones, which weigh nothing."""
         n = self.owner.n_items
         attention = self.owner.click_attention(min(self.config.slate_size, gain.shape[1]))
         _, chosen = best_carousels(
@@ -292,8 +293,9 @@ class _SlateValueAgent(DQNAgent):
         shown = chosen if columns is None else columns.gather(1, chosen)
         target_table = self.item_table("target")
         target = self.target.states(target_table, next_states)
+        shown_allowed = torch.from_numpy(np.take_along_axis(mask, chosen.numpy(), axis=1))
         next_values = slate_value(
-            weights.gather(1, chosen),
+            weights.gather(1, chosen) * shown_allowed,
             candidate_q(target, _gather(target_table, shown)),
             all_items_q(target, target_table[n:])[:, 0],
             attention,

@@ -169,6 +169,29 @@ def test_the_double_dqn_target_values_the_online_networks_best_next_slate_with_t
     assert target == pytest.approx(3.0 + 0.5 * next_value, rel=1e-4)
 
 
+def test_a_next_set_smaller_than_the_slate_is_valued_as_that_short_slate():
+    """The slot left over is filled with a masked candidate that weighs nothing."""
+    catalog = catalog_of()
+    agent = SlateQAgent(DQNConfig(slate_size=2, gamma=0.5, batch_size=1, seed=0), catalog)
+    replay = agent.make_replay(10)
+    s1 = Observation(Slot.HOME, page_depth=0)
+    s2 = Observation(Slot.CART, page_depth=1)
+    only = int(catalog.ids[2])
+    replay.add_many(
+        [transition(s1, int(catalog.ids[1]), 1.0, s2)._replace(next_candidates=(only,))], catalog
+    )
+    target = agent.value.td_targets(replay.values.batch(np.array([0]))).item()
+
+    offline = agent.value.q_values(s2, agent.value.catalog.ids, "target").astype(np.float64)
+    encoded = agent.encoder.encode([s2], agent.index)
+    states = StateInputs.from_encoded(encoded, np.maximum(encoded.rows, 0))
+    w = agent.click_weights(states)[0].double().numpy()[2]
+    a_w = agent.click.attention(2)[0] * w
+    n = len(catalog)
+    next_value = offline[n] + a_w * (offline[2] - offline[n]) / (1.0 + a_w)
+    assert target == pytest.approx(1.0 + 0.5 * next_value, rel=1e-4)
+
+
 def test_the_click_model_learns_that_later_positions_get_fewer_clicks():
     """Clicks logged from a known position-biased logit: the learned attention
     falls with the position like the true one."""
