@@ -123,6 +123,11 @@ def _uniform_untaken(rng: np.random.Generator, remaining: int, taken: list[int])
     return index
 
 
+# Added to a blocked candidate's inner objective: below any real value (|v (g - lam)|
+# stays far under 1e200), yet finite, so that -inf can mark the picked entries.
+_BLOCKED = -1e300
+
+
 def best_carousels(
     v: np.ndarray,
     g: np.ndarray,
@@ -143,12 +148,12 @@ def best_carousels(
     fewer than K allowed candidates fills its last positions with masked ones,
     which count for nothing.
     """
-    # Blocked candidates get -inf added to their inner objective: one add per
+    # Blocked candidates get _BLOCKED added to their inner objective: one add per
     # iteration instead of a masked copy (numpy's masked writes ran ~5x slower).
     blocked = None
     if mask is not None:
         v = np.where(mask, v, 0.0)
-        blocked = np.where(mask, 0.0, -np.inf)
+        blocked = np.where(mask, 0.0, _BLOCKED)
     n_states, m = v.shape
     k = min(len(attention), m)
     attention = attention[:k]
@@ -172,8 +177,7 @@ def best_carousels(
         np.multiply(c, va, out=c)
         if ba is not None:
             np.add(c, ba, out=c)
-        # torch.topk: several times faster than argpartition + argsort for small k.
-        picked = torch.topk(torch.from_numpy(c), k, dim=1, sorted=True).indices.numpy()
+        picked = _largest(c, k)
         vs, gs = va[rows, picked], ga[rows, picked]
         found = (attention * vs * gs).sum(1) / (v0 + (attention * vs).sum(1))
         chosen[active] = picked
@@ -192,3 +196,23 @@ def best_carousels(
             ba = None if blocked is None else blocked[active]
             c = c[: len(active)]
     return value, chosen
+
+
+def _largest(c: np.ndarray, k: int) -> np.ndarray:
+    """(S, k) column indices of each row's k largest values, the largest first.
+    Overwrites the picked entries of ``c`` (a scratch buffer) with -inf.
+
+    One row (a served request): torch.topk. Several rows (training): k rounds
+    of numpy's row-wise argmax, which measured faster than torch.topk over rows
+    (0.04 vs 0.25 ms at 256 x 96 with k = 3; 0.22 vs 0.43 ms at 256 x 128 with
+    k = 8), and several times faster than argpartition + argsort.
+    """
+    if len(c) == 1:
+        return torch.topk(torch.from_numpy(c), k, dim=1, sorted=True).indices.numpy()
+    rows = np.arange(len(c))
+    picked = np.empty((len(c), k), dtype=np.int64)
+    for position in range(k):
+        best = c.argmax(axis=1)
+        picked[:, position] = best
+        c[rows, best] = -np.inf
+    return picked

@@ -119,6 +119,15 @@ def test_best_carousels_over_many_candidates_is_exact_for_every_state_of_a_batch
         assert mask[s, chosen[s, : len(allowed)]].all()
 
 
+def test_best_carousels_fills_slots_beyond_the_allowed_with_distinct_masked_candidates():
+    v, g = np.ones((2, 5)), np.arange(10.0).reshape(2, 5)
+    mask = np.array([[False, False, True, False, False], [True, True, False, False, False]])
+    value, chosen = best_carousels(v, g, np.array([1.0, 0.8, 0.6]), 1.0, mask=mask)
+    assert chosen[0, 0] == 2 and chosen[1, :2].tolist() == [1, 0]
+    assert all(len(set(row)) == 3 for row in chosen.tolist())  # a filler is never repeated
+    assert value[0] == pytest.approx(2.0 / 2.0)  # the one allowed item alone: 1·2 / (1 + 1)
+
+
 def test_slate_value_is_the_click_weighted_mix_of_click_and_no_click_values():
     weights = torch.tensor([[1.0, 3.0, 0.5]], dtype=torch.float64)
     q_items = torch.tensor([[10.0, 2.0, 7.0]], dtype=torch.float64)
