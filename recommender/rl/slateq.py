@@ -463,12 +463,19 @@ class SlateQAgent:
 
     def _click_step(self, replay: SlateReplay, rng: np.random.Generator) -> None:
         states, items, labels = replay.sample_slates(self.config.batch_size, rng)
+        # Stored slates are max_positions wide: score only up to the last position
+        # any sampled slate fills or any label (1 + clicked position) points at.
+        filled = np.flatnonzero((items >= 0).any(axis=0))
+        width = max(int(filled[-1]) + 1 if len(filled) else 1, int(labels.max()), 1)
+        items = items[:, :width]
         towers = self.click.towers
         table = towers.items(self.click_features)
         state_out = towers.states(table, StateInputs.from_encoded(states, _rows(states.rows)))
         shown = torch.from_numpy(items)
         utility = candidate_q(state_out, _gather(table, shown.clamp_min(0)))
-        utility = (utility + self.click.log_attention()).masked_fill(shown < 0, float("-inf"))
+        utility = (utility + self.click.log_attention()[:width]).masked_fill(
+            shown < 0, float("-inf")
+        )
         logits = torch.cat([utility.new_zeros(len(utility), 1), utility], dim=1)
         loss = F.cross_entropy(logits, torch.from_numpy(labels))
         self.click_optimizer.zero_grad(set_to_none=True)
