@@ -202,6 +202,25 @@ def candidate_q(state_out: Tensor, candidate_out: Tensor) -> Tensor:
     return torch.bmm(candidate_out, q.unsqueeze(2)).squeeze(2) + offset.unsqueeze(1)
 
 
+# Scoring each state's own W rows of a table: score every row of the table and
+# pick while it has at most this many rows per picked one, else gather first.
+GATHER_FACTOR = 32
+
+
+def gather_rows(table: Tensor, rows: Tensor) -> Tensor:
+    """``table[rows]`` for a (B, W) index, as one index_select (faster than advanced indexing)."""
+    return table.index_select(0, rows.reshape(-1)).view(*rows.shape, table.shape[1])
+
+
+def rows_q(state_out: Tensor, table: Tensor, rows: Tensor) -> Tensor:
+    """(B, W) Q of each state with its own ``rows`` (B, W) of ``table``."""
+    if len(table) > GATHER_FACTOR * rows.shape[1]:
+        return candidate_q(state_out, gather_rows(table, rows))
+    q, offset = query(state_out)
+    # The state's offset is added after picking: W columns instead of the table's.
+    return torch.mm(q, table.T).gather(1, rows) + offset.unsqueeze(1)
+
+
 def all_items_q(state_out: Tensor, item_table: Tensor) -> Tensor:
     """(B, M) Q of each state with every item of ``item_table`` (M, D+1)."""
     q, offset = query(state_out)

@@ -200,7 +200,7 @@ def best_carousels(
 
 def _largest(c: np.ndarray, k: int) -> np.ndarray:
     """(S, k) column indices of each row's k largest values, the largest first.
-    Overwrites the picked entries of ``c`` (a scratch buffer) with -inf.
+    ``c`` is a scratch buffer: with several rows its picked entries become -inf.
 
     One row (a served request): torch.topk. Several rows (training): k rounds
     of numpy's row-wise argmax, which measured faster than torch.topk over rows

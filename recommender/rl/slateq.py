@@ -49,8 +49,9 @@ from recommender.rl.network import (
     StateInputs,
     all_items_q,
     candidate_q,
+    gather_rows,
     grow_id_embeddings,
-    query,
+    rows_q,
 )
 from recommender.rl.replay import ReplayBatch, ReplayBuffer
 from recommender.rl.slate import SlateBuilder, best_carousels, empty_slate
@@ -264,7 +265,7 @@ class _SlateValueAgent(DQNAgent):
         else:
             next_states_local, no_click = next_states, table[n:]
         online = self.online.states(table, next_states_local)
-        q_online = _scores_at(online, table, torch.from_numpy(candidate_rows.astype(np.int64)))
+        q_online = rows_q(online, table, torch.from_numpy(candidate_rows.astype(np.int64)))
         gain = q_online - all_items_q(online, no_click)
         weights = self.owner.click_weights(next_states, listed)
         return self._bootstrap(batch, next_states, weights, gain, valid, listed)
@@ -296,7 +297,7 @@ class _SlateValueAgent(DQNAgent):
         shown_allowed = torch.from_numpy(np.take_along_axis(mask, chosen.numpy(), axis=1))
         next_values = slate_value(
             weights.gather(1, chosen) * shown_allowed,
-            candidate_q(target, _gather(target_table, shown)),
+            candidate_q(target, gather_rows(target_table, shown)),
             all_items_q(target, target_table[n:])[:, 0],
             attention,
         )
@@ -472,7 +473,7 @@ class SlateQAgent:
         table = towers.items(self.click_features)
         state_out = towers.states(table, StateInputs.from_encoded(states, _rows(states.rows)))
         shown = torch.from_numpy(items)
-        utility = candidate_q(state_out, _gather(table, shown.clamp_min(0)))
+        utility = candidate_q(state_out, gather_rows(table, shown.clamp_min(0)))
         utility = (utility + self.click.log_attention()[:width]).masked_fill(
             shown < 0, float("-inf")
         )
@@ -504,7 +505,7 @@ class SlateQAgent:
             if rows is None:
                 utility = all_items_q(state_out, table)
             else:
-                utility = _scores_at(state_out, table, rows)
+                utility = rows_q(state_out, table, rows)
             return utility.clamp(-30.0, 30.0).exp()
 
     def slate_scores(
@@ -615,18 +616,3 @@ class SlateQAgent:
 def _rows(rows: np.ndarray) -> np.ndarray:
     """Encoded item rows as embedding_bag indices (padding carries no weight)."""
     return np.maximum(rows, 0).astype(np.int64)
-
-
-def _gather(table: Tensor, rows: Tensor) -> Tensor:
-    """``table[rows]`` for a (B, W) index as one index_select (faster than advanced indexing)."""
-    return table.index_select(0, rows.reshape(-1)).view(*rows.shape, table.shape[1])
-
-
-def _scores_at(state_out: Tensor, table: Tensor, rows: Tensor) -> Tensor:
-    """(B, W) scores of each state with its own ``rows`` of ``table``: scoring the
-    whole table and picking is cheaper unless the table is much wider than W."""
-    if len(table) > 32 * rows.shape[1]:
-        return candidate_q(state_out, _gather(table, rows))
-    q, offset = query(state_out)
-    # The state's offset is added after picking: W columns instead of the table's.
-    return torch.mm(q, table.T).gather(1, rows) + offset.unsqueeze(1)
