@@ -32,6 +32,7 @@ from recommender.rl.network import (
     query,
     rows_q,
 )
+from recommender.rl.optim import LazyAdam
 from recommender.rl.replay import ReplayBatch, ReplayBuffer
 from recommender.rl.slate import SlateBuilder, empty_slate
 from recommender.rl.types import ItemCatalog, Observation, Slate
@@ -128,9 +129,14 @@ class DQNAgent:
             torch.manual_seed(config.seed)
             self.online = QNetwork(config, len(vocabulary), n_categories, n_attributes)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.online.parameters(), lr=config.lr, fused=True)
+        self.adam = LazyAdam(self.online, config.lr)  # built when it first trains or saves
         self.step = 0
         self._item_tables: dict[str, Tensor] = {}
+
+    @property
+    def optimizer(self) -> torch.optim.Adam:
+        """Adam over the online network (``recommender.rl.optim``: built on first use)."""
+        return self.adam.get()
 
     # --- candidate universe -------------------------------------------------------------
 
@@ -147,7 +153,7 @@ class DQNAgent:
         if self.config.grow_vocabulary:
             added = self.vocabulary.extend(catalog.ids)
             if added:
-                grow_id_embeddings([self.online, self.target], self.optimizer, added)
+                grow_id_embeddings([self.online, self.target], self.adam, added)
         self.catalog = catalog
         self.index = ItemIndex.of(catalog)
         self.features = ItemFeatures.build(  # item-tower inputs of every catalog row
@@ -477,7 +483,7 @@ class DQNAgent:
             "step": self.step,
             "online": self.online.state_dict(),
             "target": self.target.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.adam.state_dict(),
         }
 
     @classmethod
@@ -512,7 +518,7 @@ class DQNAgent:
         agent._setup(config, *schema)
         checkpoint.restore_module(agent.online, payload["online"], "online")
         checkpoint.restore_module(agent.target, payload["target"], "target")
-        checkpoint.restore_optimizer(agent.optimizer, payload["optimizer"])
+        agent.adam.restore(payload["optimizer"])
         agent.step = int(payload["step"])
         agent.set_catalog(
             catalog if catalog is not None else checkpoint.catalog_from_tensors(payload["catalog"])

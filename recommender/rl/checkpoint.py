@@ -88,9 +88,9 @@ def restore_module(module: nn.Module, state: Mapping[str, Tensor], name: str) ->
     module.load_state_dict(state)
 
 
-def restore_optimizer(optimizer: torch.optim.Optimizer, state: dict) -> None:
-    """Load optimizer state after checking its moments match the parameters and are finite."""
-    params = [p for group in optimizer.param_groups for p in group["params"]]
+def check_optimizer_state(params: list[Tensor], state: dict) -> None:
+    """Check that a saved optimizer ``state_dict`` covers ``params`` with
+    moments of their shapes and finite values."""
     try:
         per_param = state["state"]
         groups = state["param_groups"]
@@ -111,7 +111,6 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, state: dict) -> None:
                 raise CheckpointError(
                     f"optimizer tensor '{key}' of parameter {index} is non-finite"
                 )
-    optimizer.load_state_dict(state)
 
 
 def catalog_to_tensors(catalog: ItemCatalog) -> dict[str, Tensor]:

@@ -13,7 +13,7 @@ costs one state encoding plus a matrix-vector product.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from torch import Tensor, nn
 from recommender.rl.config import DQNConfig
 from recommender.rl.encoding import N_POOLS, EncodedStates, IdVocabulary
 from recommender.rl.types import ItemCatalog, Slot
+
+if TYPE_CHECKING:
+    from recommender.rl.optim import LazyAdam
 
 # State scalars beside the pooled vectors: pool masses, slot one-hot, page depth.
 SCALAR_WIDTH = N_POOLS + len(Slot) + 1
@@ -227,9 +230,7 @@ def all_items_q(state_out: Tensor, item_table: Tensor) -> Tensor:
     return q @ item_table.T + offset.unsqueeze(1)
 
 
-def grow_id_embeddings(
-    networks: Sequence[QNetwork], optimizer: torch.optim.Optimizer, added: int
-) -> None:
+def grow_id_embeddings(networks: Sequence[QNetwork], optimizer: LazyAdam, added: int) -> None:
     """Append ``added`` zero rows (the unknown-id vector) to the id embedding of
     each network and to the optimizer's moments for them, for ids that joined
     the vocabulary; trained rows keep their place."""
@@ -239,7 +240,7 @@ def grow_id_embeddings(
         # Assigning .data keeps the Parameter object the optimizer refers to.
         weight.data = torch.cat([weight.data, weight.data.new_zeros(added, weight.shape[1])])
         embedding.num_embeddings = weight.shape[0]
-        state = optimizer.state.get(weight, {})
+        state = optimizer.moments(weight)
         for key in ("exp_avg", "exp_avg_sq"):
             if key in state:
                 state[key] = torch.cat(

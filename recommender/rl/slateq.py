@@ -53,6 +53,7 @@ from recommender.rl.network import (
     grow_id_embeddings,
     rows_q,
 )
+from recommender.rl.optim import LazyAdam
 from recommender.rl.replay import ReplayBatch, ReplayBuffer
 from recommender.rl.slate import SlateBuilder, best_carousels, empty_slate
 from recommender.rl.types import ItemCatalog, Observation, Slate, Transition
@@ -349,13 +350,16 @@ class SlateQAgent:
             self.click = ClickModel(
                 config, len(click_vocabulary), value.n_categories, value.n_attributes
             )
-        self.click_optimizer = torch.optim.Adam(
-            self.click.parameters(), lr=config.click_lr, fused=True
-        )
+        self.click_adam = LazyAdam(self.click, config.click_lr)  # built when it first trains
         self._click_carry = 0.0
         self._click_table: Tensor | None = None  # click item vectors, until the model trains
         self._attention: np.ndarray | None = None  # likewise the position attention
         self.click_loss = float("nan")
+
+    @property
+    def click_optimizer(self) -> torch.optim.Adam:
+        """Adam over the click model (``recommender.rl.optim``: built on first use)."""
+        return self.click_adam.get()
 
     # --- candidate universe -------------------------------------------------------------
 
@@ -367,7 +371,7 @@ class SlateQAgent:
         if self.config.grow_vocabulary:
             added = self.click_vocabulary.extend(catalog.ids)
             if added:
-                grow_id_embeddings([self.click.towers], self.click_optimizer, added)
+                grow_id_embeddings([self.click.towers], self.click_adam, added)
         self._use_catalog(catalog)
 
     def _use_catalog(self, catalog: ItemCatalog) -> None:
@@ -390,7 +394,7 @@ class SlateQAgent:
                 "slateq": {
                     "click_vocabulary": torch.from_numpy(self.click_vocabulary.ids.copy()),
                     "click": self.click.state_dict(),
-                    "click_optimizer": self.click_optimizer.state_dict(),
+                    "click_optimizer": self.click_adam.state_dict(),
                 },
             }
         )
@@ -422,7 +426,7 @@ class SlateQAgent:
         agent = cls.__new__(cls)
         agent._setup(value, click_vocabulary)
         checkpoint.restore_module(agent.click, saved["click"], "click")
-        checkpoint.restore_optimizer(agent.click_optimizer, saved["click_optimizer"])
+        agent.click_adam.restore(saved["click_optimizer"])
         agent._use_catalog(without_no_click_row(value.catalog))
         if catalog is not None:
             agent.set_catalog(catalog)

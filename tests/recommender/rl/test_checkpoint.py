@@ -1,4 +1,7 @@
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,12 +84,83 @@ def test_round_trip_gives_identical_q_values_and_training_state():
     assert loaded.step == agent.step == 5
     assert loaded.config == agent.config
     np.testing.assert_array_equal(loaded.catalog.ids, ITEMS.ids)
-    # The optimizer state came along: the next step is the same for both.
+    # The optimizer state came along: the next steps are the same for both...
     replay = ReplayBuffer(CONFIG)
     replay.add_many([Transition(OBSERVATIONS[0], 2, 1.0, None, True)], ITEMS)
-    first = agent.train_steps(replay, 1, np.random.default_rng(1))
-    second = loaded.train_steps(replay, 1, np.random.default_rng(1))
+    fresh = DQNAgent.load(agent.save())
+    first = agent.train_steps(replay, 3, np.random.default_rng(1))
+    second = loaded.train_steps(replay, 3, np.random.default_rng(1))
     assert first.loss == second.loss
+    np.testing.assert_array_equal(
+        agent.q_values_batch(OBSERVATIONS, ITEMS.ids),
+        loaded.q_values_batch(OBSERVATIONS, ITEMS.ids),
+    )
+    # ... and not those of the same weights under a new optimizer.
+    fresh.adam._pending = None
+    fresh.train_steps(replay, 3, np.random.default_rng(1))
+    assert not np.array_equal(
+        agent.q_values_batch(OBSERVATIONS, ITEMS.ids), fresh.q_values_batch(OBSERVATIONS, ITEMS.ids)
+    )
+
+
+def test_serving_a_loaded_checkpoint_builds_no_optimizer(tmp_path):
+    """A web process loads checkpoints to serve them: building a process's first
+    optimizer imports torch._dynamo (over a second), which the first shopper
+    would wait for. Checked in a fresh interpreter, where nothing else has."""
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(trained_agent().save())
+    script = f"""
+import sys
+import numpy as np
+from recommender.rl.agents import load_agent
+from recommender.rl.types import Observation, Slot
+agent = load_agent(open({str(path)!r}, "rb").read())
+slate = agent.act(Observation(slot=Slot.HOME), agent.catalog.ids, 3, np.random.default_rng(0))
+assert len(slate.items) == 3
+print(agent.adam.built, "torch._dynamo" in sys.modules)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[3],
+    )
+    assert result.stdout.split() == ["False", "False"]
+
+
+def test_a_checkpoint_loaded_for_a_grown_catalog_keeps_its_optimizer_moments():
+    """New products get id rows and zero moments whether the optimizer was built
+    before the catalog grew (a trainer) or is built after (a loaded checkpoint)."""
+    newer = ItemCatalog(
+        ids=np.arange(1, 11),
+        categories=np.arange(10) % 3,
+        prices=np.linspace(5, 80, 10).astype(np.float32),
+        attributes=np.eye(10, 3, dtype=np.float32),
+    )
+    agent = trained_agent()
+    loaded = DQNAgent.load(agent.save(), catalog=newer)
+    agent.set_catalog(newer)
+    replay = ReplayBuffer(CONFIG)
+    replay.add_many([Transition(OBSERVATIONS[0], 10, 1.0, OBSERVATIONS[1], False, 0.5)], newer)
+    agent.train_steps(replay, 3, np.random.default_rng(1))
+    loaded.train_steps(replay, 3, np.random.default_rng(1))
+    np.testing.assert_allclose(
+        loaded.q_values_batch(OBSERVATIONS, newer.ids),
+        agent.q_values_batch(OBSERVATIONS, newer.ids),
+        rtol=1e-6,
+    )
+
+
+def test_load_refuses_non_finite_optimizer_moments():
+    def poison(payload):
+        moments = next(iter(payload["optimizer"]["state"].values()))
+        moments["exp_avg"].view(-1)[0] = float("inf")
+
+    with pytest.raises(
+        CheckpointError, match=r"optimizer tensor 'exp_avg' of parameter \d+ is non-finite"
+    ):
+        DQNAgent.load(tampered(trained_agent().save(), poison))
 
 
 def test_load_can_serve_a_newer_catalog():
