@@ -160,7 +160,7 @@ class PolicyVersionFilter(admin.SimpleListFilter):
         value = self.value()
         if value == self.FALLBACK:
             return queryset.filter(policy_version__isnull=True)
-        if value and value.isdigit():
+        if value and value.isdecimal():
             return queryset.filter(policy_version=int(value))
         return queryset
 

@@ -109,6 +109,6 @@ class OrderAdmin(admin.ModelAdmin):
         # database error. An order number is matched only when it is one.
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         number = search_term.strip().removeprefix("#")
-        if number.isdigit():
+        if number.isdecimal():  # what int() reads: "²" is a digit, not a decimal
             results |= queryset.filter(pk=int(number))
         return results, may_have_duplicates

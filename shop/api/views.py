@@ -122,7 +122,7 @@ class ProductListApi(ShopApiView):
 
     @staticmethod
     def _category(ref: str) -> Category | None:
-        lookup = {"pk": int(ref)} if ref.isdigit() else {"slug": ref}
+        lookup = {"pk": int(ref)} if ref.isdecimal() else {"slug": ref}
         return Category.objects.filter(**lookup).first()
 
 

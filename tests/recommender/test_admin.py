@@ -74,6 +74,8 @@ def history():
         ("impression", "?q=sess-alpha", "sess-alp"),
         ("impression", "?policy_version=3&policy_name=dqn", "dqn v3"),
         ("impression", "?policy_version=fallback", "0 impressions"),
+        ("impression", "?policy_version=%C2%B2", "sess-alp"),  # "²" is no version: no filter
+        ("impression", "?policy_version=" + "9" * 30, "0 impressions"),
         ("event", "?type__exact=click&impression__isempty=0", "Linen shirt"),
         ("event", "?q=Linen", "Linen shirt"),
         ("event", "?created_at__year=2024&created_at__month=3&created_at__day=5", "Linen shirt"),

@@ -89,6 +89,9 @@ def test_product_list_filters(api_client):
     assert names("category=audio") == ["Sonance Wireless Headphones"]
     assert names(f"category={audio.pk}") == ["Sonance Wireless Headphones"]
     assert names("category=nope") == []
+    # Not ids: a Unicode digit that int() refuses, a number beyond any id.
+    assert names("category=%C2%B2") == []  # "²"
+    assert names("category=" + "9" * 30) == []
     assert names("q=skillet") == ["Ferro Skillet"]
     assert names("q=skillet&category=audio") == []
 
