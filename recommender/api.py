@@ -16,8 +16,8 @@ from rest_framework.throttling import SimpleRateThrottle
 from recommender.models import Event, EventType, SlotName
 from recommender.recommendations import recommend
 from recommender.services import EventRejected, event_record
-from shop.api.serializers import ProductSerializer
-from shop.api.views import ShopApiView
+from shop.api.serializers import ErrorSerializer, ProductSerializer
+from shop.api.views import CSRF_ERROR, ShopApiView
 from shop.models import Product
 from shop.sessions import visit_key
 
@@ -94,7 +94,17 @@ class RecommendationsApi(ShopApiView):
 
     @extend_schema(
         parameters=[InputSerializer],
-        responses={200: OutputSerializer},
+        responses={
+            200: OutputSerializer,
+            400: OpenApiResponse(
+                ErrorSerializer,
+                description="A parameter is invalid (unknown slot, k out of range, "
+                "product_id missing for the product slot).",
+            ),
+            404: OpenApiResponse(
+                ErrorSerializer, description="No such product, or no longer sold."
+            ),
+        },
         summary="A logged slate of recommended products for a carousel slot",
     )
     def get(self, request: Request) -> Response:
@@ -157,6 +167,13 @@ class EventsApi(ShopApiView):
         responses={
             201: OutputSerializer,
             200: OpenApiResponse(OutputSerializer, description="A repeat of a recorded event_id."),
+            400: OpenApiResponse(
+                ErrorSerializer,
+                description="The event is invalid: a field, an unknown product, a click "
+                "without its impression, or an event_id used for a different event.",
+            ),
+            403: CSRF_ERROR,
+            429: OpenApiResponse(ErrorSerializer, description="Too many events; retry later."),
         },
         summary="Record a product view or a carousel click",
     )

@@ -228,8 +228,14 @@ def test_the_schema_documents_the_endpoint(db):
 
     assert response.status_code == 200
     paths = response.json()["paths"]
-    assert "/api/v1/recommendations/" in paths
-    assert "/api/v1/events/" in paths
+    # Every status a client can get is documented, errors with the shared error body.
+    recommendations = paths["/api/v1/recommendations/"]["get"]["responses"]
+    events = paths["/api/v1/events/"]["post"]["responses"]
+    assert set(recommendations) == {"200", "400", "404"}
+    assert set(events) == {"200", "201", "400", "403", "429"}
+    for answer in (recommendations["400"], recommendations["404"], events["400"], events["429"]):
+        schema = answer["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Error"}
 
 
 def test_asking_for_recommendations_creates_no_cart(catalog):
