@@ -108,6 +108,7 @@ def _jsonable(estimate: ope.Estimate) -> dict:
         "value": clean(estimate.value),
         "ci95": [clean(estimate.ci_low), clean(estimate.ci_high)],
         "n": estimate.n,
+        "ess": clean(estimate.ess),
     }
 
 
@@ -203,9 +204,19 @@ def checkpoint_publish(*, agent: Agent, catalog: ItemCatalog, run: TrainingRun) 
     candidate_value = policy_value(agent, logged, epsilon=epsilon)
     baseline_value = policy_value(baseline_agent, logged, epsilon=epsilon)
     candidate_high = candidate_value["snips"]["ci95"][1]
+    candidate_ess = candidate_value["snips"]["ess"] or 0.0
     baseline_snips = baseline_value["snips"]["value"]
+    min_ess = settings.RECOMMENDER_OPE_MIN_ESS
     if len(logged) == 0 or candidate_high is None or baseline_snips is None:
         ope_passed, reason = True, "no logged impressions with final rewards yet"
+    elif candidate_ess < min_ess:
+        # The weights pile onto the few logged rows where the logger happened to
+        # choose as the candidate would: a bootstrap over them is no evidence.
+        ope_passed = True
+        reason = (
+            f"SNIPS {candidate_value['snips']['value']:.4f} rests on {candidate_ess:.1f} "
+            f"effective impressions, fewer than {min_ess:g}: too few to judge"
+        )
     else:
         # Reject only on evidence: the candidate's whole 95% interval lies below
         # the active version's estimate less the margin. Importance-weighted
@@ -228,6 +239,7 @@ def checkpoint_publish(*, agent: Agent, catalog: ItemCatalog, run: TrainingRun) 
         "n_impressions": len(logged),
         "epsilon": epsilon,
         "margin": margin,
+        "min_ess": min_ess,
         "passed": bool(ope_passed),
         "reason": reason,
     }

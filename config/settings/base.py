@@ -270,6 +270,9 @@ RECOMMENDER_REPLAY_WINDOW = env.int("RECOMMENDER_REPLAY_WINDOW", default=50_000)
 RECOMMENDER_MIN_TRANSITIONS = env.int("RECOMMENDER_MIN_TRANSITIONS", default=500)
 RECOMMENDER_MAX_ABS_REWARD = env.float("RECOMMENDER_MAX_ABS_REWARD", default=50.0)
 RECOMMENDER_OPE_MARGIN = env.float("RECOMMENDER_OPE_MARGIN", default=0.05)
+# Below this effective sample size an off-policy estimate rests on too few logged
+# impressions to reject a version on (the guard passes and says so).
+RECOMMENDER_OPE_MIN_ESS = env.float("RECOMMENDER_OPE_MIN_ESS", default=30.0)
 RECOMMENDER_OPE_IMPRESSIONS = env.int("RECOMMENDER_OPE_IMPRESSIONS", default=5_000)
 RECOMMENDER_AUTO_ACTIVATE = env.bool("RECOMMENDER_AUTO_ACTIVATE", default=True)
 RECOMMENDER_LOCK_TIMEOUT = env.int("RECOMMENDER_LOCK_TIMEOUT", default=1800)

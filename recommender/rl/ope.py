@@ -32,6 +32,10 @@ class Estimate(NamedTuple):
     ci_low: float
     ci_high: float
     n: int
+    ess: float = math.nan
+    """effective sample size of the importance weights, (Σw)² / Σw²: how many
+    logged rows the estimate rests on. A few rows with large weights can give a
+    narrow interval that means little."""
 
 
 def ips(
@@ -45,7 +49,7 @@ def ips(
 ) -> Estimate:
     """Inverse propensity scoring: unbiased when the logging propensities are exact."""
     r, w = _weights(rewards, logging_propensities, target_probabilities)
-    return _estimate(w * r, np.ones_like(w), n_bootstrap, confidence, seed)
+    return _estimate(w * r, np.ones_like(w), n_bootstrap, confidence, seed)._replace(ess=_ess(w))
 
 
 def snips(
@@ -59,7 +63,7 @@ def snips(
 ) -> Estimate:
     """Self-normalised IPS: the importance weights are normalised to sum to one."""
     r, w = _weights(rewards, logging_propensities, target_probabilities)
-    return _estimate(w * r, w, n_bootstrap, confidence, seed)
+    return _estimate(w * r, w, n_bootstrap, confidence, seed)._replace(ess=_ess(w))
 
 
 def doubly_robust(
@@ -83,7 +87,9 @@ def doubly_robust(
     r, w = _weights(rewards, logging_propensities, target_probabilities)
     r_hat = _vector(predicted_rewards, "predicted_rewards", len(r))
     direct = _vector(target_predicted_rewards, "target_predicted_rewards", len(r))
-    return _estimate(direct + w * (r - r_hat), np.ones_like(w), n_bootstrap, confidence, seed)
+    return _estimate(
+        direct + w * (r - r_hat), np.ones_like(w), n_bootstrap, confidence, seed
+    )._replace(ess=_ess(w))
 
 
 def epsilon_greedy_distribution(
@@ -149,6 +155,12 @@ def _weights(
     if np.any((pi < 0) | (pi > 1)):
         raise ValueError("target probabilities must be in [0, 1]")
     return r, pi / mu
+
+
+def _ess(weights: np.ndarray) -> float:
+    """(Σw)² / Σw²: n for equal weights, 1 when one row carries all the weight."""
+    squares = float(np.square(weights).sum())
+    return float(weights.sum()) ** 2 / squares if squares > 0 else 0.0
 
 
 def _vector(values: np.ndarray, name: str, length: int | None = None) -> np.ndarray:

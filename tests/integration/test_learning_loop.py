@@ -69,12 +69,24 @@ def test_store_learns_from_simulated_shoppers(celery_worker, live_server, settin
     train_policy.apply_async(
         kwargs={"triggered_by": "integration-test", "steps": 800}, queue=celery_worker
     )
-    active = wait_for(
-        lambda: Checkpoint.objects.filter(status=Checkpoint.Status.ACTIVE).first(),
+    # Wait for the run to end, then say what it did: a skipped or failed run, or
+    # a rejected version, fails here with its reasons instead of a bare timeout.
+    run = wait_for(
+        lambda: (
+            TrainingRun.objects.filter(kind=TrainingRun.Kind.TRAIN)
+            .exclude(status=TrainingRun.Status.RUNNING)
+            .first()
+        ),
         timeout=240,
-        what="an active checkpoint",
+        what="the training run",
     )
-    run = TrainingRun.objects.get(kind=TrainingRun.Kind.TRAIN, status=TrainingRun.Status.SUCCEEDED)
+    assert run.status == TrainingRun.Status.SUCCEEDED, (run.status, run.outcome)
+    active = Checkpoint.objects.get(training_run=run)
+    assert active.status == Checkpoint.Status.ACTIVE, (
+        active.note,
+        active.checks,
+        {k: active.evaluation.get(k) for k in ("reason", "snips", "active")},
+    )
     assert run.steps == 800 and run.replay_size >= 8 * fallback_n * 0.9
     assert run.loss is not None and run.mean_q is not None
     assert active.checks["passed"] is True

@@ -429,9 +429,9 @@ def test_a_version_far_below_the_active_one_off_policy_is_rejected(history, monk
     def rigged_value(agent, logged, **kwargs):
         estimates = real_value(agent, logged, **kwargs)
         if agent is candidates[-1]:  # the candidate: clearly worse, CI and all
-            estimates["snips"].update(value=0.1, ci95=[0.05, 0.15])
+            estimates["snips"].update(value=0.1, ci95=[0.05, 0.15], ess=400.0)
         else:  # the active version
-            estimates["snips"].update(value=1.0, ci95=[0.9, 1.1])
+            estimates["snips"].update(value=1.0, ci95=[0.9, 1.1], ess=500.0)
         return estimates
 
     monkeypatch.setattr(training, "learner_load", learner_load)
@@ -451,11 +451,55 @@ def test_a_version_far_below_the_active_one_off_policy_is_rejected(history, monk
     assert Shopper().recommend()["policy"] == {"name": "dqn", "version": 1}
 
 
+def test_an_estimate_resting_on_too_few_impressions_rejects_nothing(history, monkeypatch, settings):
+    """The same clearly lower estimate, but carried by a handful of logged rows
+    (effective sample size 6): no evidence, so the version goes live, and its
+    evaluation says why it was not judged."""
+    policy_train()  # v1, active
+    settings.RECOMMENDER_OPE_MARGIN = 0.05
+    settings.RECOMMENDER_OPE_MIN_ESS = 30
+    candidates = []
+    real_load = training.learner_load
+
+    def learner_load():
+        agent, catalog = real_load()
+        candidates.append(agent)
+        return agent, catalog
+
+    real_value = publishing.policy_value
+
+    def rigged_value(agent, logged, **kwargs):
+        estimates = real_value(agent, logged, **kwargs)
+        if agent is candidates[-1]:
+            estimates["snips"].update(value=0.1, ci95=[0.05, 0.15], ess=6.0)
+        else:
+            estimates["snips"].update(value=1.0, ci95=[0.9, 1.1], ess=500.0)
+        return estimates
+
+    monkeypatch.setattr(training, "learner_load", learner_load)
+    monkeypatch.setattr(publishing, "policy_value", rigged_value)
+
+    run = policy_train()
+
+    assert run.outcome == "Published v2 (active)."
+    v2 = Checkpoint.objects.get(version=2)
+    assert v2.evaluation["passed"] is True
+    assert v2.evaluation["min_ess"] == 30
+    assert (
+        "rests on 6.0 effective impressions, fewer than 30: too few to judge"
+        in (v2.evaluation["reason"])
+    )
+
+    settings.RECOMMENDER_OPE_MIN_ESS = 5  # six rows are enough for this store: rejected
+    assert policy_train().outcome == "Published v3 (rejected)."
+
+
 def test_the_off_policy_margin_is_a_setting(history, settings):
     """A negative margin demands a clear improvement over the baseline: the
     first version's estimate (up to its 95% CI) has to reach 11x the logged
     policy's."""
     settings.RECOMMENDER_OPE_MARGIN = -10.0
+    settings.RECOMMENDER_OPE_MIN_ESS = 0  # judge on any estimate
 
     policy_train()
 

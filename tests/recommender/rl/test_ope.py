@@ -67,6 +67,22 @@ def test_snips_normalises_the_weights():
     )
 
 
+def test_effective_sample_size_counts_the_rows_an_estimate_rests_on():
+    # Uniform logging, target always item 2: a fifth of the rows carry equal weight.
+    _, rewards, logging, target = uniform_log(1000, seed=6)
+    matching = int((target > 0).sum())
+    for estimator in (ips, snips):
+        assert estimator(rewards, logging, target).ess == pytest.approx(matching)
+    # One row the logger chose by rare exploration (w = 100) beside 99 common ones
+    # (w = 1 / 0.99): by hand, (100 + 100)² / (100² + 99 / 0.99²) = 3.96, not 100.
+    propensities = np.array([0.01] + [0.99] * 99)
+    estimate = snips(np.zeros(100), propensities, np.ones(100))
+    assert estimate.ess == pytest.approx(200.0**2 / (100.0**2 + 99 / 0.99**2))
+    assert estimate.ess == pytest.approx(3.96, abs=0.005)
+    assert np.isnan(snips(np.array([]), np.array([]), np.array([])).value)
+    assert snips(np.array([]), np.array([]), np.array([])).ess == 0.0
+
+
 def test_bootstrap_is_reproducible_from_its_seed():
     rng = np.random.default_rng(5)
     rewards, logging, target = rng.random(500), rng.uniform(0.1, 1, 500), rng.random(500)
