@@ -442,9 +442,17 @@ class CheckpointRow:
     baseline_version: int | None
     n_impressions: int | None
     margin: float | None
+    effective_impressions: float | None  # the candidate's SNIPS effective sample size
+    min_effective_impressions: float | None  # below it the gate judged nothing
     evaluation_passed: bool | None
     can_activate: bool
     can_roll_back: bool
+
+    @property
+    def too_few_to_judge(self) -> bool:
+        """The off-policy estimate rested on too few logged impressions to reject on."""
+        ess, minimum = self.effective_impressions, self.min_effective_impressions
+        return ess is not None and minimum is not None and ess < minimum
 
 
 def _number(value: Any) -> float | None:
@@ -501,6 +509,7 @@ def checkpoint_row(checkpoint: Checkpoint, *, has_rollback_target: bool) -> Chec
     checks = checkpoint.checks if isinstance(checkpoint.checks, dict) else {}
     evaluation = checkpoint.evaluation if isinstance(checkpoint.evaluation, dict) else {}
     baseline = evaluation.get("active") if isinstance(evaluation.get("active"), dict) else {}
+    snips = evaluation.get("snips") if isinstance(evaluation.get("snips"), dict) else {}
     q_min, q_max = _number(checks.get("q_min")), _number(checks.get("q_max"))
     n_impressions = _number(evaluation.get("n_impressions"))
     baseline_version = _number(baseline.get("version"))
@@ -522,6 +531,8 @@ def checkpoint_row(checkpoint: Checkpoint, *, has_rollback_target: bool) -> Chec
         baseline_version=int(baseline_version) if baseline_version is not None else None,
         n_impressions=int(n_impressions) if n_impressions is not None else None,
         margin=_number(evaluation.get("margin")),
+        effective_impressions=_number(snips.get("ess")),
+        min_effective_impressions=_number(evaluation.get("min_ess")),
         evaluation_passed=_flag(evaluation.get("passed")),
         can_activate=status != Checkpoint.Status.ACTIVE,
         can_roll_back=status == Checkpoint.Status.ACTIVE and has_rollback_target,

@@ -239,6 +239,37 @@ def test_checkpoints_table_shows_checks_and_estimates_against_the_active(superus
     assert " ".join(strip_tags(first).split()).startswith("v1 per-item DQN")
 
 
+def test_a_version_the_gate_could_not_judge_says_so(superuser_client):
+    CheckpointFactory(
+        version=3,
+        status=Checkpoint.Status.ACTIVE,
+        evaluation={
+            "snips": {"value": 2.1, "ci95": [0.1, 5.0], "ess": 11.8},
+            "n_impressions": 4392,
+            "min_ess": 30.0,
+            "passed": True,
+        },
+    )
+    CheckpointFactory(
+        version=4,
+        evaluation={
+            "snips": {"value": 0.4, "ci95": [0.35, 0.45], "ess": 900.0},
+            "min_ess": 30.0,
+            "passed": True,
+        },
+    )
+
+    html = superuser_client.get(URL).content.decode()
+
+    def row(version: int) -> str:
+        found = re.search(rf'<tr data-version="{version}">(.*?)</tr>', html, re.S).group(1)
+        return " ".join(strip_tags(found).split())
+
+    assert "✓ passed" in row(3)
+    assert "not judged: 11.8 effective impressions, fewer than 30" in row(3)
+    assert "not judged" not in row(4)
+
+
 def test_checkpoints_with_missing_or_malformed_results_still_render(superuser_client):
     CheckpointFactory(version=7, checks={}, evaluation={})
     CheckpointFactory(
