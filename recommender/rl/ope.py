@@ -49,7 +49,7 @@ def ips(
 ) -> Estimate:
     """Inverse propensity scoring: unbiased when the logging propensities are exact."""
     r, w = _weights(rewards, logging_propensities, target_probabilities)
-    return _estimate(w * r, np.ones_like(w), n_bootstrap, confidence, seed)._replace(ess=_ess(w))
+    return _estimate(w * r, np.ones_like(w), w, n_bootstrap, confidence, seed)
 
 
 def snips(
@@ -63,7 +63,7 @@ def snips(
 ) -> Estimate:
     """Self-normalised IPS: the importance weights are normalised to sum to one."""
     r, w = _weights(rewards, logging_propensities, target_probabilities)
-    return _estimate(w * r, w, n_bootstrap, confidence, seed)._replace(ess=_ess(w))
+    return _estimate(w * r, w, w, n_bootstrap, confidence, seed)
 
 
 def doubly_robust(
@@ -87,9 +87,7 @@ def doubly_robust(
     r, w = _weights(rewards, logging_propensities, target_probabilities)
     r_hat = _vector(predicted_rewards, "predicted_rewards", len(r))
     direct = _vector(target_predicted_rewards, "target_predicted_rewards", len(r))
-    return _estimate(
-        direct + w * (r - r_hat), np.ones_like(w), n_bootstrap, confidence, seed
-    )._replace(ess=_ess(w))
+    return _estimate(direct + w * (r - r_hat), np.ones_like(w), w, n_bootstrap, confidence, seed)
 
 
 def epsilon_greedy_distribution(
@@ -175,14 +173,17 @@ def _vector(values: np.ndarray, name: str, length: int | None = None) -> np.ndar
 def _estimate(
     numerators: np.ndarray,
     denominators: np.ndarray,
+    weights: np.ndarray,
     n_bootstrap: int,
     confidence: float,
     seed: int | np.random.Generator | None,
 ) -> Estimate:
-    """Σ numerators / Σ denominators with a percentile bootstrap interval."""
+    """Σ numerators / Σ denominators with a percentile bootstrap interval, and
+    the effective sample size of the importance ``weights``."""
     n = len(numerators)
+    ess = _ess(weights)
     if not n:
-        return Estimate(math.nan, math.nan, math.nan, 0)
+        return Estimate(math.nan, math.nan, math.nan, 0, ess)
     if not 0.0 < confidence < 1.0:
         raise ValueError("confidence must be in (0, 1)")
     value = _ratio(numerators.sum(), denominators.sum())
@@ -197,9 +198,9 @@ def _estimate(
     tail = (1.0 - confidence) / 2.0
     finite = replicates[np.isfinite(replicates)]
     if not len(finite):
-        return Estimate(value, math.nan, math.nan, n)
+        return Estimate(value, math.nan, math.nan, n, ess)
     low, high = np.quantile(finite, [tail, 1.0 - tail])
-    return Estimate(value, float(low), float(high), n)
+    return Estimate(value, float(low), float(high), n, ess)
 
 
 def _ratio(numerator, denominator):

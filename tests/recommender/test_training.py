@@ -413,9 +413,9 @@ def test_changing_the_agent_setting_starts_a_new_learner_and_serving_follows_the
     assert Shopper().recommend()["policy"] == {"name": "dqn", "version": 2}
 
 
-def test_a_version_far_below_the_active_one_off_policy_is_rejected(history, monkeypatch, settings):
-    policy_train()  # v1, active
-    settings.RECOMMENDER_OPE_MARGIN = 0.05
+def _rig_snips(monkeypatch, *, candidate_ess: float) -> None:
+    """Make the next trained candidate's SNIPS estimate 0.1 [0.05, 0.15] on
+    ``candidate_ess`` effective impressions, and the active version's 1.0 [0.9, 1.1]."""
     candidates = []
     real_load = training.learner_load
 
@@ -428,14 +428,21 @@ def test_a_version_far_below_the_active_one_off_policy_is_rejected(history, monk
 
     def rigged_value(agent, logged, **kwargs):
         estimates = real_value(agent, logged, **kwargs)
-        if agent is candidates[-1]:  # the candidate: clearly worse, CI and all
-            estimates["snips"].update(value=0.1, ci95=[0.05, 0.15], ess=400.0)
-        else:  # the active version
+        if agent is candidates[-1]:
+            estimates["snips"].update(value=0.1, ci95=[0.05, 0.15], ess=candidate_ess)
+        else:
             estimates["snips"].update(value=1.0, ci95=[0.9, 1.1], ess=500.0)
         return estimates
 
     monkeypatch.setattr(training, "learner_load", learner_load)
     monkeypatch.setattr(publishing, "policy_value", rigged_value)
+
+
+def test_a_version_far_below_the_active_one_off_policy_is_rejected(history, monkeypatch, settings):
+    policy_train()  # v1, active
+    settings.RECOMMENDER_OPE_MARGIN = 0.05
+    # The candidate: clearly worse, CI and all, on plenty of effective impressions.
+    _rig_snips(monkeypatch, candidate_ess=400.0)
 
     run = policy_train()
 
@@ -458,26 +465,7 @@ def test_an_estimate_resting_on_too_few_impressions_rejects_nothing(history, mon
     policy_train()  # v1, active
     settings.RECOMMENDER_OPE_MARGIN = 0.05
     settings.RECOMMENDER_OPE_MIN_ESS = 30
-    candidates = []
-    real_load = training.learner_load
-
-    def learner_load():
-        agent, catalog = real_load()
-        candidates.append(agent)
-        return agent, catalog
-
-    real_value = publishing.policy_value
-
-    def rigged_value(agent, logged, **kwargs):
-        estimates = real_value(agent, logged, **kwargs)
-        if agent is candidates[-1]:
-            estimates["snips"].update(value=0.1, ci95=[0.05, 0.15], ess=6.0)
-        else:
-            estimates["snips"].update(value=1.0, ci95=[0.9, 1.1], ess=500.0)
-        return estimates
-
-    monkeypatch.setattr(training, "learner_load", learner_load)
-    monkeypatch.setattr(publishing, "policy_value", rigged_value)
+    _rig_snips(monkeypatch, candidate_ess=6.0)
 
     run = policy_train()
 
