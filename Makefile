@@ -76,12 +76,8 @@ format: install-dev ## Format and auto-fix with ruff
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install ## Run every benchmark (tables; ARGS=--json for machine output, ARGS=--quick for a short run)
-	$(PY) -m bench.serving $(ARGS)
-	$(PY) -m bench.training $(ARGS)
-	$(PY) -m bench.policy_quality $(ARGS)
-	@case "$$DATABASE_URL" in postgres*) $(PY) -m bench.dashboard $(ARGS);; \
-	*) echo "bench.dashboard skipped: it needs DATABASE_URL=postgres://... (1M events on PostgreSQL)";; esac
+bench: install ## Run every benchmark and record its table in bench/RESULTS.md (ARGS=--quick for a short run)
+	$(PY) -m bench.run $(BENCHES) -- $(ARGS)
 
 clean: ## Remove the SQLite database, generated media, broker files and caches
 	rm -rf db.sqlite3* media var staticfiles .pytest_cache .ruff_cache
