@@ -215,6 +215,22 @@ class DQNAgent:
         """(B, N) every Q value the agent's slates rest on: Q(s, i) of each catalog item."""
         return self.q_values_batch(observations, self.catalog.ids)
 
+    def q_components(self, observations: Sequence[Observation]) -> dict[str, np.ndarray]:
+        """The additive parts of ``q_table(observations)``, by name, each broadcastable
+        to (B, N) and summing to it: what diagnostics use to tell how much of the
+        ranking the state decides. ``interaction`` is <f(s), g(i)> (B, N),
+        ``item_bias`` b(i) (1, N), ``state_offset`` c(s) (B, 1); only the terms
+        that vary across items can change a ranking."""
+        table = self.item_table("online")
+        encoded = self.encoder.encode(observations, self.index)
+        with torch.inference_mode():
+            state_out = self.online.states(table, StateInputs.from_encoded(encoded, encoded.rows))
+            return {
+                "interaction": (state_out[:, :-1] @ table[:, :-1].T).numpy(),
+                "item_bias": table[:, -1].numpy()[None, :].copy(),
+                "state_offset": state_out[:, -1:].numpy().copy(),
+            }
+
     def ranking_scores(
         self,
         observations: Sequence[Observation],

@@ -11,6 +11,8 @@ from logs have ``fit(sessions)``, where a session is the sequence of
 - ``PopularityPolicy``: items ranked by their weighted event counts.
 - ``CooccurrencePolicy``: items that shared sessions with the page's product,
   the recent items and the cart, falling back to popularity.
+- ``SameCategoryPolicy``: items of the categories of the page's product, the
+  recent items and the cart, falling back to popularity.
 - ``DQNPolicy``: a DQN agent, per-item or SlateQ (greedy by default). The myopic baseline is the
   same agent trained with ``myopic_config(config)`` (gamma = 0), not a
   separate model.
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from recommender.rl.slate import SlateBuilder, empty_slate
-from recommender.rl.types import EventType, Observation, Slate
+from recommender.rl.types import EventType, ItemCatalog, Observation, Slate
 
 if TYPE_CHECKING:
     from recommender.rl.agent import DQNAgent
@@ -88,6 +90,35 @@ class RandomPolicy:
 
 def _event_weight(weights: Mapping[EventType, float], event_type: int) -> float:
     return float(weights.get(EventType(event_type), 0.0))
+
+
+def session_anchors(
+    obs: Observation, event_weights: Mapping[EventType, float], half_life_s: float
+) -> dict[int, float]:
+    """Weight of each item a context-aware carousel should relate to: the recent
+    items (by event type, decayed with ``half_life_s``), the cart and, leading,
+    the product on the page. Empty for a session with no context yet."""
+    weights: dict[int, float] = defaultdict(float)
+    for item, event_type, age in zip(
+        obs.recent_items, obs.recent_events, obs.recent_ages, strict=False
+    ):
+        recency = 0.5 ** (max(age, 0.0) / half_life_s)
+        weights[int(item)] += _event_weight(event_weights, event_type) * recency
+    for item in obs.cart_items:
+        weights[int(item)] += event_weights.get(EventType.ADD_TO_CART, 1.0)
+    if obs.current_item is not None:
+        # The product on the page is what the shopper looks at now: it leads.
+        weights[int(obs.current_item)] += 2.0 * max(event_weights.values())
+    return dict(weights)
+
+
+def with_popularity_ties(related: np.ndarray, popularity: np.ndarray) -> np.ndarray:
+    """``related`` scores with popularity, scaled below the smallest positive
+    one, ordering the candidates of equal relatedness (mostly the unrelated
+    ones, and everything when nothing is related)."""
+    positive = related[related > 0]
+    scale = (positive.min() if len(positive) else 1.0) / (1.0 + popularity.max(initial=0.0))
+    return related + 0.5 * scale * popularity
 
 
 class PopularityPolicy:
@@ -185,18 +216,7 @@ class CooccurrencePolicy:
 
     def anchors(self, obs: Observation) -> dict[int, float]:
         """Weight of each item the carousel should relate to."""
-        weights: dict[int, float] = defaultdict(float)
-        for item, event_type, age in zip(
-            obs.recent_items, obs.recent_events, obs.recent_ages, strict=False
-        ):
-            recency = 0.5 ** (max(age, 0.0) / self.half_life_s)
-            weights[int(item)] += _event_weight(self.event_weights, event_type) * recency
-        for item in obs.cart_items:
-            weights[int(item)] += self.event_weights.get(EventType.ADD_TO_CART, 1.0)
-        if obs.current_item is not None:
-            # The product on the page is what the shopper looks at now: it leads.
-            weights[int(obs.current_item)] += 2.0 * max(self.event_weights.values())
-        return dict(weights)
+        return session_anchors(obs, self.event_weights, self.half_life_s)
 
     def scores(self, obs: Observation, candidate_ids: np.ndarray) -> np.ndarray:
         """Co-occurrence score of each candidate, with popularity (scaled below
@@ -210,11 +230,60 @@ class CooccurrencePolicy:
             dtype=np.float64,
             count=len(candidate_ids),
         )
-        popularity = self.popularity.scores(candidate_ids)
-        # Popularity only orders items within equal co-occurrence (mostly the unrelated ones).
-        positive = co[co > 0]
-        scale = (positive.min() if len(positive) else 1.0) / (1.0 + popularity.max(initial=0.0))
-        return co + 0.5 * scale * popularity
+        return with_popularity_ties(co, self.popularity.scores(candidate_ids))
+
+    def slate(
+        self, obs: Observation, candidate_ids: np.ndarray, k: int, rng: np.random.Generator
+    ) -> Slate:
+        candidate_ids = np.asarray(candidate_ids, dtype=np.int64)
+        return self.builder.build(
+            candidate_ids, self.scores(obs, candidate_ids).astype(np.float32), k, rng
+        )
+
+
+class SameCategoryPolicy:
+    """ "More from what you are looking at": candidates ranked by the weight of
+    the session's anchors (``session_anchors``: the page's product, recent items,
+    cart) in their own category, popularity breaking ties and filling the rest
+    (the whole ranking for a session without context). Needs the catalog's
+    categories; candidates outside it count as uncategorised."""
+
+    name = "same_category"
+
+    def __init__(
+        self,
+        catalog: ItemCatalog,
+        event_weights: Mapping[EventType, float] | None = None,
+        epsilon: float = 0.0,
+        half_life_s: float = 300.0,
+    ) -> None:
+        self.event_weights = dict(event_weights or DEFAULT_EVENT_WEIGHTS)
+        self.half_life_s = half_life_s
+        self.builder = SlateBuilder(epsilon=epsilon)
+        self.popularity = PopularityPolicy(self.event_weights)
+        self.category_of = {
+            int(i): int(c) for i, c in zip(catalog.ids, catalog.categories, strict=True)
+        }
+
+    def fit(self, sessions: Iterable[LoggedSession]) -> SameCategoryPolicy:
+        """Count popularity (replaces any previous fit)."""
+        self.popularity.fit(sessions)
+        return self
+
+    def scores(self, obs: Observation, candidate_ids: np.ndarray) -> np.ndarray:
+        """Anchor weight in each candidate's category, with popularity ties."""
+        by_category: dict[int, float] = defaultdict(float)
+        for item, weight in session_anchors(obs, self.event_weights, self.half_life_s).items():
+            category = self.category_of.get(item)
+            if category is not None:
+                by_category[category] += weight
+        get = self.category_of.get
+        related = np.fromiter(
+            (by_category.get(get(int(i), -1), 0.0) for i in candidate_ids),
+            dtype=np.float64,
+            count=len(candidate_ids),
+        )
+        return with_popularity_ties(related, self.popularity.scores(candidate_ids))
 
     def slate(
         self, obs: Observation, candidate_ids: np.ndarray, k: int, rng: np.random.Generator

@@ -5,6 +5,7 @@ import torch
 from recommender.rl.agent import DQNAgent, greedy_in_catalog, greedy_next, td_target
 from recommender.rl.config import DQNConfig
 from recommender.rl.replay import ReplayBuffer
+from recommender.rl.simulator import make_catalog
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot, Transition
 
 SMALL = DQNConfig(
@@ -308,3 +309,24 @@ def test_agents_with_the_same_seed_agree():
         DQNAgent(SMALL, items).q_values(obs, items.ids),
         DQNAgent(SMALL, items).q_values(obs, items.ids),
     )
+
+
+def test_q_components_add_up_to_q_and_name_what_varies_across_items():
+    catalog = make_catalog(40, 4, 3, seed=0)
+    agent = DQNAgent(DQNConfig(seed=3), catalog)
+    observations = [
+        Observation(slot=Slot.HOME),
+        Observation(
+            slot=Slot.PRODUCT,
+            current_item=int(catalog.ids[5]),
+            recent_items=(int(catalog.ids[1]),),
+            recent_events=(int(EventType.VIEW),),
+            recent_ages=(20.0,),
+        ),
+    ]
+    parts = agent.q_components(observations)
+    assert set(parts) == {"interaction", "item_bias", "state_offset"}
+    assert parts["interaction"].shape == (2, len(catalog))
+    assert parts["item_bias"].shape == (1, len(catalog))
+    assert parts["state_offset"].shape == (2, 1)
+    np.testing.assert_allclose(sum(parts.values()), agent.q_table(observations), atol=1e-5)

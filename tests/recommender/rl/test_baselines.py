@@ -12,11 +12,12 @@ from recommender.rl.baselines import (
     Policy,
     PopularityPolicy,
     RandomPolicy,
+    SameCategoryPolicy,
     myopic_config,
 )
 from recommender.rl.config import DQNConfig
 from recommender.rl.simulator import ShopperSimulator, make_catalog, run_session
-from recommender.rl.types import EventType, Observation, Slot
+from recommender.rl.types import EventType, ItemCatalog, Observation, Slot
 
 CLICK, ADD, BUY, VIEW = (
     int(EventType.CLICK),
@@ -118,6 +119,46 @@ def test_cooccurrence_uses_recent_items_and_the_cart():
     assert policy.slate(with_cart, np.array([1, 2, 4]), 1, np.random.default_rng(0)).items[0] == 4
 
 
+def _two_category_catalog() -> ItemCatalog:
+    """Items 1-3 in category 0, 4-6 in category 1."""
+    return ItemCatalog(
+        ids=np.arange(1, 7),
+        categories=np.array([0, 0, 0, 1, 1, 1]),
+        prices=np.full(6, 10.0, dtype=np.float32),
+        attributes=np.zeros((6, 0), dtype=np.float32),
+    )
+
+
+def test_same_category_follows_the_page_and_the_recent_items():
+    # Item 5 is the best-seller; items 1-3 share the tent category.
+    policy = SameCategoryPolicy(_two_category_catalog()).fit([[(5, BUY)], [(5, CLICK)]])
+    rng = np.random.default_rng(0)
+    on_tent = Observation(slot=Slot.PRODUCT, current_item=1)
+    slate = policy.slate(on_tent, np.array([2, 3, 4, 5, 6]), 2, rng)
+    assert set(slate.items.tolist()) == {2, 3}
+    viewed_tents = Observation(
+        slot=Slot.HOME, recent_items=(2, 3), recent_events=(VIEW, VIEW), recent_ages=(60.0, 30.0)
+    )
+    assert set(policy.slate(viewed_tents, np.arange(1, 7), 3, rng).items.tolist()) == {1, 2, 3}
+    # Popularity orders items of equal relatedness, and ranks everything without context.
+    home = policy.slate(Observation(slot=Slot.HOME), np.arange(1, 7), 1, rng)
+    assert home.items[0] == 5
+    assert policy.slate(on_tent, np.array([4, 5, 6]), 1, rng).items[0] == 5
+
+
+def test_same_category_weighs_the_product_on_the_page_above_an_old_view():
+    policy = SameCategoryPolicy(_two_category_catalog()).fit([])
+    obs = Observation(
+        slot=Slot.PRODUCT,
+        current_item=4,
+        recent_items=(1,),
+        recent_events=(VIEW,),
+        recent_ages=(600.0,),
+    )
+    slate = policy.slate(obs, np.array([2, 5]), 2, np.random.default_rng(0))
+    assert slate.items.tolist() == [5, 2]
+
+
 def test_myopic_is_the_same_agent_config_with_gamma_zero():
     config = DQNConfig(gamma=0.95, lr=5e-4)
     myopic = myopic_config(config)
@@ -134,6 +175,7 @@ def test_every_policy_fills_distinct_slots_in_the_simulator():
         RandomPolicy(),
         PopularityPolicy().fit(events),
         CooccurrencePolicy().fit(events),
+        SameCategoryPolicy(catalog).fit(events),
         OraclePolicy(),
     ):
         assert isinstance(policy, Policy)
