@@ -209,13 +209,15 @@ else:
         "data_folder_in": str(CELERY_BROKER_DIR / "queue"),
         "data_folder_out": str(CELERY_BROKER_DIR / "queue"),
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
+        # kombu's default is "control" in the working directory (the project root).
+        "control_folder": str(CELERY_BROKER_DIR / "control"),
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem"):
         # kombu's filesystem transport expects its folders to exist; web,
         # worker and beat all import these settings, so whichever starts first
         # creates them.
-        for folder in ("queue", "processed"):
+        for folder in ("queue", "processed", "control"):
             (CELERY_BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -19,3 +19,18 @@ RECOMMENDER_ATTRIBUTION_WINDOW = env.int("RECOMMENDER_ATTRIBUTION_WINDOW", defau
 RECOMMENDER_SESSION_IDLE = env.int("RECOMMENDER_SESSION_IDLE", default=180)
 RECOMMENDER_SCHEDULE_TRAIN = env.int("RECOMMENDER_SCHEDULE_TRAIN", default=120)
 RECOMMENDER_SCHEDULE_SYNC_TARGET = env.int("RECOMMENDER_SCHEDULE_SYNC_TARGET", default=240)
+
+# The demo's terminal (honcho) shows what the store and its learning loop do,
+# not every request and task: request lines only for errors, Celery's per-task
+# "received"/"succeeded" lines off, and kombu's notice that the filesystem
+# broker has no host name silenced. DJANGO_LOG_LEVEL=DEBUG shows everything.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+if env("DJANGO_LOG_LEVEL", default="INFO") != "DEBUG":
+    LOGGING["loggers"].update(  # noqa: F405
+        {
+            "django.server": {"level": "WARNING"},
+            "celery.app.trace": {"level": "WARNING"},
+            "celery.worker.strategy": {"level": "WARNING"},
+            "kombu.connection": {"level": "ERROR"},
+        }
+    )
