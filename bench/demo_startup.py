@@ -17,6 +17,7 @@ Ctrl-C would) and reports whether ``git status`` in the copy is clean.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -105,10 +106,8 @@ def stop(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             continue
     # Anything of the group still alive (a worker child) goes too.
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def measure(port: int, *, wait_history: bool, limit: float) -> dict:
