@@ -2,6 +2,7 @@
 from the environment (see .env.example); defaults give the embedded demo stack:
 SQLite, a filesystem Celery broker and a file-based cache, no servers needed."""
 
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -156,6 +157,22 @@ STORAGES = {
 MEDIA_URL = "/media/"
 MEDIA_ROOT = env("DJANGO_MEDIA_ROOT", default=str(BASE_DIR / "media"))
 SERVE_MEDIA = env.bool("SERVE_MEDIA", default=True)
+
+# ---------------------------------------------------------------------------
+# The shop: delivery fee and order receipts
+# ---------------------------------------------------------------------------
+# An order whose goods cost SHOP_FREE_DELIVERY_FROM or more ships free; below
+# that it pays SHOP_DELIVERY_FEE (shop.selectors.DeliveryRule). An empty
+# SHOP_FREE_DELIVERY_FROM means delivery is never free; a fee of 0, always.
+SHOP_DELIVERY_FEE = Decimal(env.str("SHOP_DELIVERY_FEE", default="4.95"))
+SHOP_FREE_DELIVERY_FROM = (
+    Decimal(free_from) if (free_from := env.str("SHOP_FREE_DELIVERY_FROM", default="75")) else None
+)
+# Receipts go out by e-mail after checkout. EMAIL_URL is django-environ's
+# form: smtp+tls://user:password@smtp.example.com:587, consolemail://, ...
+vars().update(env.email_url("EMAIL_URL", default="smtp://localhost:25"))
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env("DJANGO_DEFAULT_FROM_EMAIL", default="Larkhill <orders@larkhill.example>")
 
 # ---------------------------------------------------------------------------
 # Django REST framework and the OpenAPI schema
