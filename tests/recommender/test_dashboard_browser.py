@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from datetime import timedelta
+
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
