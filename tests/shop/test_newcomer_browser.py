@@ -15,7 +15,7 @@ from django.core.management import call_command
 
 from shop.models import Order
 from shop.selectors import delivery_rule
-from tests.browser import TEST_SCREENSHOTS, browser, full_page_screenshot  # noqa: F401
+from tests.browser import TEST_SCREENSHOTS, full_page_screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
