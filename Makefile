@@ -77,7 +77,7 @@ format: install-dev ## Format and auto-fix with ruff
 	$(BIN)/ruff check --fix .
 
 screenshots: install-dev browser-deps ## Regenerate docs/screenshots/*.png from a real demo store with a trained policy
-	$(PY) -m docs.screenshots
+	$(PY) -m tests.screenshots
 
 bench: install ## Run every benchmark and record its table in bench/RESULTS.md (ARGS=--quick for a short run)
 	$(PY) -m bench.run $(BENCHES) -- $(ARGS)
