@@ -72,7 +72,10 @@ class Command(BaseCommand):
         ) as bar:
 
             def progress(done: int, total: int, note: str) -> None:
-                bar.update(done - bar.n)
+                # tqdm times its redraws with the clock, which the history moves
+                # back: redraw explicitly.
+                bar.n = done
+                bar.refresh()
 
             try:
                 run = history_run(history_id=history.pk, on_progress=progress)
