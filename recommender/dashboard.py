@@ -176,12 +176,18 @@ def version_lines(series: Timeseries) -> list[ChartSeries]:
 
 def trend_lines(series: Timeseries) -> list[ChartSeries]:
     """Every learned version as one line (the policy the store served as it
-    learned), beside the fallback as the reference."""
+    learned), beside the fallback's rate over the whole range as a flat
+    reference line (it serves mostly before the first version, so its own
+    buckets would be a few points at the start)."""
     learned = [p for p in series.series if not p.is_fallback]
     lines = [ChartSeries("Learned policy (all versions)", _merged(learned))] if learned else []
-    lines += [
-        ChartSeries(p.label, p.points, is_fallback=True) for p in series.series if p.is_fallback
-    ]
+    fallback = [p for p in series.series if p.is_fallback]
+    if fallback and series.buckets:
+        average = sum((p.totals for p in fallback), Totals())
+        span = (series.buckets[0], series.buckets[-1])
+        lines.append(
+            ChartSeries("Fallback (range average)", dict.fromkeys(span, average), is_fallback=True)
+        )
     return lines
 
 
