@@ -184,10 +184,9 @@ def trend_lines(series: Timeseries) -> list[ChartSeries]:
     fallback = [p for p in series.series if p.is_fallback]
     if fallback and series.buckets:
         average = sum((p.totals for p in fallback), Totals())
-        span = (series.buckets[0], series.buckets[-1])
-        lines.append(
-            ChartSeries("Fallback (range average)", dict.fromkeys(span, average), is_fallback=True)
-        )
+        # A point in every bucket, so no gap splits the line.
+        everywhere = dict.fromkeys(series.buckets, average)
+        lines.append(ChartSeries("Fallback (range average)", everywhere, is_fallback=True))
     return lines
 
 
