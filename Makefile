@@ -12,7 +12,7 @@ PORT ?= 8000
 export DJANGO_SETTINGS_MODULE ?= config.settings.local
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev browser-deps demo run seed migrate test test-fast lint format bench clean
+.PHONY: help install install-dev browser-deps demo run seed migrate test test-fast lint format bench screenshots clean
 
 help: ## List every target with what it does
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -43,22 +43,22 @@ browser-deps: ## Install Debian's chromium + chromium-driver for browser tests (
 	fi
 
 migrate: install ## Apply database migrations
-	$(PY) manage.py migrate --noinput
+	@$(PY) manage.py migrate --noinput --verbosity 0
 
-seed: migrate ## Seed the demo catalog, admin user, simulated history and a trained policy
+seed: migrate ## Seed the demo catalog, admin user, simulated history and a trained policy (inline, minutes)
 	$(PY) manage.py seed_demo
 	$(PY) manage.py seed_history
 
-demo: seed ## Install, migrate, seed and start web + Celery worker + beat (http://127.0.0.1:8000)
-	@echo ""
-	@echo "  Store:  http://$(HOST):$(PORT)/"
-	@echo "  Admin:  http://$(HOST):$(PORT)/admin/   (login: admin / admin)"
-	@echo "  Watch it learn: $(PY) manage.py simulate_traffic --base-url http://$(HOST):$(PORT)"
-	@echo ""
-	HOST=$(HOST) PORT=$(PORT) $(BIN)/honcho start -f Procfile.demo
+# The store serves within seconds: the catalog is seeded here, the simulated
+# history is queued for the worker, which writes it and trains while the store
+# already serves the popularity fallback (the dashboard shows the progress).
+demo: migrate ## Install, migrate, seed the catalog, start web + worker + beat; history and training follow in the worker
+	@$(PY) manage.py seed_demo
+	@$(PY) manage.py seed_history --background
+	@DEMO_ADDR=$(HOST):$(PORT) $(BIN)/honcho start -f Procfile.demo
 
 run: migrate ## Start web + worker + beat without seeding
-	HOST=$(HOST) PORT=$(PORT) $(BIN)/honcho start -f Procfile.demo
+	DEMO_ADDR=$(HOST):$(PORT) $(BIN)/honcho start -f Procfile.demo
 
 test: install-dev browser-deps ## Install everything and run the whole test suite
 	@# pytest exits 5 when a selection (-k/-m) collects nothing: report it, don't fail.
@@ -75,6 +75,9 @@ lint: install-dev ## Lint and check formatting with ruff
 format: install-dev ## Format and auto-fix with ruff
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+screenshots: install-dev browser-deps ## Regenerate docs/screenshots/*.png from a real demo store with a trained policy
+	$(PY) -m tests.screenshots
 
 bench: install ## Run every benchmark and record its table in bench/RESULTS.md (ARGS=--quick for a short run)
 	$(PY) -m bench.run $(BENCHES) -- $(ARGS)

@@ -45,6 +45,7 @@ from recommender.models import (
     Impression,
     ImpressionItem,
     ImpressionStats,
+    SimulatedHistory,
     TrainingRun,
     Transition,
 )
@@ -427,6 +428,39 @@ class ImpressionStatsAdmin(HistoryAdmin):
     list_filter = ("slot", "policy_name", "policy_version")
     date_hierarchy = "hour"
     readonly_fields = list_display
+
+
+@admin.register(SimulatedHistory)
+class SimulatedHistoryAdmin(HistoryAdmin):
+    """The demo's simulated shoppers (seed_history): which period of the
+    store's traffic they made, and how far a history being written has got."""
+
+    list_display = (
+        "created_at",
+        "status",
+        "sessions_done",
+        "sessions_total",
+        "period_start",
+        "period_end",
+        "heartbeat_at",
+    )
+    list_filter = ("status",)
+    fields = (
+        "status",
+        "sessions_done",
+        "sessions_total",
+        "period_start",
+        "period_end",
+        "first_train",
+        "train_every",
+        "seed",
+        "created_at",
+        "started_at",
+        "heartbeat_at",
+        "finished_at",
+        "outcome",
+    )
+    readonly_fields = fields
 
 
 # ---------------------------------------------------------------------------

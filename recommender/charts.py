@@ -18,6 +18,9 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 # Okabe–Ito colours: distinguishable with the common colour-vision deficiencies.
+# There are only so many: a chart draws at most len(PALETTE) coloured lines
+# (the dashboard groups older policy versions into one "earlier" line), so no
+# two lines ever share a colour.
 PALETTE = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#7f6d00", "#882255")
 FALLBACK_COLOUR = "#8a8a8a"
 
@@ -122,10 +125,13 @@ def line_chart(
     max_gap: timedelta | None = None,
     point_label: Callable[[datetime], str] | None = None,
     empty_text: str = "No data in this range.",
+    markers: Sequence[tuple[datetime, str]] = (),
     width: int = WIDTH,
     height: int = HEIGHT,
 ) -> SafeString:
-    """An SVG line chart over time, with a legend, y grid and time axis."""
+    """An SVG line chart over time, with a legend, y grid and time axis.
+    ``markers`` are labelled moments (a new version going live) drawn as thin
+    vertical lines."""
     plot_w = width - MARGIN_LEFT - MARGIN_RIGHT
     plot_h = height - MARGIN_TOP - MARGIN_BOTTOM
     values = [v for line in lines for _, v in line.points if math.isfinite(v)]
@@ -170,6 +176,10 @@ def line_chart(
         f'<line class="chart-axis" x1="{MARGIN_LEFT}" x2="{width - MARGIN_RIGHT}" '
         f'y1="{axis_y}" y2="{axis_y}" stroke="currentColor" stroke-opacity="0.4"/>'
     )
+
+    def describe_marker(moment: datetime) -> str:
+        return f"{timezone.localtime(moment):%b %d %H:%M}"
+
     x_ticks = time_ticks(x_start, x_end)
     step_days = len(x_ticks) > 1 and (x_ticks[1] - x_ticks[0]) >= timedelta(days=1)
     for tick in x_ticks:
@@ -188,6 +198,24 @@ def line_chart(
             f'<text x="{x:.1f}" y="{axis_y + 16}" text-anchor="{anchor}" opacity="0.75">'
             f"{escape(label)}</text>"
         )
+
+    # Markers: thin vertical lines, labelled unless too close to the previous label.
+    last_label_x = float("-inf")
+    for moment, label in markers:
+        if not x_start <= moment <= x_end:
+            continue
+        x = x_of(moment)
+        out.append(
+            f'<g class="chart-marker" data-label="{escape(label)}"><line x1="{x:.1f}" '
+            f'x2="{x:.1f}" y1="{MARGIN_TOP}" y2="{axis_y}" stroke="currentColor" '
+            f'stroke-opacity="0.35" stroke-dasharray="2 3"/>'
+        )
+        if x - last_label_x >= CHAR_WIDTH * (len(label) + 1):
+            out.append(
+                f'<text x="{x + 3:.1f}" y="{MARGIN_TOP + 10}" opacity="0.7">{escape(label)}</text>'
+            )
+            last_label_x = x
+        out.append(f"<title>{escape(label)} · {escape(describe_marker(moment))}</title></g>")
 
     # Lines, split where a series has no data for longer than max_gap.
     n_points = sum(len(line.points) for line in lines)

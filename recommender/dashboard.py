@@ -17,8 +17,9 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from recommender import charts, selectors
+from recommender.history import history_in_progress, history_latest
 from recommender.models import SlotName, TrainingRun
-from recommender.selectors import Bucket, DateRange, Timeseries
+from recommender.selectors import Bucket, DateRange, PolicySeries, Timeseries, Totals
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +136,66 @@ def _bucket_label(bucket: Bucket) -> Callable[[datetime], str]:
     return lambda m: f"{timezone.localtime(m):%b %d %H:00}"
 
 
+# The per-version charts draw the newest versions one line each and the rest
+# as one "earlier" line, so every line has its own colour (charts.PALETTE).
+VERSION_LINES = len(charts.PALETTE) - 1
+
+
+@dataclass(frozen=True)
+class ChartSeries:
+    """A line to draw: a label and its per-bucket totals."""
+
+    label: str
+    points: dict[datetime, Totals]
+    is_fallback: bool = False
+
+
+def _merged(series: list[PolicySeries]) -> dict[datetime, Totals]:
+    """Several versions' totals added up per bucket (rates are then exact)."""
+    merged: dict[datetime, Totals] = {}
+    for policy in series:
+        for when, totals in policy.points.items():
+            merged[when] = merged.get(when, Totals()) + totals
+    return dict(sorted(merged.items()))
+
+
+def version_lines(series: Timeseries) -> list[ChartSeries]:
+    """The newest VERSION_LINES learned versions, the older ones merged into
+    one line, then the fallback."""
+    learned = [p for p in series.series if not p.is_fallback]  # newest first
+    fallback = [p for p in series.series if p.is_fallback]
+    lines = [ChartSeries(p.label, p.points) for p in learned[:VERSION_LINES]]
+    older = learned[VERSION_LINES:]
+    if len(older) == 1:
+        lines.append(ChartSeries(older[0].label, older[0].points))
+    elif older:
+        lines.append(ChartSeries(f"Earlier ({older[-1].label}–{older[0].label})", _merged(older)))
+    lines += [ChartSeries(p.label, p.points, is_fallback=True) for p in fallback]
+    return lines
+
+
+def trend_lines(series: Timeseries) -> list[ChartSeries]:
+    """Every learned version as one line (the policy the store served as it
+    learned), beside the fallback's rate over the whole range as a flat
+    reference line (it serves mostly before the first version, so its own
+    buckets would be a few points at the start)."""
+    learned = [p for p in series.series if not p.is_fallback]
+    lines = [ChartSeries("Learned policy (all versions)", _merged(learned))] if learned else []
+    fallback = [p for p in series.series if p.is_fallback]
+    if fallback and series.buckets:
+        average = sum((p.totals for p in fallback), Totals())
+        # A point in every bucket, so no gap splits the line.
+        everywhere = dict.fromkeys(series.buckets, average)
+        lines.append(ChartSeries("Fallback (range average)", everywhere, is_fallback=True))
+    return lines
+
+
+def version_starts(series: Timeseries) -> list[tuple[datetime, str]]:
+    """Where each learned version first served in the range, oldest first."""
+    starts = [(min(p.points), p.label) for p in series.series if not p.is_fallback and p.points]
+    return sorted(starts)
+
+
 def policy_chart(
     series: Timeseries,
     *,
@@ -142,34 +203,37 @@ def policy_chart(
     title: str,
     metric: str,
     y_format: Callable[[float], str],
+    lines: list[ChartSeries] | None = None,
+    markers: list[tuple[datetime, str]] = (),
 ) -> str:
-    """One line per policy version (the fallback dashed grey) of a per-bucket
-    rate, e.g. ``metric="ctr"``."""
+    """A per-bucket rate (e.g. ``metric="ctr"``) of each line (by default one
+    per policy version, see ``version_lines``); the fallback dashed grey."""
     step = timedelta(hours=1) if series.bucket == "hour" else timedelta(days=1)
     # Points sit at their bucket's start, so the axis runs from the first
     # bucket to the last (not to the range's end, a whole empty bucket later).
     x_start = series.buckets[0] if series.buckets else date_range.start
     x_end = series.buckets[-1] if len(series.buckets) > 1 else x_start + step
-    lines = []
+    drawn = []
     learned = 0
-    for policy in series.series:
+    for line in version_lines(series) if lines is None else lines:
         points = [
             (when, value)
-            for when, totals in policy.points.items()
+            for when, totals in line.points.items()
             if (value := getattr(totals, metric)) is not None
         ]
-        colour = charts.series_colour(learned, fallback=policy.is_fallback)
-        learned += not policy.is_fallback
-        lines.append(charts.Line(policy.label, points, colour=colour, dashed=policy.is_fallback))
+        colour = charts.series_colour(learned, fallback=line.is_fallback)
+        learned += not line.is_fallback
+        drawn.append(charts.Line(line.label, points, colour=colour, dashed=line.is_fallback))
     return charts.line_chart(
         title=title,
-        lines=lines,
+        lines=drawn,
         x_start=x_start,
         x_end=x_end,
         y_format=y_format,
         # A day bucket may straddle a DST change (23 or 25 hours long).
         max_gap=step * 1.5,
         point_label=_bucket_label(series.bucket),
+        markers=markers,
     )
 
 
@@ -238,6 +302,26 @@ def dashboard_context(filters: DashboardFilters, *, now: datetime) -> dict[str, 
             metric="reward_per_impression",
             y_format=_decimal,
         ),
+        "trend_ctr_chart": policy_chart(
+            series,
+            date_range=date_range,
+            title="Click-through rate: learned policy against the fallback",
+            metric="ctr",
+            y_format=_percent,
+            lines=trend_lines(series),
+            markers=version_starts(series),
+        ),
+        "trend_reward_chart": policy_chart(
+            series,
+            date_range=date_range,
+            title="Reward per impression: learned policy against the fallback",
+            metric="reward_per_impression",
+            y_format=_decimal,
+            lines=trend_lines(series),
+            markers=version_starts(series),
+        ),
+        "history": history_latest(),
+        "history_running": history_in_progress(now=now),
         "loss_chart": training_chart(
             runs, title="Training loss", field="loss", label="Huber loss", colour=charts.PALETTE[1]
         ),

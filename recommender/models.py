@@ -319,3 +319,47 @@ class Dashboard(ImpressionStats):
 
     def __str__(self) -> str:
         return "Recommendation dashboard"
+
+
+class SimulatedHistory(models.Model):
+    """A run of seed_history: simulated shoppers (not people) laid over past
+    days with the clock moved back, so a new demo store has data, a learning
+    curve and a trained policy. The worker updates ``sessions_done`` and
+    ``heartbeat_at`` as it goes, which the dashboard shows; a run whose
+    worker died is resumed from ``sessions_done`` by the next task."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        FINISHED = "finished", "Finished"
+        FAILED = "failed", "Failed"
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # Real times (the simulated clock never touches these).
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The simulated sessions are spread evenly over [period_start, period_end).
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    sessions_total = models.PositiveIntegerField()
+    sessions_done = models.PositiveIntegerField(default=0)
+    seed = models.IntegerField(default=0)
+    first_train = models.PositiveIntegerField(
+        help_text="Train for the first time after this many sessions."
+    )
+    train_every = models.PositiveIntegerField(help_text="Then train every this many sessions.")
+    outcome = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "simulated history"
+        verbose_name_plural = "simulated histories"
+
+    def __str__(self) -> str:
+        return f"{self.sessions_done}/{self.sessions_total} simulated sessions ({self.status})"
+
+    @property
+    def progress(self) -> float:
+        return self.sessions_done / self.sessions_total if self.sessions_total else 1.0

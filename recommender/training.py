@@ -273,6 +273,20 @@ def _finish(run: TrainingRun, *, status: str, outcome: str, started: float) -> T
     return run
 
 
+def run_skip(*, kind: str, triggered_by: str, outcome: str) -> TrainingRun:
+    """Record a run that was not started, and why (shown in the dashboard)."""
+    now = timezone.now()
+    return TrainingRun.objects.create(
+        kind=kind,
+        status=TrainingRun.Status.SKIPPED,
+        triggered_by=triggered_by,
+        started_at=now,
+        finished_at=now,
+        duration_s=0.0,
+        outcome=outcome,
+    )
+
+
 def policy_train(*, triggered_by: str = "schedule", steps: int | None = None) -> TrainingRun:
     """Replay training for ``steps`` gradient steps over the recent window,
     then publish a candidate checkpoint and activate it if it passes the guards.

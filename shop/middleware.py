@@ -19,7 +19,7 @@ class ShopperSessionMiddleware:
         self.get_response = get_response
 
     # Probes and files need no shopper session (and must not create one per hit).
-    exempt_prefixes = ("/healthz", "/media/", "/static/")
+    exempt_prefixes = ("/healthz", "/media/", "/static/", "/favicon.ico")
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not request.path.startswith(self.exempt_prefixes):

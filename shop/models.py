@@ -134,7 +134,15 @@ class Order(models.Model):
     email = models.EmailField()
     name = models.CharField(max_length=200)
     address = models.TextField()
-    total = models.DecimalField(max_digits=12, decimal_places=2)
+    total = models.DecimalField(
+        max_digits=12, decimal_places=2, help_text="What was charged: goods plus delivery."
+    )
+    delivery_fee = models.DecimalField(
+        max_digits=10, decimal_places=2, default=Decimal("0.00"), help_text="Included in total."
+    )
+    receipt_sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the receipt e-mail went out (empty: not sent)."
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PLACED)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
@@ -146,6 +154,11 @@ class Order(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("shop:order_detail", kwargs={"pk": self.pk})
+
+    @property
+    def subtotal(self) -> Decimal:
+        """The goods, without delivery."""
+        return self.total - self.delivery_fee
 
 
 class OrderLine(models.Model):

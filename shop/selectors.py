@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.core.cache import cache
@@ -88,9 +89,11 @@ def product_search(*, query: str, category: Category | None = None) -> QuerySet[
 
     PostgreSQL: full-text search in websearch syntax ("quoted phrases",
     -exclusions, or), ranked with name and brand above description.
-    Elsewhere (SQLite): every word must appear in the name, brand, category
-    or description, ordered by popularity. The query is only ever passed as
-    a bound parameter. An empty query matches nothing.
+    Elsewhere (SQLite): every word, reduced to its singular (``singular``),
+    must appear in the name, brand, category or description, ordered by
+    popularity, so "tents" finds a "Tent" as PostgreSQL's stemmer does. The
+    query is only ever passed as a bound parameter. An empty query matches
+    nothing.
     """
     query = " ".join(query.split())[:SEARCH_MAX_LENGTH]
     products = product_list(category=category)
@@ -110,7 +113,7 @@ def product_search(*, query: str, category: Category | None = None) -> QuerySet[
             .filter(search=search_query)
             .order_by("-rank", "-units_sold", "pk")
         )
-    for word in query.split():
+    for word in map(singular, query.split()):
         products = products.filter(
             Q(name__icontains=word)
             | Q(brand__icontains=word)
@@ -120,6 +123,21 @@ def product_search(*, query: str, category: Category | None = None) -> QuerySet[
             | Q(description__icontains=word)
         )
     return products
+
+
+def singular(word: str) -> str:
+    """An English plural's singular by its ending, for the SQLite search
+    fallback: "tents" → "tent", "boxes" → "box", "berries" → "berry". Words it
+    does not know are left alone ("glass", "bus"); a substring match then
+    still finds the plural from its singular."""
+    lower = word.lower()
+    if len(lower) > 4 and lower.endswith("ies"):
+        return word[:-3] + "y"
+    if len(lower) > 3 and lower.endswith("es") and lower[:-2].endswith(("s", "x", "z", "ch", "sh")):
+        return word[:-2]
+    if len(lower) > 3 and lower.endswith("s") and not lower.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
 
 
 def product_get(*, slug: str) -> Product:
@@ -139,16 +157,73 @@ def product_newest(*, limit: int = 8) -> list[Product]:
 
 
 # ---------------------------------------------------------------------------
+# Delivery
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DeliveryRule:
+    """What delivery costs: ``fee`` per order, nothing from ``free_from`` of
+    goods on (None: never free). The one place the fee is computed: carts,
+    checkout and orders all ask it."""
+
+    fee: Decimal
+    free_from: Decimal | None
+
+    def fee_for(self, subtotal: Decimal) -> Decimal:
+        if subtotal <= 0 or (self.free_from is not None and subtotal >= self.free_from):
+            return Decimal("0.00")
+        return self.fee
+
+    def short_of_free(self, subtotal: Decimal) -> Decimal | None:
+        """How much more in goods would make delivery free (None: it is, or never will be)."""
+        if self.free_from is None or self.fee_for(subtotal) == 0:
+            return None
+        return self.free_from - subtotal
+
+    @property
+    def promise(self) -> str:
+        """The rule in one sentence, as the shop tells shoppers."""
+        if self.fee <= 0:
+            return "Free delivery on every order."
+        if self.free_from is None:
+            return f"Delivery ${self.fee:,.2f} per order."
+        return (
+            f"Free delivery on orders of ${self.free_from:,.2f} or more (${self.fee:,.2f} below)."
+        )
+
+
+def delivery_rule() -> DeliveryRule:
+    return DeliveryRule(
+        fee=settings.SHOP_DELIVERY_FEE.quantize(Decimal("0.01")),
+        free_from=settings.SHOP_FREE_DELIVERY_FROM,
+    )
+
+
+# ---------------------------------------------------------------------------
 # Carts
 # ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CartSummary:
     cart: Cart | None
     items: list[CartItem] = field(default_factory=list)
+    delivery: DeliveryRule = field(default_factory=delivery_rule)
+
+    @property
+    def subtotal(self) -> Decimal:
+        """The goods, without delivery."""
+        return sum((item.line_total for item in self.items), Decimal("0.00"))
+
+    @property
+    def delivery_fee(self) -> Decimal:
+        return self.delivery.fee_for(self.subtotal)
 
     @property
     def total(self) -> Decimal:
-        return sum((item.line_total for item in self.items), Decimal("0.00"))
+        """What checking out would charge: goods plus delivery."""
+        return self.subtotal + self.delivery_fee
+
+    @property
+    def short_of_free_delivery(self) -> Decimal | None:
+        return self.delivery.short_of_free(self.subtotal)
 
     @property
     def count(self) -> int:
@@ -200,18 +275,15 @@ def order_get_for_user(*, user: AbstractBaseUser, pk: int) -> Order:
 
 
 def checkout_initial(*, user: AbstractBaseUser | None) -> dict[str, str]:
-    """Prefill for the checkout form: the account's name and e-mail, and the
-    address of the user's latest order."""
+    """Prefill for the checkout form: the account's e-mail and full name (else
+    the name on the user's latest order; never the username, which is not a
+    name to deliver to), and the address of the latest order."""
     if user is None or not user.is_authenticated:
         return {}
-    last_address = (
-        Order.objects.filter(user=user)
-        .order_by("-created_at")
-        .values_list("address", flat=True)
-        .first()
-    )
+    last = Order.objects.filter(user=user).order_by("-created_at").values("name", "address").first()
+    last = last or {"name": "", "address": ""}
     return {
         "email": user.email,
-        "name": user.get_full_name() or user.get_username(),
-        "address": last_address or "",
+        "name": user.get_full_name() or last["name"],
+        "address": last["address"],
     }

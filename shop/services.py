@@ -14,13 +14,18 @@ transaction with BEGIN IMMEDIATE, which serialises writers just the same.
 
 from __future__ import annotations
 
+import logging
+import smtplib
 import uuid
 from decimal import Decimal
+from functools import partial
 from typing import NamedTuple
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from shop.exceptions import (
@@ -33,7 +38,10 @@ from shop.exceptions import (
     Shortage,
 )
 from shop.models import MAX_LINE_QUANTITY, Cart, CartItem, Order, OrderLine, Product
+from shop.selectors import delivery_rule
 from shop.signals import cart_item_added, order_placed
+
+logger = logging.getLogger(__name__)
 
 
 class PlacedOrder(NamedTuple):
@@ -217,7 +225,10 @@ def order_place(
     if shortages:
         raise OutOfStock(shortages)
 
-    total = sum((by_id[item.product_id].price * item.quantity for item in items), Decimal("0.00"))
+    subtotal = sum(
+        (by_id[item.product_id].price * item.quantity for item in items), Decimal("0.00")
+    )
+    delivery_fee = delivery_rule().fee_for(subtotal)
     try:
         # A savepoint, so a lost race on the unique key leaves this
         # transaction usable for reading the winner's order.
@@ -229,7 +240,8 @@ def order_place(
                 email=email,
                 name=name,
                 address=address,
-                total=total,
+                total=subtotal + delivery_fee,
+                delivery_fee=delivery_fee,
             )
     except IntegrityError:
         # Only reachable where row locks are not enforced: another transaction
@@ -259,7 +271,29 @@ def order_place(
     cart.checkout_token = uuid.uuid4()
     cart.save(update_fields=["checkout_token", "updated_at"])
     order_placed.send(sender=Order, order=order, session_key=order.session_key or None)
+    # After commit: a receipt for an order that was rolled back would be a lie.
+    transaction.on_commit(partial(order_receipt_send, order_id=order.pk))
     return PlacedOrder(order, created=True)
+
+
+def order_receipt_send(*, order_id: int) -> bool:
+    """E-mail the order's receipt and note when it went out; False when the
+    mail server refused or did not answer (the order stands, the confirmation
+    page then says no receipt was sent). Call after the order committed."""
+    order = Order.objects.prefetch_related("lines").get(pk=order_id)
+    context = {"order": order, "delivery": delivery_rule()}
+    try:
+        send_mail(
+            subject=f"Your Larkhill order #{order.pk}",
+            message=render_to_string("shop/email/receipt.txt", context),
+            from_email=None,  # DEFAULT_FROM_EMAIL
+            recipient_list=[order.email],
+        )
+    except (OSError, smtplib.SMTPException) as error:
+        logger.warning("Could not send the receipt of order %s: %s", order.pk, error)
+        return False
+    Order.objects.filter(pk=order.pk).update(receipt_sent_at=timezone.now())
+    return True
 
 
 # ---------------------------------------------------------------------------

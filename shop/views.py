@@ -138,7 +138,8 @@ def _render_cart(
         {
             "summary": summary,
             "lines": [(item, line_errors.get(item.product_id)) for item in summary.items],
-            "carousel": carousel_for(request, slot="cart"),
+            # "Complete your order" means nothing for an empty cart.
+            "carousel": carousel_for(request, slot="cart") if summary.items else None,
         },
         status=status,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,16 @@ def browser(tmp_path: Path) -> Iterator:
     chromium, driver_or_reason = chromium_and_driver()
     if chromium is None:
         skip_or_fail(driver_or_reason)
+    with chromium_driver(tmp_path / "chromium-profile") as driver:
+        yield driver
+
+
+@contextmanager
+def chromium_driver(profile: Path) -> Iterator:
+    """Headless Chromium with ``profile`` as its user data folder; quits on exit."""
+    chromium, driver_or_reason = chromium_and_driver()
+    if chromium is None:
+        raise RuntimeError(driver_or_reason)
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -66,7 +77,7 @@ def browser(tmp_path: Path) -> Iterator:
     options.binary_location = chromium
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    options.add_argument(f"--user-data-dir={profile}")
     options.add_argument(f"--window-size={WINDOW[0]},{WINDOW[1]}")
     driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_or_reason))
     driver.set_page_load_timeout(30)
@@ -74,6 +85,11 @@ def browser(tmp_path: Path) -> Iterator:
         yield driver
     finally:
         driver.quit()
+
+
+# Screenshots taken by tests: an ignored folder, so a test run leaves the
+# work tree clean (docs/screenshots/ is written only by `make screenshots`).
+TEST_SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
 
 
 def full_page_screenshot(driver, path: Path, *, width: int = WINDOW[0]) -> Path:

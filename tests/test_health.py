@@ -22,3 +22,11 @@ def test_healthz_is_503_when_the_database_is_down(client):
 
     assert response.status_code == 503
     assert response.json()["status"] == "unavailable"
+
+
+def test_the_favicon_is_found_where_browsers_look_for_it(client):
+    response = client.get("/favicon.ico", follow=True)
+
+    assert response.redirect_chain[0][1] == 301
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("image/svg+xml")

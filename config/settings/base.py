@@ -2,6 +2,7 @@
 from the environment (see .env.example); defaults give the embedded demo stack:
 SQLite, a filesystem Celery broker and a file-based cache, no servers needed."""
 
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -147,15 +148,32 @@ AUTH_PASSWORD_VALIDATORS = [
 # Static and media (whitenoise serves static; no CDN anywhere)
 # ---------------------------------------------------------------------------
 STATIC_URL = "/static/"
-STATIC_ROOT = env("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+# An empty value (a blank line in .env) means the default, never "" (the work tree).
+STATIC_ROOT = env("DJANGO_STATIC_ROOT", default="") or str(BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 MEDIA_URL = "/media/"
-MEDIA_ROOT = env("DJANGO_MEDIA_ROOT", default=str(BASE_DIR / "media"))
+MEDIA_ROOT = env("DJANGO_MEDIA_ROOT", default="") or str(BASE_DIR / "media")
 SERVE_MEDIA = env.bool("SERVE_MEDIA", default=True)
+
+# ---------------------------------------------------------------------------
+# The shop: delivery fee and order receipts
+# ---------------------------------------------------------------------------
+# An order whose goods cost SHOP_FREE_DELIVERY_FROM or more ships free; below
+# that it pays SHOP_DELIVERY_FEE (shop.selectors.DeliveryRule). An empty
+# SHOP_FREE_DELIVERY_FROM means delivery is never free; a fee of 0, always.
+SHOP_DELIVERY_FEE = Decimal(env.str("SHOP_DELIVERY_FEE", default="4.95"))
+SHOP_FREE_DELIVERY_FROM = (
+    Decimal(free_from) if (free_from := env.str("SHOP_FREE_DELIVERY_FROM", default="75")) else None
+)
+# Receipts go out by e-mail after checkout. EMAIL_URL is django-environ's
+# form: smtp+tls://user:password@smtp.example.com:587, consolemail://, ...
+vars().update(env.email_url("EMAIL_URL", default="smtp://localhost:25"))
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env("DJANGO_DEFAULT_FROM_EMAIL", default="Larkhill <orders@larkhill.example>")
 
 # ---------------------------------------------------------------------------
 # Django REST framework and the OpenAPI schema
@@ -195,27 +213,29 @@ SPECTACULAR_SETTINGS = {
 # Celery: Redis when REDIS_URL is set, otherwise a filesystem broker that
 # needs no server (a real worker and beat still run).
 # ---------------------------------------------------------------------------
-CELERY_BROKER_DIR = Path(env("CELERY_BROKER_DIR", default=str(VAR_DIR / "broker")))
+CELERY_BROKER_DIR = Path(env("CELERY_BROKER_DIR", default="") or VAR_DIR / "broker")
 if REDIS_URL:
-    CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
+    CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="") or REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "socket_timeout": REDIS_SOCKET_TIMEOUT,
         "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
         "visibility_timeout": 3600,
     }
 else:
-    CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
+    CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="") or "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_BROKER_DIR / "queue"),
         "data_folder_out": str(CELERY_BROKER_DIR / "queue"),
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
+        # kombu's default is "control" in the working directory (the project root).
+        "control_folder": str(CELERY_BROKER_DIR / "control"),
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem"):
         # kombu's filesystem transport expects its folders to exist; web,
         # worker and beat all import these settings, so whichever starts first
         # creates them.
-        for folder in ("queue", "processed"):
+        for folder in ("queue", "processed", "control"):
             (CELERY_BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -65,6 +65,18 @@ def _kpi_format(fmt: str, value) -> str:
 
 
 @register.filter
+def kpi_no_change(kpi, previous_impressions: int) -> str:
+    """What a KPI card says when there is no relative change to show."""
+    if not previous_impressions:
+        return "nothing to compare with: no impressions in the previous range"
+    if kpi.value is None:
+        return f"no impressions in this range ({kpi_previous(kpi)} before)"
+    if kpi.value == kpi.previous:
+        return f"unchanged ({kpi_previous(kpi)} before)"
+    return f"up from {kpi_previous(kpi)}"
+
+
+@register.filter
 def signed_pct(change: float | None) -> str:
     """A relative change as "+12.5%" / "−3.0%" (a real minus sign)."""
     if change is None:
@@ -91,6 +103,20 @@ def estimate(value) -> str:
     if value.low is None or value.high is None:
         return f"{value.value:.3f}"
     return f"{value.value:.3f} [{value.low:.3f}, {value.high:.3f}]"
+
+
+@register.filter
+def estimate_point(value) -> str:
+    """An off-policy estimate's value alone ("0.412")."""
+    return DASH if value is None else f"{value.value:.3f}"
+
+
+@register.filter
+def estimate_ci(value) -> str:
+    """Its 95% interval ("[0.380, 0.445]"), or nothing."""
+    if value is None or value.low is None or value.high is None:
+        return ""
+    return f"[{value.low:.3f}, {value.high:.3f}]"
 
 
 @register.filter

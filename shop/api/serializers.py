@@ -65,7 +65,11 @@ class CartSerializer(serializers.Serializer):
     """Reads a shop.selectors.CartSummary."""
 
     items = CartItemSerializer(many=True)
-    total = MoneyField()
+    subtotal = MoneyField(help_text="The goods, without delivery.")
+    delivery_fee = MoneyField(
+        help_text="What delivery of this cart costs (SHOP_DELIVERY_FEE rule)."
+    )
+    total = MoneyField(help_text="What checking out would charge: goods plus delivery.")
     count = serializers.IntegerField(help_text="Units in the cart.")
     checkout_token = serializers.UUIDField(
         source="cart.checkout_token",

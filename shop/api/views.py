@@ -271,7 +271,9 @@ class CheckoutApi(ShopApiView):
             line_total = MoneyField()
 
         order_id = serializers.IntegerField(source="pk")
-        total = MoneyField()
+        subtotal = MoneyField(help_text="The goods, without delivery.")
+        delivery_fee = MoneyField()
+        total = MoneyField(help_text="What was charged: goods plus delivery.")
         items = LineSerializer(source="lines", many=True)
 
     @extend_schema(

@@ -50,12 +50,16 @@ def history():
     )
     transition = TransitionFactory(impression=impression, product=product, reward=1.0)
     run = TrainingRunFactory(started_at=T0, loss=0.125)
+    from recommender.history import history_plan
+
+    simulated = history_plan(sessions=10, days=1, first_train=5, train_every=5, force=True)
     stats_rollup(since=T0, until=T0)  # nothing: empty range
     stats_rollup(since=T0, until=T0.replace(hour=11))
     return {
         "impression": impression,
         "event": event,
         "transition": transition,
+        "simulatedhistory": simulated,
         "trainingrun": run,
         "impressionstats": ImpressionStats.objects.get(),
     }
@@ -150,7 +154,9 @@ def test_date_drill_down_lists_the_periods_that_have_rows(superuser_client):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model", ["impression", "event", "transition", "trainingrun"])
+@pytest.mark.parametrize(
+    "model", ["impression", "event", "transition", "trainingrun", "simulatedhistory"]
+)
 def test_history_cannot_be_added_changed_or_deleted(superuser_client, history, model):
     obj = history[model]
     before = model_to_dict(obj)

@@ -116,11 +116,23 @@ def test_the_page_shows_the_kpis_and_their_change(superuser_client, known_traffi
 
     assert kpi_card(html, "impressions") == "Impressions 8 +60.0% vs 5"
     assert kpi_card(html, "ctr") == "Click-through rate 25.00% +25.0% vs 20.00%"
-    assert kpi_card(html, "add_to_cart_rate") == "Add-to-cart rate 12.50% — vs 0.00%"
-    assert kpi_card(html, "purchase_rate") == "Purchase rate 12.50% — vs 0.00%"
+    # From zero there is no relative change to show: the card says so.
+    assert kpi_card(html, "add_to_cart_rate") == "Add-to-cart rate 12.50% up from 0.00%"
+    assert kpi_card(html, "purchase_rate") == "Purchase rate 12.50% up from 0.00%"
     assert kpi_card(html, "reward_per_impression") == "Reward per impression 1.500 +50.0% vs 1.000"
-    assert kpi_card(html, "revenue") == "Attributed revenue 50.00 — vs 0.00"
+    assert kpi_card(html, "revenue") == "Attributed revenue 50.00 up from 0.00"
     assert "changes are against the previous 7 days (Feb 23, 00:00 – Mar 1, 00:00)" in text_of(html)
+
+
+def test_a_first_week_says_there_is_nothing_to_compare_with(superuser_client):
+    ImpressionFactory(created_at=at(2), clicks=1)
+
+    html = superuser_client.get(URL + MARCH).content.decode()
+
+    nothing = "nothing to compare with: no impressions in the previous range"
+    assert kpi_card(html, "impressions") == f"Impressions 1 {nothing}"
+    assert kpi_card(html, "ctr") == f"Click-through rate 100.00% {nothing}"
+    assert "— vs" not in text_of(html)
 
 
 def test_a_drop_is_shown_as_a_negative_change(superuser_client):
@@ -231,7 +243,7 @@ def test_checkpoints_table_shows_checks_and_estimates_against_the_active(superus
     assert "Rejected" in row
     assert "✓ Finite weights" in row and "✗ Q sane" in row
     assert "Q in [-1.00, 250.00]" in row
-    assert "0.412 [0.380, 0.445] v1: 0.400 [0.370, 0.430]" in row
+    assert "0.412 [0.380, 0.445] v1: 0.400" in row
     assert "✗ failed" in row and "5,000 impressions" in row
     assert "Activate" in row
     # Trainers before SlateQ wrote no agent: theirs were per-item.
@@ -533,3 +545,87 @@ def test_a_range_ending_today_is_compared_to_date(superuser_client):
     assert "changes compare the range so far with the same stretch of the previous 1 day (" in (
         text_of(response.content.decode())
     )
+
+
+# ---------------------------------------------------------------------------
+# Many versions, the learning trend, the simulated history
+# ---------------------------------------------------------------------------
+
+
+def test_older_versions_share_one_line_so_no_two_lines_share_a_colour(superuser_client):
+    for version in range(1, 12):
+        ImpressionFactory(created_at=at(1 + version % 7, version), policy_version=version)
+    ImpressionFactory(created_at=at(2), policy_name="popularity", policy_version=None)
+
+    html = superuser_client.get(URL + MARCH).content.decode()
+
+    ctr_chart = html.split("Click-through rate per", 1)[1].split("</svg>", 1)[0]
+    labels = re.findall(r'class="chart-series" data-label="([^"]+)"', ctr_chart)
+    assert labels == ["v11", "v10", "v9", "v8", "v7", "v6", "v5", "Earlier (v1–v4)", "Fallback"]
+    colours = re.findall(r'<polyline points="[^"]*" fill="none" stroke="(#[0-9a-f]{6})"', ctr_chart)
+    legend = re.findall(r'class="chart-legend"><line [^>]*stroke="(#[0-9a-f]{6})"', ctr_chart)
+    assert len(set(legend)) == len(legend) == 9
+    assert set(colours) <= set(legend)
+    # The table still lists every version.
+    assert len(re.findall(r'<tr data-version="\d+">', html.split("By policy version", 1)[1])) >= 12
+
+
+def test_the_learning_trend_is_one_learned_line_against_the_fallback(superuser_client):
+    ImpressionFactory(created_at=at(1), policy_name="popularity", policy_version=None)
+    ImpressionFactory(created_at=at(2), policy_name="popularity", policy_version=None, clicks=0)
+    ImpressionFactory(created_at=at(3), policy_version=1, clicks=1)
+    ImpressionFactory(created_at=at(5), policy_version=2, clicks=1)
+    ImpressionFactory(created_at=at(5), policy_version=2, clicks=0)
+
+    html = superuser_client.get(URL + MARCH + "&bucket=day").content.decode()
+
+    trend = html.split("Learning: click-through rate per day", 1)[1].split("</svg>", 1)[0]
+    assert re.findall(r'class="chart-series" data-label="([^"]+)"', trend) == [
+        "Learned policy (all versions)",
+        "Fallback (range average)",
+    ]
+    fallback = trend.split('data-label="Fallback (range average)"', 1)[1].split("</g>", 1)[0]
+    # 0 clicks in 2 fallback impressions, drawn flat across the whole range.
+    assert re.findall(r": ([\d.]+%)</title>", fallback) == ["0.0%"] * 7
+    assert re.findall(r'class="chart-marker" data-label="([^"]+)"', trend) == ["v1", "v2"]
+    learned = trend.split('data-label="Learned policy (all versions)"', 1)[1].split("</g>", 1)[0]
+    # v1 on Mar 3 (1 of 1 clicked), both versions' impressions merged on Mar 5 (1 of 2).
+    assert re.findall(r": ([\d.]+%)</title>", learned) == ["100.0%", "50.0%"]
+    assert "Learning: reward per impression per day" in html
+
+
+def test_the_epsilon_header_is_not_upper_cased(superuser_client):
+    html = superuser_client.get(URL).content.decode()
+    assert '<th class="num rec-symbol" title="Exploration rate (epsilon)">ε</th>' in html
+    css = (settings_static() / "recommender" / "dashboard.css").read_text()
+    assert ".rec-table th.rec-symbol { text-transform: none; }" in css
+
+
+def settings_static():
+    from pathlib import Path
+
+    from django.conf import settings
+
+    return Path(settings.BASE_DIR) / "static"
+
+
+def test_a_history_being_written_is_shown_as_simulated_and_in_progress(superuser_client):
+    from recommender.history import history_plan
+    from recommender.models import SimulatedHistory
+
+    history = history_plan(sessions=1000, days=3, first_train=60, train_every=250)
+    SimulatedHistory.objects.filter(pk=history.pk).update(
+        status="running", sessions_done=250, heartbeat_at=timezone.now()
+    )
+
+    page = text_of(superuser_client.get(URL).content.decode())
+
+    assert "Simulated history in progress: 250 of 1,000 sessions (25%)." in page
+    assert "simulated shoppers (not people)" in page
+    assert "The store already serves the popularity fallback." in page
+
+    SimulatedHistory.objects.filter(pk=history.pk).update(status="finished", sessions_done=1000)
+    page = text_of(superuser_client.get(URL).content.decode())
+
+    assert "is 1,000 sessions of simulated shoppers, not people" in page
+    assert "in progress" not in page

@@ -1,16 +1,15 @@
 """The dashboard in a real headless Chromium: on top of four weeks of logged
 history, simulated shoppers browse the running store over HTTP; then a store
 admin logs in and sees the KPI cards and the charts, live traffic included.
-Saves docs/screenshots/dashboard.png (the README's screenshot)."""
+Saves var/screenshots/dashboard.png (`make screenshots` makes the README's,
+from a real demo store)."""
 
 from __future__ import annotations
 
 import io
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
@@ -18,10 +17,10 @@ from django_celery_beat.models import PeriodicTask
 from recommender.models import Impression
 from recommender.schedules import schedules_ensure
 from recommender.stats import stats_rollup
-from tests.browser import full_page_screenshot
+from tests.browser import TEST_SCREENSHOTS, full_page_screenshot
 from tests.recommender.factories import SuperuserFactory, seed_dashboard_history
 
-SCREENSHOT = Path(settings.BASE_DIR) / "docs" / "screenshots" / "dashboard.png"
+SCREENSHOT = TEST_SCREENSHOTS / "dashboard.png"
 
 pytestmark = pytest.mark.browser
 
@@ -86,13 +85,20 @@ def test_a_store_admin_sees_the_kpis_and_charts(live_server, browser, store_hist
     assert cards[1].find_element(By.CSS_SELECTOR, ".rec-kpi-delta").text.startswith("+")
 
     svgs = browser.find_elements(By.CSS_SELECTOR, "svg.chart")
-    assert len(svgs) == 4
+    assert len(svgs) == 6  # CTR, reward, the two learning trends, loss, mean Q
     for svg in svgs:
         assert svg.is_displayed()
         assert svg.size["width"] > 300 and svg.size["height"] > 100
     ctr_lines = svgs[0].find_elements(By.CSS_SELECTOR, "g.chart-series")
     assert [g.get_attribute("data-label") for g in ctr_lines] == ["v3", "v2", "v1", "Fallback"]
-    assert svgs[2].find_elements(By.CSS_SELECTOR, "polyline")  # the loss curve
+    assert svgs[4].find_elements(By.CSS_SELECTOR, "polyline")  # the loss curve
+    # The checkpoints table fits a 1280px window.
+    browser.set_window_size(1280, 1000)
+    table = browser.find_element(By.CSS_SELECTOR, ".rec-checkpoints")
+    assert browser.execute_script(
+        "return arguments[0].getBoundingClientRect().right <= document.documentElement.clientWidth",
+        table,
+    )
 
     full_page_screenshot(browser, SCREENSHOT)
     assert SCREENSHOT.stat().st_size > 20_000

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 
+from tests.browser import browser  # noqa: F401  (the selenium driver fixture)
+
 
 @pytest.fixture(autouse=True)
 def isolated_cache(settings):

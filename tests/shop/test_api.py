@@ -237,9 +237,12 @@ def test_checkout_places_the_order(api_client):
     assert response.status_code == 201
     body = response.json()
     order = Order.objects.get()
+    # Under the $75 of free delivery: the fee is charged and stored.
     assert body == {
         "order_id": order.pk,
-        "total": "39.98",
+        "subtotal": "39.98",
+        "delivery_fee": "4.95",
+        "total": "44.93",
         "items": [
             {
                 "product_id": product.pk,

@@ -94,12 +94,33 @@ def searchable():
         ("kitchen", ["Ferro Cast-Iron Skillet"]),
         ("skillet", ["Ferro Cast-Iron Skillet"]),
         ("merino skillet", []),
+        # Plurals find the singular (PostgreSQL's stemmer; SQLite's fallback).
+        ("sweaters", ["Northwind Merino Crew Sweater"]),
+        ("skillets", ["Ferro Cast-Iron Skillet"]),
         ("<script>alert(1)</script>", []),
         ("'; DROP TABLE shop_product; --", []),
     ],
 )
 def test_product_search_finds_active_products_matching_every_word(searchable, query, expected):
     assert sorted(names(selectors.product_search(query=query))) == expected
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("tents", "tent"),
+        ("Tents", "Tent"),
+        ("boxes", "box"),
+        ("brushes", "brush"),
+        ("berries", "berry"),
+        ("glass", "glass"),
+        ("bus", "bus"),
+        ("tent", "tent"),
+        ("is", "is"),
+    ],
+)
+def test_the_sqlite_fallback_searches_for_singulars(word, expected):
+    assert selectors.singular(word) == expected
 
 
 @pytest.mark.parametrize("query", ["", "   ", "\n"])
@@ -176,6 +197,13 @@ def test_checkout_prefill_uses_the_account_and_the_last_address(user):
     assert prefill == {"email": user.email, "name": user.get_full_name(), "address": "2 New Street"}
 
 
+def test_checkout_prefill_never_offers_the_username_as_a_name(db):
+    shopper = UserFactory(username="kitesurfer88", first_name="", last_name="")
+    assert selectors.checkout_initial(user=shopper)["name"] == ""
+    OrderFactory(user=shopper, name="Grace Hopper")
+    assert selectors.checkout_initial(user=shopper)["name"] == "Grace Hopper"
+
+
 def test_category_menu_is_cached_and_refreshed_when_categories_change(django_assert_num_queries):
     CategoryFactory(name="Audio", slug="audio")
     assert [c.name for c in selectors.category_menu()] == ["Audio"]
@@ -183,3 +211,20 @@ def test_category_menu_is_cached_and_refreshed_when_categories_change(django_ass
         selectors.category_menu()
     CategoryFactory(name="Bags", slug="bags")
     assert [c.name for c in selectors.category_menu()] == ["Audio", "Bags"]
+
+
+def test_the_delivery_rule_charges_below_the_threshold_only():
+    rule = selectors.DeliveryRule(fee=Decimal("4.95"), free_from=Decimal("75"))
+    assert rule.fee_for(Decimal("0")) == 0  # an empty cart costs nothing
+    assert rule.fee_for(Decimal("74.99")) == Decimal("4.95")
+    assert rule.fee_for(Decimal("75.00")) == 0
+    assert rule.short_of_free(Decimal("60")) == Decimal("15")
+    assert rule.short_of_free(Decimal("80")) is None
+    assert rule.promise == "Free delivery on orders of $75.00 or more ($4.95 below)."
+    never_free = selectors.DeliveryRule(fee=Decimal("4.95"), free_from=None)
+    assert never_free.fee_for(Decimal("1000")) == Decimal("4.95")
+    assert never_free.short_of_free(Decimal("1000")) is None
+    assert never_free.promise == "Delivery $4.95 per order."
+    assert selectors.DeliveryRule(fee=Decimal("0"), free_from=None).promise == (
+        "Free delivery on every order."
+    )

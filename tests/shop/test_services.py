@@ -227,6 +227,7 @@ def test_checkout_sells_the_cart():
     assert placed.created
     order = placed.order
     assert order.total == Decimal("135.00")
+    assert order.delivery_fee == 0  # $135 of goods: over the free-delivery threshold
     assert order.idempotency_key == token
     assert order.session_key == cart.session_key and order.user is None
     assert sorted(
@@ -347,3 +348,63 @@ def test_user_create_stores_a_usable_password():
     assert UserFactory._meta.model.objects.filter(
         username="grace", email="grace@example.com"
     ).exists()
+
+
+# ---------------------------------------------------------------------------
+# Delivery fee and receipt
+# ---------------------------------------------------------------------------
+def test_delivery_is_charged_below_the_threshold_and_free_from_it(settings):
+    settings.SHOP_DELIVERY_FEE = Decimal("4.95")
+    settings.SHOP_FREE_DELIVERY_FROM = Decimal("75")
+    cheap, dear = CartFactory(), CartFactory()
+    CartItemFactory(cart=cheap, product=ProductFactory(price=Decimal("74.99"), stock=5))
+    CartItemFactory(cart=dear, product=ProductFactory(price=Decimal("75.00"), stock=5))
+
+    below = order_place(cart=cheap, **CONTACT).order
+    at = order_place(cart=dear, **CONTACT).order
+
+    below.refresh_from_db()
+    assert (below.subtotal, below.delivery_fee, below.total) == (
+        Decimal("74.99"),
+        Decimal("4.95"),
+        Decimal("79.94"),
+    )
+    at.refresh_from_db()
+    assert (at.subtotal, at.delivery_fee, at.total) == (Decimal("75"), 0, Decimal("75"))
+
+
+def test_the_receipt_is_mailed_once_the_order_is_committed(
+    product, mailoutbox, django_capture_on_commit_callbacks
+):
+    cart = CartFactory()
+    CartItemFactory(cart=cart, product=product, quantity=2)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        order = order_place(cart=cart, **CONTACT).order
+        assert mailoutbox == []  # nothing before the commit
+
+    assert len(mailoutbox) == 1
+    receipt = mailoutbox[0]
+    assert receipt.to == ["ada@example.com"]
+    assert receipt.subject == f"Your Larkhill order #{order.pk}"
+    assert f"2 × {product.name}" in receipt.body
+    assert f"Total:    ${order.total:,.2f}" in receipt.body
+    order.refresh_from_db()
+    assert order.receipt_sent_at is not None
+
+
+def test_a_mail_server_that_fails_leaves_the_order_without_a_receipt(
+    product, settings, django_capture_on_commit_callbacks
+):
+    # Nothing listens on port 1: the SMTP connection is refused.
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 1, 2
+    cart = CartFactory()
+    CartItemFactory(cart=cart, product=product)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        order = order_place(cart=cart, **CONTACT).order
+
+    order.refresh_from_db()
+    assert order.receipt_sent_at is None
+    assert Order.objects.filter(pk=order.pk).exists()

@@ -61,6 +61,15 @@ def recommended(request, *, slot, product=None) -> Carousel:
     )
 
 
+CAROUSEL_REQUESTS: list[str] = []
+
+
+def counted(request, *, slot, product=None) -> Carousel:
+    """``recommended``, noting each slot it was asked for."""
+    CAROUSEL_REQUESTS.append(slot)
+    return recommended(request, slot=slot, product=product)
+
+
 # ---------------------------------------------------------------------------
 # Catalog pages
 # ---------------------------------------------------------------------------
@@ -87,11 +96,22 @@ def test_carousel_places_render_what_the_provider_returns(
     client, settings, url_name, kwargs, heading
 ):
     settings.SHOP_CAROUSEL_PROVIDER = "tests.shop.test_views.recommended"
-    ProductFactory(slug="tern-backpack")
+    backpack = ProductFactory(slug="tern-backpack")
+    if url_name == "shop:cart":
+        add_to_cart(client, backpack)
     page = text(client.get(reverse(url_name, kwargs=kwargs)))
     assert heading in page
     assert '<a href="/p/tern/?imp=42">' in page
     assert "Tern Roll-Top Backpack" in page and "$89.00" in page
+
+
+def test_an_empty_cart_asks_for_no_carousel(client, settings):
+    settings.SHOP_CAROUSEL_PROVIDER = "tests.shop.test_views.counted"
+    CAROUSEL_REQUESTS.clear()
+    page = text(client.get(reverse("shop:cart")))
+    assert "Your cart is empty." in page
+    assert "Complete your order" not in page
+    assert CAROUSEL_REQUESTS == []  # so no impression is logged for it either
 
 
 def test_category_page_sorts_and_paginates(client):
@@ -400,3 +420,39 @@ def test_the_500_page_renders_without_the_database(django_assert_num_queries):
         response = server_error(RequestFactory().get("/checkout/"))
     assert response.status_code == 500
     assert "Something went wrong on our side." in response.content.decode()
+
+
+def test_cart_and_checkout_show_the_delivery_fee_and_how_to_avoid_it(client, settings):
+    settings.SHOP_DELIVERY_FEE = Decimal("4.95")
+    settings.SHOP_FREE_DELIVERY_FROM = Decimal("75")
+    add_to_cart(client, ProductFactory(price=Decimal("60.00"), stock=5))
+
+    cart = text(client.get(reverse("shop:cart")))
+    checkout = text(client.get(reverse("shop:checkout")))
+
+    for page in (cart, checkout):
+        assert re.search(r"<dt>Delivery</dt><dd[^>]*>\$4.95</dd>", page)
+        assert "$64.95" in page  # the total the order will charge
+        assert "Add $15.00 more for free delivery." in page
+    assert "Place order · $64.95" in checkout
+    # The footer says the rule the cart applies, from the same settings.
+    assert "Free delivery on orders of $75.00 or more ($4.95 below)." in cart
+
+
+def test_the_confirmation_says_a_receipt_was_sent_only_when_it_was(client, product, mailoutbox):
+    add_to_cart(client, product)
+    token = client.get(reverse("shop:checkout")).context["form"].initial["checkout_token"]
+    response = client.post(reverse("shop:checkout"), {**CONTACT, "checkout_token": token})
+    order = Order.objects.get()
+    assert response.status_code == 302
+
+    # The test transaction never commits, so the receipt was not sent.
+    page = text(client.get(response.url))
+    assert "We sent a receipt" not in page
+    assert "We could not e-mail a receipt to ada@example.com just now" in page
+
+    from shop.services import order_receipt_send
+
+    assert order_receipt_send(order_id=order.pk)
+    assert len(mailoutbox) == 1
+    assert "We sent a receipt to ada@example.com." in text(client.get(response.url))

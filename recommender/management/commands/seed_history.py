@@ -1,84 +1,106 @@
 """Lay a simulated shopping history over the past days and train on it, so a
-fresh demo store starts with data, a learning curve and an active policy."""
+fresh demo store starts with data, a learning curve and an active policy.
 
-from datetime import timedelta
+Inline by default (one progress bar); with --background it only plans the
+history and queues it for a Celery worker, which is what `make demo` does so
+that the store serves while the history is written."""
 
-import time_machine
-from django.conf import settings
+import sys
+
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 from tqdm import tqdm
 
-from recommender.management.commands.simulate_traffic import render_stats
-from recommender.models import Impression
-from recommender.serving import policy_server
-from recommender.stats import stats_rollup
-from recommender.traffic import (
-    InProcessShopClient,
-    ShopperDriver,
-    TrafficStats,
-    shopper_seeds,
-    store_simulator,
-)
-from recommender.training import TrainerBusy, policy_train, target_sync, transitions_build
+from recommender.history import HistoryBusy, history_plan, history_run
 
 
 class Command(BaseCommand):
     help = (
         "Simulate shopper sessions spread over the past days through the store's full request "
-        "stack (clock moved back), training the policy every --train-every sessions."
+        "stack (clock moved back), training the policy after --first-train sessions and then "
+        "every --train-every sessions. Resumes an unfinished history; a no-op once one finished."
     )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--sessions", type=int, default=1000)
         parser.add_argument("--days", type=float, default=3.0)
+        parser.add_argument(
+            "--first-train",
+            type=int,
+            default=60,
+            help="Sessions before the first training run (default 60: a trained policy early).",
+        )
         parser.add_argument("--train-every", type=int, default=250)
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--force", action="store_true", help="Add history even if some exists.")
+        parser.add_argument(
+            "--force", action="store_true", help="Add a history even if the store has traffic."
+        )
+        parser.add_argument(
+            "--background",
+            action="store_true",
+            help="Queue the history for a Celery worker instead of writing it here.",
+        )
 
-    def handle(self, *args, sessions, days, train_every, seed, force, **options) -> None:
-        if Impression.objects.exists() and not force:
+    def handle(
+        self, *args, sessions, days, first_train, train_every, seed, force, background, **options
+    ):
+        try:
+            history = history_plan(
+                sessions=sessions,
+                days=days,
+                first_train=first_train,
+                train_every=train_every,
+                seed=seed,
+                force=force,
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        if history is None:
             self.stdout.write("History already present; nothing to do (use --force to add more).")
             return
-        try:
-            simulator = store_simulator(seed=seed)
-        except RuntimeError as exc:
-            raise CommandError(str(exc)) from exc
-        # Thousands of in-process requests: don't keep every SQL query in memory.
-        settings.DEBUG = False
-        end = timezone.now()
-        start = end - timedelta(days=days)
-        spacing = (end - start) / max(sessions, 1)
-        total = TrafficStats()
-        seeds = shopper_seeds(seed, sessions)
-        quiet = options["verbosity"] == 0
-        with time_machine.travel(start, tick=False) as traveller:
-            # The clock is moved back, so tqdm's rates would be nonsense: counts only.
-            progress = tqdm(
-                seeds,
-                desc="simulated sessions",
-                disable=quiet,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {postfix}",
-            )
-            for number, shopper_seed in enumerate(progress):
-                traveller.move_to(start + spacing * number)
-                driver = ShopperDriver(InProcessShopClient(), on_clock=traveller.shift)
-                total.merge(
-                    driver.run(simulator.new_shopper(int(shopper_seed)), session_number=number)
-                )
-                if (number + 1) % train_every == 0:
-                    progress.set_postfix_str(self._train())
-            traveller.move_to(end)
-            self._train()
-        stats_rollup(since=start - timedelta(hours=1), until=timezone.now())
-        self.stdout.write(render_stats(total))
+        if background:
+            self._queue(history)
+            return
+        with tqdm(
+            total=history.sessions_total,
+            initial=history.sessions_done,
+            desc="Simulated shoppers",
+            unit="session",
+            disable=options["verbosity"] < 1,
+            file=sys.stderr,
+            # The clock is moved back while it runs: counts only, no rates.
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}",
+        ) as bar:
 
-    def _train(self) -> str:
-        transitions_build()
+            def progress(done: int, total: int, note: str) -> None:
+                # tqdm times its redraws with the clock, which the history moves
+                # back: redraw explicitly.
+                bar.n = done
+                bar.refresh()
+
+            try:
+                run = history_run(history_id=history.pk, on_progress=progress)
+            except HistoryBusy as exc:
+                raise CommandError(f"{exc} Wait for it, or stop that worker.") from exc
+            except RuntimeError as exc:
+                raise CommandError(str(exc)) from exc
+        from recommender.management.commands.simulate_traffic import render_stats
+
+        self.stdout.write(render_stats(run.traffic))
+        self.stdout.write(run.history.outcome)
+
+    def _queue(self, history) -> None:
+        from kombu.exceptions import OperationalError
+
+        from recommender.tasks import seed_history
+
         try:
-            run = policy_train(triggered_by="seed_history")
-            target_sync(triggered_by="seed_history")
-        except TrainerBusy:
-            return "trainer busy"
-        policy_server.refresh()
-        return run.outcome
+            seed_history.delay(history.pk)
+        except (OperationalError, OSError) as exc:
+            raise CommandError(
+                f"Could not queue the simulated history: the Celery broker is not reachable ({exc})."
+            ) from exc
+        done = f", resuming after {history.sessions_done}" if history.sessions_done else ""
+        self.stdout.write(
+            f"Simulated history queued: {history.sessions_total} sessions of simulated shoppers "
+            f"over the past days{done}; a Celery worker writes it while the store serves."
+        )
