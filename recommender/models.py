@@ -4,7 +4,8 @@ Impression: one carousel served (slot, state snapshot, policy, items with
 propensities, the sold-out products it could not show: SoldOutSet). Event:
 a shopper interaction, attributed to the impression that caused it.
 Transition: (s, a, r, s', done) per shown item, built by a Celery task.
-TrainerState: the learner between runs. Checkpoint: a published, versioned
+TrainerState: the learner between runs (TrainerLease: who may train, on
+databases without session locks). Checkpoint: a published, versioned
 policy the web processes serve. TrainingRun: one task run.
 Hourly stats are pre-aggregated in ImpressionStats for the dashboard.
 """
@@ -237,6 +238,21 @@ class TrainerState(models.Model):
 
     def __str__(self) -> str:
         return f"learner at step {self.step}"
+
+
+class TrainerLease(models.Model):
+    """Who holds the trainer lock where the database has no session locks
+    (SQLite): one row, renewed by its holder while it lives, free again once
+    ``expires_at`` has passed. On PostgreSQL an advisory lock is used instead
+    (recommender/trainer_lock.py)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    holder = models.CharField(max_length=80, blank=True, help_text="host:pid:token; empty: free.")
+    acquired_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"trainer lease ({self.holder or 'free'})"
 
 
 class TrainingRun(models.Model):

@@ -275,7 +275,9 @@ RECOMMENDER_OPE_MARGIN = env.float("RECOMMENDER_OPE_MARGIN", default=0.05)
 RECOMMENDER_OPE_MIN_ESS = env.float("RECOMMENDER_OPE_MIN_ESS", default=30.0)
 RECOMMENDER_OPE_IMPRESSIONS = env.int("RECOMMENDER_OPE_IMPRESSIONS", default=5_000)
 RECOMMENDER_AUTO_ACTIVATE = env.bool("RECOMMENDER_AUTO_ACTIVATE", default=True)
-RECOMMENDER_LOCK_TIMEOUT = env.int("RECOMMENDER_LOCK_TIMEOUT", default=1800)
+# Where the database has no session locks (SQLite), the trainer lock is a lease
+# its holder renews every third of this; a dead holder's lease lapses after it.
+RECOMMENDER_TRAINER_LEASE_SECONDS = env.int("RECOMMENDER_TRAINER_LEASE_SECONDS", default=60)
 # Seconds between runs of each beat task (stored in django-celery-beat on
 # migrate; admins edit them in the admin afterwards).
 RECOMMENDER_SCHEDULE_BUILD_TRANSITIONS = env.int(

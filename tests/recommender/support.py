@@ -11,20 +11,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from decimal import Decimal
 
 import numpy as np
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection, connections
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from recommender import features
 from recommender.conf import dqn_config
-from recommender.models import Checkpoint
+from recommender.models import Checkpoint, TrainerLease
 from recommender.rl.agents import Agent, agent_kind, make_agent
 from recommender.rl.types import Observation, Slot
 from recommender.rl.types import Transition as RLTransition
 from recommender.serving import policy_server
+from recommender.trainer_lock import ADVISORY_LOCK_KEY
 from tests.factories import CategoryFactory, ProductFactory
 
 RECOMMENDATIONS_URL = "/api/v1/recommendations/"
@@ -176,3 +181,43 @@ def store_checkpoint(
         config={"agent": agent_kind(agent), **agent.config.to_dict()} if agent else {},
         checks={"passed": True},
     )
+
+
+# ---------------------------------------------------------------------------
+# The trainer lock, as another process sees it
+# ---------------------------------------------------------------------------
+
+
+@contextmanager
+def another_trainer() -> Iterator[None]:
+    """The trainer lock held by another worker for the block: on PostgreSQL an
+    advisory lock on a second connection, elsewhere a live lease of another holder."""
+    if connection.vendor == "postgresql":
+        other = connections.create_connection("default")
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
+            yield
+        finally:
+            other.close()
+    else:
+        TrainerLease.objects.update_or_create(
+            pk=1,
+            defaults={"holder": "elsewhere:1:x", "expires_at": timezone.now() + timedelta(hours=1)},
+        )
+        yield
+        TrainerLease.objects.filter(pk=1).update(holder="", expires_at=None)
+
+
+def trainer_lock_is_free() -> bool:
+    """Whether another worker could take the trainer lock now."""
+    if connection.vendor == "postgresql":
+        other = connections.create_connection("default")
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
+                return bool(cursor.fetchone()[0])
+        finally:
+            other.close()
+    lease = TrainerLease.objects.filter(pk=1).first()
+    return lease is None or not lease.holder or lease.expires_at < timezone.now()

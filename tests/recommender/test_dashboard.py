@@ -11,7 +11,7 @@ from unittest import mock
 import pytest
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import strip_tags
+from django.utils.html import escape, strip_tags
 from django_celery_beat.models import PeriodicTask
 from kombu.exceptions import OperationalError
 
@@ -20,6 +20,7 @@ from recommender.models import Checkpoint
 from recommender.schedules import schedules_ensure
 from recommender.selectors import DateRange
 from recommender.stats import stats_rollup
+from recommender.trainer_lock import ORPHANED_OUTCOME
 from tests.recommender.factories import CheckpointFactory, ImpressionFactory, TrainingRunFactory
 
 pytestmark = pytest.mark.django_db
@@ -199,6 +200,18 @@ def test_training_chart_and_latest_runs(superuser_client):
     loss_chart = html.split("Training loss per run", 1)[1].split("</svg>", 1)[0]
     assert loss_chart.count("<circle") == 3
     assert "Failed" in html
+
+
+def test_a_run_left_running_by_a_killed_worker_says_why_it_failed(superuser_client):
+    TrainingRunFactory(
+        started_at=at(6), status="failed", loss=None, mean_q=None, outcome=ORPHANED_OUTCOME
+    )
+
+    html = superuser_client.get(URL + MARCH).content.decode()
+
+    badge = re.search(r'<span class="rec-badge rec-run-failed"([^>]*)>Failed</span>', html)
+    assert badge, "no failed run in the latest runs"
+    assert f'title="{escape(ORPHANED_OUTCOME)}"' in badge.group(1)
 
 
 def test_checkpoints_table_shows_checks_and_estimates_against_the_active(superuser_client):
