@@ -3,14 +3,16 @@ and checkpoint lifecycle. Training lives in recommender/training.py."""
 
 from __future__ import annotations
 
+import operator
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import reduce
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from recommender.features import purchase_reward
@@ -20,6 +22,7 @@ from recommender.models import (
     EventType,
     Impression,
     ImpressionItem,
+    Transition,
 )
 from recommender.rl.types import Observation, Slate
 from shop.models import Product
@@ -84,6 +87,21 @@ def impression_log(
 
 # ---------------------------------------------------------------------------
 # Events and reward attribution
+#
+# The reward rules, all enforced here (the README's "Security and reliability"
+# section states them for operators):
+# - Only events of the visit an impression was shown to, on an item it showed,
+#   inside RECOMMENDER_ATTRIBUTION_WINDOW, earn reward; each (impression, item,
+#   event type) earns once.
+# - A click names its impression; at most RECOMMENDER_REWARDED_CLICKS_PER_IMPRESSION
+#   items of one impression earn a click reward. Further clicks are kept, unrewarded.
+# - An add-to-cart earns only when it puts the item in the cart (more units on a
+#   line already there earn nothing), credited to the latest impression that
+#   showed the item. Removing the line before checkout takes that reward back,
+#   from the impression and from a transition already built of it.
+# - A purchase earns per order line (price-aware), credited the same way.
+# - Clients report only views and clicks; the shop records add-to-carts and
+#   purchases itself, in the transaction of the cart or order change.
 # ---------------------------------------------------------------------------
 
 
@@ -174,9 +192,13 @@ def event_record(
     quantity: int = 1,
     line_value: Decimal = Decimal("0"),
     source: str = Event.Source.SERVER,
+    rewardable: bool = True,
     now: datetime | None = None,
 ) -> RecordedEvent:
     """Record an interaction and attribute its reward, once.
+
+    ``rewardable=False`` stores the event without looking for an impression
+    (an add-to-cart of more units on a line already in the cart).
 
     Idempotent on ``event_id``: a repeat returns the stored event. Clicks name
     their impression (validated against the session and its items); add-to-cart
@@ -199,7 +221,7 @@ def event_record(
         impression = _impression_for_click(
             impression_id=impression_id, session_key=session_key, product_id=product.pk, now=now
         )
-    elif type in (EventType.ADD_TO_CART, EventType.PURCHASE):
+    elif type in (EventType.ADD_TO_CART, EventType.PURCHASE) and rewardable:
         impression = _impression_for_server_event(
             session_key=session_key, product_id=product.pk, type=type, now=now
         )
@@ -218,17 +240,28 @@ def event_record(
     with transaction.atomic():
         if impression is not None:
             try:
-                # The savepoint lets a lost race on the reward-once constraint
-                # fall back to an unattributed event instead of failing.
+                # The savepoint lets a lost race on the reward-once constraint,
+                # or a click past the impression's cap, fall back to an
+                # unattributed event instead of failing.
                 with transaction.atomic():
                     reward = reward_for(type=type, line_value=line_value)
                     event = Event.objects.create(**fields, impression=impression, reward=reward)
-                    Impression.objects.filter(pk=impression.pk).update(
-                        **{_COUNTER_FOR_TYPE[type]: F(_COUNTER_FOR_TYPE[type]) + 1},
+                    counter = _COUNTER_FOR_TYPE[type]
+                    impression_row = Impression.objects.filter(pk=impression.pk)
+                    if type == EventType.CLICK:
+                        # In the UPDATE itself, so concurrent clicks cannot pass the cap.
+                        impression_row = impression_row.filter(
+                            clicks__lt=settings.RECOMMENDER_REWARDED_CLICKS_PER_IMPRESSION
+                        )
+                    if not impression_row.update(
+                        **{counter: F(counter) + 1},
                         reward=F("reward") + reward,
                         revenue=F("revenue") + fields["value"],
-                    )
+                    ):
+                        raise _ClickCapReached
                     return RecordedEvent(event, created=True)
+            except _ClickCapReached:
+                pass
             except IntegrityError:
                 stored = Event.objects.filter(event_id=event_id).first()
                 if stored is not None:
@@ -238,6 +271,64 @@ def event_record(
                 return RecordedEvent(Event.objects.create(**fields), created=True)
         except IntegrityError:
             return _concurrent_repeat(Event.objects.get(event_id=event_id), session_key=session_key)
+
+
+class _ClickCapReached(Exception):
+    """The impression has rewarded as many clicks as it may."""
+
+
+def add_to_cart_record(
+    *, product: Product, quantity: int, new_line: bool, session_key: str, user_id: int | None
+) -> RecordedEvent:
+    """Record units put in a cart; only the add that created the cart line can
+    earn reward (see the rules above)."""
+    return event_record(
+        type=EventType.ADD_TO_CART,
+        product=product,
+        session_key=session_key,
+        user_id=user_id,
+        quantity=quantity,
+        source=Event.Source.SERVER,
+        rewardable=new_line,
+    )
+
+
+def add_to_cart_reverse(
+    *, product: Product, line_added_at: datetime, session_key: str | None, user_id: int | None
+) -> float:
+    """Take back the add-to-cart reward of a cart line removed before checkout:
+    from its event, its impression and the transition built of it, if any.
+    Returns the reward taken back. Call in the transaction of the removal."""
+    # The visit that added it, or (signed in) the account, whose cart outlives visits.
+    owners = [Q(session_key=session_key)] if session_key else []
+    if user_id is not None:
+        owners.append(Q(user_id=user_id))
+    if not owners:
+        return 0.0
+    events = list(
+        Event.objects.select_for_update().filter(
+            reduce(operator.or_, owners),
+            type=EventType.ADD_TO_CART,
+            product=product,
+            reward__gt=0,
+            impression__isnull=False,
+            created_at__gte=line_added_at,
+        )
+    )
+    taken = 0.0
+    for event in events:
+        Impression.objects.filter(pk=event.impression_id).update(
+            add_to_carts=F("add_to_carts") - 1, reward=F("reward") - event.reward
+        )
+        Transition.objects.filter(impression_id=event.impression_id, product=product).update(
+            reward=F("reward") - event.reward
+        )
+        taken += event.reward
+        # The event keeps its impression: that impression cannot earn an
+        # add-to-cart of this item a second time.
+        event.reward = 0.0
+        event.save(update_fields=["reward"])
+    return taken
 
 
 def _concurrent_repeat(stored: Event, *, session_key: str) -> RecordedEvent:

@@ -13,9 +13,10 @@ moves the clock to lay history out over past days).
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -60,14 +61,24 @@ class HttpShopClient:
         return response.status_code, _json(response.content)
 
 
+def _simulated_addresses() -> Iterator[str]:
+    """Client addresses for in-process shoppers, one per shopper (10.0.0.0/8)."""
+    for n in itertools.count():
+        yield f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
+
+
+_addresses = _simulated_addresses()
+
+
 class InProcessShopClient:
     """The same requests through Django's test client: the full middleware and
-    view stack, no server and no network."""
+    view stack, no server and no network. Each client is a different shopper,
+    with an address of its own (the store budgets requests per address too)."""
 
     def __init__(self) -> None:
         from django.test import Client
 
-        self.client = Client(enforce_csrf_checks=True)
+        self.client = Client(enforce_csrf_checks=True, REMOTE_ADDR=next(_addresses))
 
     def get(self, path: str, params: dict) -> tuple[int, dict]:
         response = self.client.get(path, params)

@@ -173,10 +173,21 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "shop.api.exceptions.json_exception_handler",
+    # Request budgets per visit and per client address (shop/throttling.py):
+    # client events and carousel clicks; logged impressions (API and HTML
+    # carousels); cart writes and checkout.
     "DEFAULT_THROTTLE_RATES": {
         "events": env("API_EVENTS_THROTTLE", default="120/min"),
-        "events_address": env("API_EVENTS_ADDRESS_THROTTLE", default="6000/min"),
+        "events_address": env("API_EVENTS_ADDRESS_THROTTLE", default="1200/min"),
+        "recommendations": env("API_RECOMMENDATIONS_THROTTLE", default="120/min"),
+        "recommendations_address": env("API_RECOMMENDATIONS_ADDRESS_THROTTLE", default="1200/min"),
+        "cart": env("API_CART_THROTTLE", default="60/min"),
+        "cart_address": env("API_CART_ADDRESS_THROTTLE", default="600/min"),
     },
+    # How many reverse proxies in front of the app append to X-Forwarded-For:
+    # the per-address budgets count the address the nearest one saw. 0: use
+    # REMOTE_ADDR and ignore the header (a client could forge it).
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 24,
 }
@@ -258,6 +269,11 @@ RECOMMENDER_REWARD_ADD_TO_CART = env.float("RECOMMENDER_REWARD_ADD_TO_CART", def
 RECOMMENDER_REWARD_PURCHASE = env.float("RECOMMENDER_REWARD_PURCHASE", default=5.0)
 RECOMMENDER_REWARD_PURCHASE_PER_UNIT_PRICE = env.float(
     "RECOMMENDER_REWARD_PURCHASE_PER_UNIT_PRICE", default=0.02
+)
+# Clicks on more items of one carousel are kept but earn nothing (README:
+# "Security and reliability" has every reward rule).
+RECOMMENDER_REWARDED_CLICKS_PER_IMPRESSION = env.int(
+    "RECOMMENDER_REWARDED_CLICKS_PER_IMPRESSION", default=2
 )
 # "per_item": Q per shown item, slates filled greedily by it (recommender/rl/agent.py);
 # "slateq": slates valued with a learned click model (recommender/rl/slateq.py).

@@ -92,8 +92,9 @@ class Shopper:
     """An anonymous shopper's API client held to CSRF like a browser: it reads
     the csrftoken cookie set by any GET and sends it back as X-CSRFToken."""
 
-    def __init__(self) -> None:
-        self.client = APIClient(enforce_csrf_checks=True)
+    def __init__(self, **headers: str) -> None:
+        # headers: WSGI environ defaults for every request, e.g. REMOTE_ADDR.
+        self.client = APIClient(enforce_csrf_checks=True, **headers)
 
     @property
     def session_key(self) -> str:
@@ -125,6 +126,14 @@ class Shopper:
 
     def add_to_cart(self, product_id: int, quantity: int = 1):
         return self.post(CART_ITEMS_URL, {"product_id": product_id, "quantity": quantity})
+
+    def remove_from_cart(self, product_id: int):
+        if "csrftoken" not in self.client.cookies:
+            self.get("/api/v1/categories/")
+        return self.client.delete(
+            f"{CART_ITEMS_URL}{product_id}/",
+            HTTP_X_CSRFTOKEN=self.client.cookies["csrftoken"].value,
+        )
 
     def checkout(self):
         return self.post(
@@ -197,7 +206,9 @@ def another_trainer() -> Iterator[None]:
         try:
             with other.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
-            yield
+                yield
+                # Explicitly: the server ends a closed session a moment later.
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
         finally:
             other.close()
     else:
@@ -216,7 +227,10 @@ def trainer_lock_is_free() -> bool:
         try:
             with other.cursor() as cursor:
                 cursor.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
-                return bool(cursor.fetchone()[0])
+                free = bool(cursor.fetchone()[0])
+                if free:
+                    cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
+                return free
         finally:
             other.close()
     lease = TrainerLease.objects.filter(pk=1).first()
