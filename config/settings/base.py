@@ -167,6 +167,12 @@ REST_FRAMEWORK = {
         "shop.api.authentication.CsrfEnforcedSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    # DRF's parsers, with a nesting limit on JSON (deep nesting was a 500).
+    "DEFAULT_PARSER_CLASSES": [
+        "shop.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
