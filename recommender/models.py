@@ -255,6 +255,27 @@ class TrainerLease(models.Model):
         return f"trainer lease ({self.holder or 'free'})"
 
 
+class ServingHeartbeat(models.Model):
+    """What one web process serves: written by the process itself when it loads
+    or fails to load a version, and every RECOMMENDER_HEARTBEAT_SECONDS, so the
+    dashboard shows what shoppers get, not only what is marked active."""
+
+    process = models.CharField(max_length=80, unique=True, help_text="host:pid")
+    policy_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The version it serves; null: the fallback."
+    )
+    failed_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="A version it could not load."
+    )
+    error = models.CharField(max_length=300, blank=True)
+    loaded_at = models.DateTimeField(null=True, blank=True)
+    seen_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        served = f"v{self.policy_version}" if self.policy_version else "fallback"
+        return f"{self.process} serves {served}"
+
+
 class TrainingRun(models.Model):
     class Kind(models.TextChoices):
         TRAIN = "train", "Train"

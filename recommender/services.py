@@ -22,6 +22,7 @@ from recommender.models import (
     EventType,
     Impression,
     ImpressionItem,
+    ServingHeartbeat,
     Transition,
 )
 from recommender.rl.types import Observation, Slate
@@ -343,13 +344,27 @@ def _concurrent_repeat(stored: Event, *, session_key: str) -> RecordedEvent:
 # ---------------------------------------------------------------------------
 
 
-@transaction.atomic
-def checkpoint_activate(*, checkpoint: Checkpoint, now: datetime | None = None) -> Checkpoint:
-    """Serve this version from now on; the previously active one is retired.
-    Web processes pick it up within RECOMMENDER_RELOAD_SECONDS."""
-    checkpoint = Checkpoint.objects.select_for_update().get(pk=checkpoint.pk)
-    if checkpoint.status == Checkpoint.Status.ACTIVE:
-        return checkpoint
+class CheckpointLoadError(CheckpointStateError):
+    """A checkpoint that would not load in the web processes."""
+
+    def __init__(self, version: int, reason: str) -> None:
+        super().__init__(f"v{version} does not load: {reason}")
+        self.version, self.reason = version, reason
+
+
+def _check_loads(checkpoint: Checkpoint) -> None:
+    """Load the checkpoint as the web processes would, or raise CheckpointLoadError."""
+    from recommender.serving import load_error_text, load_servable
+
+    weights = Checkpoint.objects.filter(pk=checkpoint.pk).values_list("weights", flat=True).get()
+    try:
+        load_servable(weights)
+    except Exception as exc:  # whatever stops it loading stops it serving
+        raise CheckpointLoadError(checkpoint.version, load_error_text(exc)) from exc
+
+
+def _make_active(checkpoint: Checkpoint, now: datetime | None) -> Checkpoint:
+    """Precondition: in a transaction, ``checkpoint`` row-locked and known to load."""
     Checkpoint.objects.select_for_update().filter(status=Checkpoint.Status.ACTIVE).update(
         status=Checkpoint.Status.RETIRED
     )
@@ -360,20 +375,100 @@ def checkpoint_activate(*, checkpoint: Checkpoint, now: datetime | None = None) 
 
 
 @transaction.atomic
-def checkpoint_rollback(*, now: datetime | None = None) -> Checkpoint:
-    """Reject the active version and re-activate the one active before it."""
-    active = Checkpoint.objects.select_for_update().filter(status=Checkpoint.Status.ACTIVE).first()
-    previous = (
-        Checkpoint.objects.filter(status=Checkpoint.Status.RETIRED, activated_at__isnull=False)
-        .order_by("-activated_at")
+def checkpoint_activate(*, checkpoint: Checkpoint, now: datetime | None = None) -> Checkpoint:
+    """Serve this version from now on; the previously active one is retired.
+    Web processes pick it up within RECOMMENDER_RELOAD_SECONDS.
+
+    Raises CheckpointLoadError, changing nothing, when it does not load as the
+    web processes would load it.
+    """
+    checkpoint = Checkpoint.objects.defer("weights").select_for_update().get(pk=checkpoint.pk)
+    if checkpoint.status == Checkpoint.Status.ACTIVE:
+        return checkpoint
+    _check_loads(checkpoint)
+    return _make_active(checkpoint, now)
+
+
+@dataclass(frozen=True)
+class Rollback:
+    restored: Checkpoint
+    passed_over: list[CheckpointLoadError]  # newer retired versions that did not load
+
+
+@transaction.atomic
+def checkpoint_rollback(*, now: datetime | None = None) -> Rollback:
+    """Reject the active version and re-activate the latest one active before it
+    that still loads. A retired version that does not load is passed over and
+    rejected with the reason, so no later rollback picks it either; when none
+    loads, nothing changes (CheckpointLoadError lists why)."""
+    active = (
+        Checkpoint.objects.defer("weights")
+        .select_for_update()
+        .filter(status=Checkpoint.Status.ACTIVE)
         .first()
     )
-    if previous is None:
-        raise CheckpointStateError("There is no earlier active version to roll back to.")
-    if active is not None:
-        # Rejected, not retired: a second rollback then goes further back
-        # instead of bouncing between the same two versions.
-        active.status = Checkpoint.Status.REJECTED
-        active.note = f"Rolled back to v{previous.version}."
-        active.save(update_fields=["status", "note"])
-    return checkpoint_activate(checkpoint=previous, now=now)
+    earlier = (
+        Checkpoint.objects.defer("weights")
+        .select_for_update()
+        .filter(status=Checkpoint.Status.RETIRED, activated_at__isnull=False)
+        .order_by("-activated_at")
+    )
+    failures: list[CheckpointLoadError] = []
+    for previous in earlier:
+        try:
+            _check_loads(previous)
+        except CheckpointLoadError as error:
+            previous.status = Checkpoint.Status.REJECTED
+            previous.note = f"Passed over by a rollback: {error.reason}"[:200]
+            previous.save(update_fields=["status", "note"])
+            failures.append(error)
+            continue
+        if active is not None:
+            # Rejected, not retired: a second rollback then goes further back
+            # instead of bouncing between the same two versions.
+            active.status = Checkpoint.Status.REJECTED
+            active.note = f"Rolled back to v{previous.version}."
+            active.save(update_fields=["status", "note"])
+        return Rollback(_make_active(previous, now), failures)
+    if failures:
+        first = failures[0]
+        raise CheckpointLoadError(
+            first.version,
+            f"{first.reason} (and no earlier version loads either; nothing was changed)"
+            if len(failures) > 1
+            else f"{first.reason} (nothing was changed)",
+        )
+    raise CheckpointStateError("There is no earlier active version to roll back to.")
+
+
+# ---------------------------------------------------------------------------
+# What the web processes serve
+# ---------------------------------------------------------------------------
+
+
+def serving_heartbeat_record(
+    *,
+    process: str,
+    policy_version: int | None,
+    failed_version: int | None,
+    error: str,
+    loaded_at: datetime | None,
+    now: datetime | None = None,
+) -> ServingHeartbeat:
+    """Record what one web process serves (recommender.serving calls it)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        heartbeat, created = ServingHeartbeat.objects.update_or_create(
+            process=process,
+            defaults={
+                "policy_version": policy_version,
+                "failed_version": failed_version,
+                "error": error[:300],
+                "loaded_at": loaded_at,
+                "seen_at": now,
+            },
+        )
+        if created:
+            # A process starting up clears out the rows of long-gone ones.
+            ServingHeartbeat.objects.filter(seen_at__lt=now - timedelta(days=1)).delete()
+    return heartbeat

@@ -267,6 +267,9 @@ LOGGING = {
 RECOMMENDER_DEFAULT_K = env.int("RECOMMENDER_DEFAULT_K", default=8)
 RECOMMENDER_EPSILON = env.float("RECOMMENDER_EPSILON", default=0.1)
 RECOMMENDER_RELOAD_SECONDS = env.float("RECOMMENDER_RELOAD_SECONDS", default=10.0)
+# Each web process reports the version it serves (the dashboard lists them) when
+# that changes, and at least this often.
+RECOMMENDER_HEARTBEAT_SECONDS = env.float("RECOMMENDER_HEARTBEAT_SECONDS", default=30.0)
 RECOMMENDER_ELIGIBILITY_TTL = env.float("RECOMMENDER_ELIGIBILITY_TTL", default=5.0)
 RECOMMENDER_ATTRIBUTION_WINDOW = env.int("RECOMMENDER_ATTRIBUTION_WINDOW", default=600)
 RECOMMENDER_SESSION_IDLE = env.int("RECOMMENDER_SESSION_IDLE", default=900)

@@ -180,6 +180,16 @@ def tiny_agent(*, steps: int = 3, seed: int = 0, kind: str | None = None) -> Age
     return agent
 
 
+def loadable_weights() -> bytes:
+    """Checkpoint bytes that load as a web process loads them (over a catalog
+    made here if the store has none), for tests that activate versions."""
+    from shop.models import Product
+
+    if not Product.objects.exists():
+        make_catalog()
+    return tiny_agent(steps=0).save()
+
+
 def store_checkpoint(
     agent: Agent | None, *, version: int, weights: bytes | None = None
 ) -> Checkpoint:
