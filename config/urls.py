@@ -3,10 +3,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.static import serve
 
-from config.health import healthz
-
 urlpatterns = [
-    path("healthz", healthz, name="healthz"),
+    # /healthz is answered by config.health.HealthCheckMiddleware, first in the stack.
     path("admin/", admin.site.urls),
     path("api/v1/", include("config.api_router")),
     path("", include("shop.urls")),

@@ -729,7 +729,7 @@ def test_simulate_traffic_drives_a_live_store(live_server, transactional_db):
 
     lines = output.strip().splitlines()
     assert lines[0].startswith("5 sessions, ")
-    assert "(0 errors)" in lines[0]
+    assert "(0 refused)" in lines[0]
     assert lines[1].split() == ["policy", "carousels", "clicks", "CTR"]
     popularity = next(line for line in lines[2:] if line.startswith("popularity"))
     carousels = int(popularity.split()[1])
@@ -781,6 +781,41 @@ def test_seed_history_lays_out_a_trained_past_once(db, settings):
 
     assert "History already present" in again
     assert (Impression.objects.count(), Event.objects.count(), Checkpoint.objects.count()) == counts
+
+
+def test_seed_history_drives_a_store_on_its_production_security_settings(db, settings):
+    """Under production settings every request used to be refused (400: the test
+    client's host; then 301 to HTTPS), and the command still exited 0."""
+    settings.ALLOWED_HOSTS = ["shop.example.com"]
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = True
+    settings.RECOMMENDER_MIN_TRANSITIONS = 10**6  # no training: not what this is about
+    make_catalog(products=24, categories=4, stock=1000)
+
+    output = _call("seed_history", "--sessions", "4", "--days", "0.1", "--verbosity", "0")
+
+    assert output.startswith("4 sessions, ")
+    assert "(0 refused)" in output
+    assert Impression.objects.count() >= 4
+
+
+def test_seed_history_fails_when_the_store_refuses_its_requests(db, throttle_rates):
+    throttle_rates(recommendations="1/min")  # each shopper's second carousel is refused
+    make_catalog(products=24, categories=4, stock=1000)
+
+    with pytest.raises(CommandError, match=r"requests were refused \(HTTP 429 x\d+\)\. 429:"):
+        _call("seed_history", "--sessions", "4", "--days", "0.1", "--verbosity", "0")
+
+
+@pytest.mark.slow
+def test_simulate_traffic_fails_when_the_store_refuses_its_requests(
+    live_server, transactional_db, settings
+):
+    settings.ALLOWED_HOSTS = ["shop.example.com"]  # not the live server's 127.0.0.1
+    make_catalog(products=24, categories=4, stock=1000)
+
+    with pytest.raises(CommandError, match=r"of (\d+) requests were refused \(HTTP 400 x\1\)"):
+        _call("simulate_traffic", "--base-url", live_server.url, "--sessions", "3")
 
 
 # ---------------------------------------------------------------------------

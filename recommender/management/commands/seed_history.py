@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from tqdm import tqdm
 
-from recommender.management.commands.simulate_traffic import render_stats
+from recommender.management.commands.simulate_traffic import fail_if_refused, render_stats
 from recommender.models import Impression
 from recommender.serving import policy_server
 from recommender.stats import stats_rollup
@@ -72,6 +72,7 @@ class Command(BaseCommand):
             self._train()
         stats_rollup(since=start - timedelta(hours=1), until=timezone.now())
         self.stdout.write(render_stats(total))
+        fail_if_refused(total)
 
     def _train(self) -> str:
         transitions_build()
