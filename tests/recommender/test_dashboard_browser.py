@@ -15,11 +15,12 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from recommender.models import Impression
+from recommender.models import Checkpoint, Impression
 from recommender.schedules import schedules_ensure
 from recommender.stats import stats_rollup
 from tests.browser import full_page_screenshot
 from tests.recommender.factories import SuperuserFactory, seed_dashboard_history
+from tests.recommender.support import loadable_weights
 
 SCREENSHOT = Path(settings.BASE_DIR) / "docs" / "screenshots" / "dashboard.png"
 
@@ -29,6 +30,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def store_history(transactional_db):
     history = seed_dashboard_history(days=28)
+    # The active version is one the web process can load and serve.
+    Checkpoint.objects.filter(status=Checkpoint.Status.ACTIVE).update(weights=loadable_weights())
     # All but the last two hours rolled up, as the beat schedule leaves it:
     # the page must add the live tail to the roll-up.
     stats_rollup(since=history.start, until=history.end - timedelta(hours=2))
@@ -93,6 +96,11 @@ def test_a_store_admin_sees_the_kpis_and_charts(live_server, browser, store_hist
     ctr_lines = svgs[0].find_elements(By.CSS_SELECTOR, "g.chart-series")
     assert [g.get_attribute("data-label") for g in ctr_lines] == ["v3", "v2", "v1", "Fallback"]
     assert svgs[2].find_elements(By.CSS_SELECTOR, "polyline")  # the loss curve
+
+    # The web process that served the simulated shoppers reports serving v3.
+    served = browser.find_elements(By.CSS_SELECTOR, ".rec-served tbody tr[data-process]")
+    assert [row.get_attribute("data-state") for row in served] == ["ok"]
+    assert "serves the active version" in served[0].text
 
     full_page_screenshot(browser, SCREENSHOT)
     assert SCREENSHOT.stat().st_size > 20_000
