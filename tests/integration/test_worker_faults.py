@@ -85,8 +85,10 @@ def test_a_worker_killed_mid_training_does_not_stop_learning(celery_workers):
         what="the next training run to finish",
     )
 
+    elapsed = time.monotonic() - started
+    print(f"The next run finished {elapsed:.1f} s after it was sent to the new worker")
     assert run.status == TrainingRun.Status.SUCCEEDED, run.outcome
-    assert time.monotonic() - started < 60
+    assert elapsed < 60
     assert Checkpoint.objects.filter(status=Checkpoint.Status.ACTIVE).count() == 1
     assert Checkpoint.objects.get(status=Checkpoint.Status.ACTIVE).training_run == run
     assert not TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING).exists()
