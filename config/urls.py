@@ -1,16 +1,21 @@
 from django.conf import settings
 from django.contrib import admin
+from django.http import HttpResponsePermanentRedirect
 from django.templatetags.static import static
 from django.urls import include, path, re_path
-from django.views.generic.base import RedirectView
 from django.views.static import serve
 
-from config.health import healthz
+
+def favicon(request):
+    # Resolved per request: in production the static manifest exists only after
+    # collectstatic, which must not be needed to import the URL configuration.
+    return HttpResponsePermanentRedirect(static("img/favicon.svg"))
+
 
 urlpatterns = [
-    path("healthz", healthz, name="healthz"),
+    # /healthz is answered by config.health.HealthCheckMiddleware, first in the stack.
     # Browsers ask for /favicon.ico on pages without an icon link (the admin, the API).
-    path("favicon.ico", RedirectView.as_view(url=static("img/favicon.svg"), permanent=True)),
+    path("favicon.ico", favicon),
     path("admin/", admin.site.urls),
     path("api/v1/", include("config.api_router")),
     path("", include("shop.urls")),

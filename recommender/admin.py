@@ -566,6 +566,13 @@ def _activate(request: HttpRequest, checkpoint: Checkpoint) -> None:
     previous = selectors.active_checkpoint()
     try:
         services.checkpoint_activate(checkpoint=checkpoint)
+    except services.CheckpointLoadError as error:
+        messages.error(
+            request,
+            f"Could not activate v{checkpoint.version}: it does not load as the web processes "
+            f"would load it ({error.reason}). The active version is unchanged.",
+        )
+        return
     except services.CheckpointStateError as error:
         messages.error(request, f"Could not activate v{checkpoint.version}: {error}")
         return
@@ -582,12 +589,18 @@ def _activate(request: HttpRequest, checkpoint: Checkpoint) -> None:
 def _roll_back(request: HttpRequest) -> None:
     previous = selectors.active_checkpoint()
     try:
-        restored = services.checkpoint_rollback()
+        rollback = services.checkpoint_rollback()
     except services.CheckpointStateError as error:
         messages.error(request, f"Could not roll back: {error}")
         return
     rejected = f"; v{previous.version} was rejected" if previous is not None else ""
-    messages.success(request, f"Rolled back: v{restored.version} is active again{rejected}.")
+    messages.success(
+        request, f"Rolled back: v{rollback.restored.version} is active again{rejected}."
+    )
+    for error in rollback.passed_over:
+        messages.warning(
+            request, f"Passed over v{error.version}: it does not load ({error.reason})."
+        )
 
 
 # ---------------------------------------------------------------------------

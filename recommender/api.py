@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -11,7 +9,6 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
 
 from recommender.models import Event, EventType, SlotName
 from recommender.recommendations import recommend
@@ -20,39 +17,7 @@ from shop.api.serializers import ErrorSerializer, ProductSerializer
 from shop.api.views import CSRF_ERROR, ShopApiView
 from shop.models import Product
 from shop.sessions import visit_key
-
-logger = logging.getLogger(__name__)
-
-
-class _FailOpen:
-    """Rate limits live in the cache; if the cache is down, let requests
-    through rather than fail them (events are idempotent and cheap)."""
-
-    def allow_request(self, request, view) -> bool:
-        try:
-            return super().allow_request(request, view)
-        except Exception:
-            logger.warning("Throttle cache unavailable; allowing the request", exc_info=True)
-            return True
-
-
-class EventsSessionThrottle(_FailOpen, SimpleRateThrottle):
-    """Per shopper session: what one shopper may send."""
-
-    scope = "events"
-
-    def get_cache_key(self, request, view) -> str | None:
-        key = request.session.session_key
-        return self.cache_format % {"scope": self.scope, "ident": key} if key else None
-
-
-class EventsAddressThrottle(_FailOpen, SimpleRateThrottle):
-    """Per client address: bounds a client that drops its cookie each time."""
-
-    scope = "events_address"
-
-    def get_cache_key(self, request, view) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+from shop.throttling import EVENTS, RECOMMENDATIONS
 
 
 class RecommendedItemSerializer(serializers.Serializer):
@@ -69,6 +34,9 @@ class PolicySerializer(serializers.Serializer):
 
 
 class RecommendationsApi(ShopApiView):
+    # Every answer logs an impression, which clicks can then earn reward on.
+    throttle_classes = RECOMMENDATIONS
+
     class InputSerializer(serializers.Serializer):
         slot = serializers.ChoiceField(choices=SlotName.values)
         # No serializer default: the view falls back to RECOMMENDER_DEFAULT_K (8),
@@ -104,6 +72,9 @@ class RecommendationsApi(ShopApiView):
             404: OpenApiResponse(
                 ErrorSerializer, description="No such product, or no longer sold."
             ),
+            429: OpenApiResponse(
+                ErrorSerializer, description="Too many recommendations; retry later."
+            ),
         },
         summary="A logged slate of recommended products for a carousel slot",
     )
@@ -138,7 +109,7 @@ class RecommendationsApi(ShopApiView):
 
 
 class EventsApi(ShopApiView):
-    throttle_classes = [EventsSessionThrottle, EventsAddressThrottle]
+    throttle_classes = EVENTS
 
     class InputSerializer(serializers.Serializer):
         event_id = serializers.UUIDField(help_text="Client-generated; repeats are idempotent.")

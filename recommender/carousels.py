@@ -12,6 +12,7 @@ from django.utils.http import urlencode
 from recommender.recommendations import IMPRESSION_PARAM, recommend, record_page_view
 from shop.carousels import Carousel, CarouselItem
 from shop.models import Product
+from shop.throttling import RECOMMENDATIONS, allows
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,9 @@ def carousel_provider(
     try:
         if product is not None and request.method == "GET":
             record_page_view(request, product=product)
+        if not allows(request, RECOMMENDATIONS):
+            # Over the impression budget: the page is served without a carousel.
+            return None
         rec = recommend(request, slot=slot, k=settings.RECOMMENDER_DEFAULT_K, product=product)
     except Exception:
         # The page matters more than its carousel.

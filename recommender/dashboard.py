@@ -12,6 +12,7 @@ from typing import Any
 
 from celery import Task
 from django import forms
+from django.conf import settings
 from django.http import QueryDict
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
@@ -274,6 +275,7 @@ def dashboard_context(filters: DashboardFilters, *, now: datetime) -> dict[str, 
     series = selectors.timeseries(date_range=date_range, slot=slot, bucket=filters.bucket)
     runs = selectors.training_runs_for_chart(date_range=date_range)
     active = selectors.active_checkpoint()
+    served_by = selectors.serving_processes(active=active, now=now)
     return {
         "filters": filters,
         "report": report,
@@ -332,6 +334,9 @@ def dashboard_context(filters: DashboardFilters, *, now: datetime) -> dict[str, 
         "training_run_count": len(runs),
         "checkpoints": selectors.checkpoints_table(),
         "active_checkpoint": active,
+        "serving_processes": served_by,
+        "not_served_by": sum(row.state in ("failed", "differs") for row in served_by),
+        "heartbeat_seconds": settings.RECOMMENDER_HEARTBEAT_SECONDS,
         "scheduled_tasks": selectors.scheduled_tasks(),
         "rolled_up_until": selectors.stats_rolled_up_until(),
     }

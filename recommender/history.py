@@ -206,11 +206,13 @@ def history_run(*, history_id: int, on_progress: ProgressCallback | None = None)
             status=SimulatedHistory.Status.FAILED, outcome=repr(exc)[:2000]
         )
         raise
+    refused = stats.refusal_summary()
     SimulatedHistory.objects.filter(pk=history.pk).update(
-        status=SimulatedHistory.Status.FINISHED,
+        # Refused requests never reached the store: that history is not the one planned.
+        status=SimulatedHistory.Status.FAILED if refused else SimulatedHistory.Status.FINISHED,
         finished_at=real_now(),
         heartbeat_at=real_now(),
-        outcome=f"{stats.sessions} sessions this run, {stats.orders} orders; {note}",
+        outcome=refused or f"{stats.sessions} sessions this run, {stats.orders} orders; {note}",
     )
     history.refresh_from_db()
     report(total, total, note)

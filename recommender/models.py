@@ -4,7 +4,8 @@ Impression: one carousel served (slot, state snapshot, policy, items with
 propensities, the sold-out products it could not show: SoldOutSet). Event:
 a shopper interaction, attributed to the impression that caused it.
 Transition: (s, a, r, s', done) per shown item, built by a Celery task.
-TrainerState: the learner between runs. Checkpoint: a published, versioned
+TrainerState: the learner between runs (TrainerLease: who may train, on
+databases without session locks). Checkpoint: a published, versioned
 policy the web processes serve. TrainingRun: one task run.
 Hourly stats are pre-aggregated in ImpressionStats for the dashboard.
 """
@@ -237,6 +238,42 @@ class TrainerState(models.Model):
 
     def __str__(self) -> str:
         return f"learner at step {self.step}"
+
+
+class TrainerLease(models.Model):
+    """Who holds the trainer lock where the database has no session locks
+    (SQLite): one row, renewed by its holder while it lives, free again once
+    ``expires_at`` has passed. On PostgreSQL an advisory lock is used instead
+    (recommender/trainer_lock.py)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    holder = models.CharField(max_length=80, blank=True, help_text="host:pid:token; empty: free.")
+    acquired_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"trainer lease ({self.holder or 'free'})"
+
+
+class ServingHeartbeat(models.Model):
+    """What one web process serves: written by the process itself when it loads
+    or fails to load a version, and every RECOMMENDER_HEARTBEAT_SECONDS, so the
+    dashboard shows what shoppers get, not only what is marked active."""
+
+    process = models.CharField(max_length=80, unique=True, help_text="host:pid")
+    policy_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The version it serves; null: the fallback."
+    )
+    failed_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="A version it could not load."
+    )
+    error = models.CharField(max_length=300, blank=True)
+    loaded_at = models.DateTimeField(null=True, blank=True)
+    seen_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        served = f"v{self.policy_version}" if self.policy_version else "fallback"
+        return f"{self.process} serves {served}"
 
 
 class TrainingRun(models.Model):

@@ -1,13 +1,14 @@
 """Record add-to-cart and purchase events from the shop's own services, in
-the same transaction as the cart or order change (never from clients)."""
+the same transaction as the cart or order change (never from clients), and
+take an add-to-cart reward back when its cart line is removed."""
 
 from __future__ import annotations
 
 from django.dispatch import receiver
 
 from recommender.models import Event, EventType
-from recommender.services import event_record
-from shop.signals import cart_item_added, order_placed
+from recommender.services import add_to_cart_record, add_to_cart_reverse, event_record
+from shop.signals import cart_item_added, cart_item_removed, order_placed
 
 
 @receiver(cart_item_added, dispatch_uid="recommender.cart_item_added")
@@ -16,13 +17,23 @@ def record_add_to_cart(
 ):
     if not session_key:
         return
-    event_record(
-        type=EventType.ADD_TO_CART,
+    add_to_cart_record(
         product=cart_item.product,
+        quantity=quantity,
+        # The line holds exactly the units added now only when this add created it.
+        new_line=cart_item.quantity == quantity,
         session_key=session_key,
         user_id=user_id,
-        quantity=quantity,
-        source=Event.Source.SERVER,
+    )
+
+
+@receiver(cart_item_removed, dispatch_uid="recommender.cart_item_removed")
+def reverse_add_to_cart(sender, *, cart_item, session_key: str | None, user_id, **kwargs):
+    add_to_cart_reverse(
+        product=cart_item.product,
+        line_added_at=cart_item.added_at,
+        session_key=session_key,
+        user_id=user_id,
     )
 
 

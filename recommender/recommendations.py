@@ -18,6 +18,7 @@ from recommender.services import EventRejected, event_record, impression_log
 from recommender.serving import ServedSlate, policy_server
 from shop.models import Product
 from shop.sessions import visit_key
+from shop.throttling import EVENTS, allows
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,10 @@ def record_page_view(request: HttpRequest, *, product: Product) -> None:
             try:
                 impression_id = uuid.UUID(raw)
             except ValueError:
+                return
+            if not allows(request, EVENTS):
+                # The same budget as clicks sent to the events API.
+                logger.info("Click on impression %s not recorded: over the budget", impression_id)
                 return
             try:
                 with transaction.atomic():

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
+from django.conf import settings
 from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, Trunc
 from django.utils import timezone
@@ -26,6 +27,7 @@ from recommender.models import (
     Impression,
     ImpressionItem,
     ImpressionStats,
+    ServingHeartbeat,
     TrainingRun,
 )
 from recommender.stats import FALLBACK_VERSION, stats_rolled_up_until
@@ -560,6 +562,47 @@ def checkpoints_table(*, limit: int = 12) -> list[CheckpointRow]:
 
 def active_checkpoint() -> Checkpoint | None:
     return _checkpoints_without_weights().filter(status=Checkpoint.Status.ACTIVE).first()
+
+
+# ---------------------------------------------------------------------------
+# What the web processes serve
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServedBy:
+    """One live web process and whether it serves the active version."""
+
+    heartbeat: ServingHeartbeat
+    state: Literal["ok", "pending", "failed", "differs"]
+    note: str
+
+
+def serving_processes(*, active: Checkpoint | None, now: datetime) -> list[ServedBy]:
+    """The web processes that reported recently (dead ones stop reporting), and
+    for each whether shoppers meet the active version there."""
+    # Three missed heartbeats (or reload checks, if those are rarer) mean gone.
+    quiet = 3 * max(settings.RECOMMENDER_HEARTBEAT_SECONDS, settings.RECOMMENDER_RELOAD_SECONDS)
+    rows = []
+    for beat in ServingHeartbeat.objects.filter(
+        seen_at__gte=now - timedelta(seconds=quiet)
+    ).order_by("process"):
+        version = active.version if active is not None else None
+        if beat.policy_version == version:
+            state, note = "ok", "serves the active version" if version else "no active version"
+        elif version is not None and beat.failed_version == version:
+            state, note = "failed", f"cannot load v{version}: {beat.error}"
+        elif active is not None and active.activated_at and beat.seen_at < active.activated_at:
+            state, note = "pending", f"has not checked since v{version} was activated"
+        else:
+            wanted = f"v{version}" if version else "the fallback"
+            state, note = "differs", f"serves {_served(beat)}, not {wanted}"
+        rows.append(ServedBy(beat, state, note))
+    return rows
+
+
+def _served(beat: ServingHeartbeat) -> str:
+    return f"v{beat.policy_version}" if beat.policy_version else "the fallback"
 
 
 # ---------------------------------------------------------------------------

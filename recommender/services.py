@@ -3,14 +3,16 @@ and checkpoint lifecycle. Training lives in recommender/training.py."""
 
 from __future__ import annotations
 
+import operator
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import reduce
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from recommender.features import purchase_reward
@@ -20,6 +22,8 @@ from recommender.models import (
     EventType,
     Impression,
     ImpressionItem,
+    ServingHeartbeat,
+    Transition,
 )
 from recommender.rl.types import Observation, Slate
 from shop.models import Product
@@ -84,6 +88,21 @@ def impression_log(
 
 # ---------------------------------------------------------------------------
 # Events and reward attribution
+#
+# The reward rules, all enforced here (the README's "Security and reliability"
+# section states them for operators):
+# - Only events of the visit an impression was shown to, on an item it showed,
+#   inside RECOMMENDER_ATTRIBUTION_WINDOW, earn reward; each (impression, item,
+#   event type) earns once.
+# - A click names its impression; at most RECOMMENDER_REWARDED_CLICKS_PER_IMPRESSION
+#   items of one impression earn a click reward. Further clicks are kept, unrewarded.
+# - An add-to-cart earns only when it puts the item in the cart (more units on a
+#   line already there earn nothing), credited to the latest impression that
+#   showed the item. Removing the line before checkout takes that reward back,
+#   from the impression and from a transition already built of it.
+# - A purchase earns per order line (price-aware), credited the same way.
+# - Clients report only views and clicks; the shop records add-to-carts and
+#   purchases itself, in the transaction of the cart or order change.
 # ---------------------------------------------------------------------------
 
 
@@ -174,9 +193,13 @@ def event_record(
     quantity: int = 1,
     line_value: Decimal = Decimal("0"),
     source: str = Event.Source.SERVER,
+    rewardable: bool = True,
     now: datetime | None = None,
 ) -> RecordedEvent:
     """Record an interaction and attribute its reward, once.
+
+    ``rewardable=False`` stores the event without looking for an impression
+    (an add-to-cart of more units on a line already in the cart).
 
     Idempotent on ``event_id``: a repeat returns the stored event. Clicks name
     their impression (validated against the session and its items); add-to-cart
@@ -199,7 +222,7 @@ def event_record(
         impression = _impression_for_click(
             impression_id=impression_id, session_key=session_key, product_id=product.pk, now=now
         )
-    elif type in (EventType.ADD_TO_CART, EventType.PURCHASE):
+    elif type in (EventType.ADD_TO_CART, EventType.PURCHASE) and rewardable:
         impression = _impression_for_server_event(
             session_key=session_key, product_id=product.pk, type=type, now=now
         )
@@ -218,17 +241,28 @@ def event_record(
     with transaction.atomic():
         if impression is not None:
             try:
-                # The savepoint lets a lost race on the reward-once constraint
-                # fall back to an unattributed event instead of failing.
+                # The savepoint lets a lost race on the reward-once constraint,
+                # or a click past the impression's cap, fall back to an
+                # unattributed event instead of failing.
                 with transaction.atomic():
                     reward = reward_for(type=type, line_value=line_value)
                     event = Event.objects.create(**fields, impression=impression, reward=reward)
-                    Impression.objects.filter(pk=impression.pk).update(
-                        **{_COUNTER_FOR_TYPE[type]: F(_COUNTER_FOR_TYPE[type]) + 1},
+                    counter = _COUNTER_FOR_TYPE[type]
+                    impression_row = Impression.objects.filter(pk=impression.pk)
+                    if type == EventType.CLICK:
+                        # In the UPDATE itself, so concurrent clicks cannot pass the cap.
+                        impression_row = impression_row.filter(
+                            clicks__lt=settings.RECOMMENDER_REWARDED_CLICKS_PER_IMPRESSION
+                        )
+                    if not impression_row.update(
+                        **{counter: F(counter) + 1},
                         reward=F("reward") + reward,
                         revenue=F("revenue") + fields["value"],
-                    )
+                    ):
+                        raise _ClickCapReached
                     return RecordedEvent(event, created=True)
+            except _ClickCapReached:
+                pass
             except IntegrityError:
                 stored = Event.objects.filter(event_id=event_id).first()
                 if stored is not None:
@@ -238,6 +272,64 @@ def event_record(
                 return RecordedEvent(Event.objects.create(**fields), created=True)
         except IntegrityError:
             return _concurrent_repeat(Event.objects.get(event_id=event_id), session_key=session_key)
+
+
+class _ClickCapReached(Exception):
+    """The impression has rewarded as many clicks as it may."""
+
+
+def add_to_cart_record(
+    *, product: Product, quantity: int, new_line: bool, session_key: str, user_id: int | None
+) -> RecordedEvent:
+    """Record units put in a cart; only the add that created the cart line can
+    earn reward (see the rules above)."""
+    return event_record(
+        type=EventType.ADD_TO_CART,
+        product=product,
+        session_key=session_key,
+        user_id=user_id,
+        quantity=quantity,
+        source=Event.Source.SERVER,
+        rewardable=new_line,
+    )
+
+
+def add_to_cart_reverse(
+    *, product: Product, line_added_at: datetime, session_key: str | None, user_id: int | None
+) -> float:
+    """Take back the add-to-cart reward of a cart line removed before checkout:
+    from its event, its impression and the transition built of it, if any.
+    Returns the reward taken back. Call in the transaction of the removal."""
+    # The visit that added it, or (signed in) the account, whose cart outlives visits.
+    owners = [Q(session_key=session_key)] if session_key else []
+    if user_id is not None:
+        owners.append(Q(user_id=user_id))
+    if not owners:
+        return 0.0
+    events = list(
+        Event.objects.select_for_update().filter(
+            reduce(operator.or_, owners),
+            type=EventType.ADD_TO_CART,
+            product=product,
+            reward__gt=0,
+            impression__isnull=False,
+            created_at__gte=line_added_at,
+        )
+    )
+    taken = 0.0
+    for event in events:
+        Impression.objects.filter(pk=event.impression_id).update(
+            add_to_carts=F("add_to_carts") - 1, reward=F("reward") - event.reward
+        )
+        Transition.objects.filter(impression_id=event.impression_id, product=product).update(
+            reward=F("reward") - event.reward
+        )
+        taken += event.reward
+        # The event keeps its impression: that impression cannot earn an
+        # add-to-cart of this item a second time.
+        event.reward = 0.0
+        event.save(update_fields=["reward"])
+    return taken
 
 
 def _concurrent_repeat(stored: Event, *, session_key: str) -> RecordedEvent:
@@ -252,13 +344,27 @@ def _concurrent_repeat(stored: Event, *, session_key: str) -> RecordedEvent:
 # ---------------------------------------------------------------------------
 
 
-@transaction.atomic
-def checkpoint_activate(*, checkpoint: Checkpoint, now: datetime | None = None) -> Checkpoint:
-    """Serve this version from now on; the previously active one is retired.
-    Web processes pick it up within RECOMMENDER_RELOAD_SECONDS."""
-    checkpoint = Checkpoint.objects.select_for_update().get(pk=checkpoint.pk)
-    if checkpoint.status == Checkpoint.Status.ACTIVE:
-        return checkpoint
+class CheckpointLoadError(CheckpointStateError):
+    """A checkpoint that would not load in the web processes."""
+
+    def __init__(self, version: int, reason: str) -> None:
+        super().__init__(f"v{version} does not load: {reason}")
+        self.version, self.reason = version, reason
+
+
+def _check_loads(checkpoint: Checkpoint) -> None:
+    """Load the checkpoint as the web processes would, or raise CheckpointLoadError."""
+    from recommender.serving import load_error_text, load_servable
+
+    weights = Checkpoint.objects.filter(pk=checkpoint.pk).values_list("weights", flat=True).get()
+    try:
+        load_servable(weights)
+    except Exception as exc:  # whatever stops it loading stops it serving
+        raise CheckpointLoadError(checkpoint.version, load_error_text(exc)) from exc
+
+
+def _make_active(checkpoint: Checkpoint, now: datetime | None) -> Checkpoint:
+    """Precondition: in a transaction, ``checkpoint`` row-locked and known to load."""
     Checkpoint.objects.select_for_update().filter(status=Checkpoint.Status.ACTIVE).update(
         status=Checkpoint.Status.RETIRED
     )
@@ -269,20 +375,100 @@ def checkpoint_activate(*, checkpoint: Checkpoint, now: datetime | None = None) 
 
 
 @transaction.atomic
-def checkpoint_rollback(*, now: datetime | None = None) -> Checkpoint:
-    """Reject the active version and re-activate the one active before it."""
-    active = Checkpoint.objects.select_for_update().filter(status=Checkpoint.Status.ACTIVE).first()
-    previous = (
-        Checkpoint.objects.filter(status=Checkpoint.Status.RETIRED, activated_at__isnull=False)
-        .order_by("-activated_at")
+def checkpoint_activate(*, checkpoint: Checkpoint, now: datetime | None = None) -> Checkpoint:
+    """Serve this version from now on; the previously active one is retired.
+    Web processes pick it up within RECOMMENDER_RELOAD_SECONDS.
+
+    Raises CheckpointLoadError, changing nothing, when it does not load as the
+    web processes would load it.
+    """
+    checkpoint = Checkpoint.objects.defer("weights").select_for_update().get(pk=checkpoint.pk)
+    if checkpoint.status == Checkpoint.Status.ACTIVE:
+        return checkpoint
+    _check_loads(checkpoint)
+    return _make_active(checkpoint, now)
+
+
+@dataclass(frozen=True)
+class Rollback:
+    restored: Checkpoint
+    passed_over: list[CheckpointLoadError]  # newer retired versions that did not load
+
+
+@transaction.atomic
+def checkpoint_rollback(*, now: datetime | None = None) -> Rollback:
+    """Reject the active version and re-activate the latest one active before it
+    that still loads. A retired version that does not load is passed over and
+    rejected with the reason, so no later rollback picks it either; when none
+    loads, nothing changes (CheckpointLoadError lists why)."""
+    active = (
+        Checkpoint.objects.defer("weights")
+        .select_for_update()
+        .filter(status=Checkpoint.Status.ACTIVE)
         .first()
     )
-    if previous is None:
-        raise CheckpointStateError("There is no earlier active version to roll back to.")
-    if active is not None:
-        # Rejected, not retired: a second rollback then goes further back
-        # instead of bouncing between the same two versions.
-        active.status = Checkpoint.Status.REJECTED
-        active.note = f"Rolled back to v{previous.version}."
-        active.save(update_fields=["status", "note"])
-    return checkpoint_activate(checkpoint=previous, now=now)
+    earlier = (
+        Checkpoint.objects.defer("weights")
+        .select_for_update()
+        .filter(status=Checkpoint.Status.RETIRED, activated_at__isnull=False)
+        .order_by("-activated_at")
+    )
+    failures: list[CheckpointLoadError] = []
+    for previous in earlier:
+        try:
+            _check_loads(previous)
+        except CheckpointLoadError as error:
+            previous.status = Checkpoint.Status.REJECTED
+            previous.note = f"Passed over by a rollback: {error.reason}"[:200]
+            previous.save(update_fields=["status", "note"])
+            failures.append(error)
+            continue
+        if active is not None:
+            # Rejected, not retired: a second rollback then goes further back
+            # instead of bouncing between the same two versions.
+            active.status = Checkpoint.Status.REJECTED
+            active.note = f"Rolled back to v{previous.version}."
+            active.save(update_fields=["status", "note"])
+        return Rollback(_make_active(previous, now), failures)
+    if failures:
+        first = failures[0]
+        raise CheckpointLoadError(
+            first.version,
+            f"{first.reason} (and no earlier version loads either; nothing was changed)"
+            if len(failures) > 1
+            else f"{first.reason} (nothing was changed)",
+        )
+    raise CheckpointStateError("There is no earlier active version to roll back to.")
+
+
+# ---------------------------------------------------------------------------
+# What the web processes serve
+# ---------------------------------------------------------------------------
+
+
+def serving_heartbeat_record(
+    *,
+    process: str,
+    policy_version: int | None,
+    failed_version: int | None,
+    error: str,
+    loaded_at: datetime | None,
+    now: datetime | None = None,
+) -> ServingHeartbeat:
+    """Record what one web process serves (recommender.serving calls it)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        heartbeat, created = ServingHeartbeat.objects.update_or_create(
+            process=process,
+            defaults={
+                "policy_version": policy_version,
+                "failed_version": failed_version,
+                "error": error[:300],
+                "loaded_at": loaded_at,
+                "seen_at": now,
+            },
+        )
+        if created:
+            # A process starting up clears out the rows of long-gone ones.
+            ServingHeartbeat.objects.filter(seen_at__lt=now - timedelta(days=1)).delete()
+    return heartbeat

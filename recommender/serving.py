@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import socket
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 from django.conf import settings
 from django.db.models import Count, Max
+from django.utils import timezone
 
 from recommender import features
 from recommender.models import Checkpoint, SoldOutSet
 from recommender.rl.slate import SlateBuilder
-from recommender.rl.types import Observation, Slate
+from recommender.rl.types import Observation, Slate, Slot
 from shop.models import Product
 
 logger = logging.getLogger(__name__)
@@ -45,6 +49,33 @@ class _Loaded:
     version: int
     agent: object  # a recommender.rl.agents.Agent, imported lazily (torch)
     catalog_signature: tuple
+    loaded_at: datetime
+
+
+def load_servable(weights: bytes | memoryview) -> object:
+    """A checkpoint's policy, loaded as every web process loads it (over the
+    current catalog) and asked for one greedy slate. Raises whatever would stop
+    it serving; activation calls this first (recommender.services)."""
+    from recommender.rl.agents import load_agent
+    from recommender.rl.runtime import configure_torch_threads
+
+    configure_torch_threads()
+    catalog = features.build_catalog()
+    agent = load_agent(bytes(weights), catalog=catalog)
+    if len(catalog):
+        agent.act(
+            Observation(slot=Slot.HOME),
+            catalog.ids,
+            min(settings.RECOMMENDER_DEFAULT_K, len(catalog)),
+            np.random.default_rng(0),
+            epsilon=0.0,
+        )
+    return agent
+
+
+def load_error_text(exc: BaseException) -> str:
+    """Why a checkpoint did not load, in one line an admin can read."""
+    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 class PolicyServer:
@@ -55,6 +86,10 @@ class PolicyServer:
         self._loaded: _Loaded | None = None
         self._checked_at = float("-inf")
         self._failed_version: int | None = None
+        self._failed_error = ""
+        # What the last heartbeat reported, and when (time.monotonic()).
+        self._reported: tuple | None = None
+        self._reported_at = float("-inf")
         self._eligible_at = float("-inf")
         # (in-stock ids, their popularity, the SoldOutSet id of the rest), replaced whole.
         self._eligibility: tuple[np.ndarray, np.ndarray, int | None] = (
@@ -110,7 +145,38 @@ class PolicyServer:
                 # Keep serving what we had; the next check tries again.
                 logger.exception("Could not refresh the active recommender policy")
             self._checked_at = time.monotonic()
+            self._heartbeat()
             return self._loaded
+
+    def _heartbeat(self) -> None:
+        """Report what this process serves: at once when that changed, else
+        every RECOMMENDER_HEARTBEAT_SECONDS. Never fails a request."""
+        loaded = self._loaded
+        state = (
+            loaded.version if loaded else None,
+            self._failed_version,
+            self._failed_error,
+            loaded.loaded_at if loaded else None,
+        )
+        now = time.monotonic()
+        if state == self._reported and now - self._reported_at < (
+            settings.RECOMMENDER_HEARTBEAT_SECONDS
+        ):
+            return
+        from recommender.services import serving_heartbeat_record
+
+        try:
+            serving_heartbeat_record(
+                process=f"{socket.gethostname()[:60]}:{os.getpid()}",
+                policy_version=state[0],
+                failed_version=state[1],
+                error=state[2],
+                loaded_at=state[3],
+            )
+        except Exception:
+            logger.warning("Could not record the serving heartbeat", exc_info=True)
+            return
+        self._reported, self._reported_at = state, now
 
     def _refresh(self, loaded: _Loaded | None) -> _Loaded | None:
         active = (
@@ -128,23 +194,22 @@ class PolicyServer:
             return loaded
         if active == self._failed_version:
             return loaded
-        from recommender.rl.agents import load_agent
-        from recommender.rl.runtime import configure_torch_threads
-
-        configure_torch_threads()
         weights = (
             Checkpoint.objects.filter(version=active).values_list("weights", flat=True).first()
         )
         try:
-            agent = load_agent(bytes(weights), catalog=features.build_catalog())
-        except Exception:
-            self._failed_version = active
+            agent = load_servable(weights)
+        except Exception as exc:
+            self._failed_version, self._failed_error = active, load_error_text(exc)
             logger.exception(
                 "Checkpoint v%s could not be loaded; keeping the previous policy", active
             )
             return loaded
         logger.info("Serving recommender checkpoint v%s", active)
-        return _Loaded(version=active, agent=agent, catalog_signature=signature)
+        self._failed_version, self._failed_error = None, ""
+        return _Loaded(
+            version=active, agent=agent, catalog_signature=signature, loaded_at=timezone.now()
+        )
 
     # -- slates --------------------------------------------------------------
 

@@ -13,9 +13,10 @@ moves the clock to lay history out over past days).
 
 from __future__ import annotations
 
+import itertools
 import uuid
-from collections import defaultdict
-from collections.abc import Callable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -60,17 +61,34 @@ class HttpShopClient:
         return response.status_code, _json(response.content)
 
 
+def _simulated_addresses() -> Iterator[str]:
+    """Client addresses for in-process shoppers, one per shopper (10.0.0.0/8)."""
+    for n in itertools.count():
+        yield f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
+
+
+_addresses = _simulated_addresses()
+
+
 class InProcessShopClient:
     """The same requests through Django's test client: the full middleware and
-    view stack, no server and no network."""
+    view stack, no server and no network. Each client is a different shopper,
+    with an address of its own (the store budgets requests per address too).
+    It asks for a host the store accepts, over HTTPS when the store redirects
+    to it, so it also drives a store running its production settings."""
 
     def __init__(self) -> None:
+        from django.conf import settings
         from django.test import Client
 
-        self.client = Client(enforce_csrf_checks=True)
+        host = _an_allowed_host(settings.ALLOWED_HOSTS)
+        self.secure = bool(settings.SECURE_SSL_REDIRECT)
+        # HTTPS requests must name where they come from (CSRF's Referer check).
+        self.origin = f"{'https' if self.secure else 'http'}://{host}"
+        self.client = Client(enforce_csrf_checks=True, REMOTE_ADDR=next(_addresses), HTTP_HOST=host)
 
     def get(self, path: str, params: dict) -> tuple[int, dict]:
-        response = self.client.get(path, params)
+        response = self.client.get(path, params, secure=self.secure)
         return response.status_code, _json(response.content)
 
     def post(self, path: str, payload: dict) -> tuple[int, dict]:
@@ -79,9 +97,18 @@ class InProcessShopClient:
             path,
             payload,
             content_type="application/json",
-            headers={"X-CSRFToken": cookie.value if cookie else ""},
+            secure=self.secure,
+            headers={"X-CSRFToken": cookie.value if cookie else "", "Referer": self.origin + "/"},
         )
         return response.status_code, _json(response.content)
+
+
+def _an_allowed_host(allowed: list[str]) -> str:
+    """A host name ALLOWED_HOSTS accepts ("testserver" when it accepts any)."""
+    for pattern in allowed:
+        if pattern != "*":
+            return pattern.lstrip(".")
+    return "testserver"
 
 
 def _json(content: bytes) -> dict:
@@ -110,20 +137,46 @@ class TrafficStats:
 
     sessions: int = 0
     requests: int = 0
-    errors: int = 0
     add_to_carts: int = 0
     orders: int = 0
     policies: dict[str, PolicyTally] = field(default_factory=lambda: defaultdict(PolicyTally))
+    # Requests the store refused (any status but 2xx, a sold-out 409 and an
+    # emptied cart's checkout), by status.
+    refused: Counter[int] = field(default_factory=Counter)
+
+    @property
+    def errors(self) -> int:
+        return sum(self.refused.values())
 
     def merge(self, other: TrafficStats) -> None:
         self.sessions += other.sessions
         self.requests += other.requests
-        self.errors += other.errors
+        self.refused.update(other.refused)
         self.add_to_carts += other.add_to_carts
         self.orders += other.orders
         for name, tally in other.policies.items():
             self.policies[name].carousels += tally.carousels
             self.policies[name].clicks += tally.clicks
+
+    def refusal_summary(self) -> str | None:
+        """What went wrong, for a command to fail with; None if nothing was refused."""
+        if not self.refused:
+            return None
+        statuses = ", ".join(
+            f"HTTP {status} x{count}" for status, count in sorted(self.refused.items())
+        )
+        hints = [hint for status, hint in REFUSAL_HINTS.items() if status in self.refused]
+        return f"{self.errors} of {self.requests} requests were refused ({statuses})." + "".join(
+            f" {hint}" for hint in hints
+        )
+
+
+REFUSAL_HINTS = {
+    301: "301: the store redirects to HTTPS; use an https:// base URL.",
+    400: "400: is the store's host in DJANGO_ALLOWED_HOSTS?",
+    403: "403: CSRF refused; over HTTPS behind a proxy, set DJANGO_CSRF_TRUSTED_ORIGINS.",
+    429: "429: over the store's request budgets (API_*_THROTTLE); fewer or slower sessions.",
+}
 
 
 def policy_label(policy: dict) -> str:
@@ -199,16 +252,18 @@ class ShopperDriver:
     def _get(self, stats: TrafficStats, path: str, params: dict) -> tuple[int, dict]:
         status, body = self.client.get(path, params)
         stats.requests += 1
-        stats.errors += status >= 400
+        if status >= 300:
+            stats.refused[status] += 1
         return status, body
 
     def _post(self, stats: TrafficStats, path: str, payload: dict) -> tuple[int, dict]:
         status, body = self.client.post(path, payload)
         stats.requests += 1
         # 409 (sold out meanwhile) and checking out a cart emptied by it are
-        # the store doing its job, not errors.
+        # the store doing its job, not refusals.
         expected = status == 409 or body.get("code") == "empty_cart"
-        stats.errors += status >= 400 and not expected
+        if status >= 300 and not expected:
+            stats.refused[status] += 1
         return status, body
 
     def _event(

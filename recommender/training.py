@@ -12,14 +12,11 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Max, Q, Sum
 from django.utils import timezone
@@ -41,14 +38,10 @@ from recommender.rl.checkpoint import check_agent
 from recommender.rl.types import ItemCatalog, Observation
 from recommender.rl.types import Transition as RLTransition
 
+# TrainerBusy is part of this module's interface: the tasks retry on it.
+from recommender.trainer_lock import TrainerBusy, trainer_lock  # noqa: F401
+
 logger = logging.getLogger(__name__)
-
-TRAINER_LOCK_KEY = "recommender:trainer-lock"
-
-
-class TrainerBusy(RuntimeError):
-    """Another training or sync run holds the trainer lock."""
-
 
 # ---------------------------------------------------------------------------
 # Transitions
@@ -210,25 +203,8 @@ def replay_transitions(*, limit: int) -> list[RLTransition]:
 
 
 # ---------------------------------------------------------------------------
-# Trainer state and lock
+# Trainer state
 # ---------------------------------------------------------------------------
-
-
-@contextmanager
-def trainer_lock() -> Iterator[None]:
-    """One trainer at a time across workers (training and target sync share it).
-
-    The lock expires on its own after RECOMMENDER_LOCK_TIMEOUT so a killed
-    worker cannot block training forever.
-    """
-    token = uuid.uuid4().hex
-    if not cache.add(TRAINER_LOCK_KEY, token, timeout=settings.RECOMMENDER_LOCK_TIMEOUT):
-        raise TrainerBusy("Another training run is in progress.")
-    try:
-        yield
-    finally:
-        if cache.get(TRAINER_LOCK_KEY) == token:
-            cache.delete(TRAINER_LOCK_KEY)
 
 
 def learner_load() -> tuple[Agent, ItemCatalog]:
@@ -294,7 +270,7 @@ def policy_train(*, triggered_by: str = "schedule", steps: int | None = None) ->
     Raises TrainerBusy when another run holds the lock (the task retries).
     """
     steps = steps or settings.RECOMMENDER_TRAIN_STEPS
-    with trainer_lock():
+    with trainer_lock() as lock:
         started = time.monotonic()
         run = TrainingRun.objects.create(
             kind=TrainingRun.Kind.TRAIN, started_at=timezone.now(), triggered_by=triggered_by
@@ -321,6 +297,7 @@ def policy_train(*, triggered_by: str = "schedule", steps: int | None = None) ->
             # refuses non-finite weights, so saving it would fail every later run.
             # The next run starts again from the last finite learner.
             diverged = not check_agent(agent, [])["finite_weights"]
+            lock.ensure_held()
             if not diverged:
                 _save_learner(agent)
             run.steps = stats.steps
@@ -346,7 +323,7 @@ def policy_train(*, triggered_by: str = "schedule", steps: int | None = None) ->
 
 def target_sync(*, triggered_by: str = "schedule") -> TrainingRun:
     """Hard-copy the learner's online weights into its target network."""
-    with trainer_lock():
+    with trainer_lock() as lock:
         started = time.monotonic()
         run = TrainingRun.objects.create(
             kind=TrainingRun.Kind.SYNC_TARGET, started_at=timezone.now(), triggered_by=triggered_by
@@ -361,6 +338,7 @@ def target_sync(*, triggered_by: str = "schedule") -> TrainingRun:
             )
         agent = load_agent(bytes(state.weights))
         agent.sync_target()
+        lock.ensure_held()
         _save_learner(agent, target_synced=True)
         run.steps = agent.step
         return _finish(

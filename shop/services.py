@@ -39,7 +39,7 @@ from shop.exceptions import (
 )
 from shop.models import MAX_LINE_QUANTITY, Cart, CartItem, Order, OrderLine, Product
 from shop.selectors import delivery_rule
-from shop.signals import cart_item_added, order_placed
+from shop.signals import cart_item_added, cart_item_removed, order_placed
 
 logger = logging.getLogger(__name__)
 
@@ -120,10 +120,23 @@ def cart_update_item(*, cart: Cart, product: Product, quantity: int) -> CartItem
 
 
 @transaction.atomic
-def cart_remove_item(*, cart: Cart, product: Product) -> Cart:
-    """Drop a line from the cart. Removing a product that is not there is not an error."""
+def cart_remove_item(*, cart: Cart, product: Product, session_key: str | None = None) -> Cart:
+    """Drop a line from the cart. Removing a product that is not there is not an error.
+
+    `session_key` is the shopper's current session, reported with the
+    `cart_item_removed` signal; it defaults to the cart's own (anonymous carts).
+    """
     cart = _cart_lock(cart)
-    CartItem.objects.filter(cart=cart, product=product).delete()
+    item = CartItem.objects.filter(cart=cart, product=product).select_related("product").first()
+    if item is None:
+        return cart
+    item.delete()
+    cart_item_removed.send(
+        sender=CartItem,
+        cart_item=item,
+        session_key=session_key or cart.session_key,
+        user_id=cart.user_id,
+    )
     return cart
 
 

@@ -5,6 +5,9 @@ raising rolls the cart or order change back with them.
 
 cart_item_added(sender, cart_item, quantity, session_key, user_id)
     after a product was added to a cart (quantity = units added now).
+cart_item_removed(sender, cart_item, session_key, user_id)
+    after a shopper removed a line from their cart (cart_item: the deleted
+    line, with its product and added_at); not sent when an order empties it.
 order_placed(sender, order, session_key)
     after an order and its lines were created and stock was decremented.
 """
@@ -12,4 +15,5 @@ order_placed(sender, order, session_key)
 from django.dispatch import Signal
 
 cart_item_added = Signal()
+cart_item_removed = Signal()
 order_placed = Signal()

@@ -35,6 +35,7 @@ from shop.services import (
     user_create,
 )
 from shop.sessions import cart_for_request, may_view_order, remember_placed_order, visit_key
+from shop.throttling import CART, throttled
 
 PRODUCTS_PER_PAGE = 24
 ORDERS_PER_PAGE = 10
@@ -146,6 +147,7 @@ def _render_cart(
 
 
 @require_POST
+@throttled(CART)
 def cart_add(request: HttpRequest, product_id: int) -> HttpResponse:
     product = get_object_or_404(
         Product.objects.select_related("category"), pk=product_id, is_active=True
@@ -168,6 +170,7 @@ def cart_add(request: HttpRequest, product_id: int) -> HttpResponse:
 
 
 @require_POST
+@throttled(CART)
 def cart_update(request: HttpRequest, product_id: int) -> HttpResponse:
     product = get_object_or_404(Product, pk=product_id)
     form = QuantityForm(request.POST)
@@ -189,9 +192,12 @@ def cart_update(request: HttpRequest, product_id: int) -> HttpResponse:
 
 
 @require_POST
+@throttled(CART)
 def cart_remove(request: HttpRequest, product_id: int) -> HttpResponse:
     product = get_object_or_404(Product, pk=product_id)
-    cart_remove_item(cart=cart_for_request(request), product=product)
+    cart_remove_item(
+        cart=cart_for_request(request), product=product, session_key=visit_key(request.session)
+    )
     messages.success(request, f"Removed “{product.name}” from your cart.")
     return redirect("shop:cart")
 
@@ -200,6 +206,7 @@ def cart_remove(request: HttpRequest, product_id: int) -> HttpResponse:
 # Checkout and orders
 # ---------------------------------------------------------------------------
 @require_http_methods(["GET", "POST"])
+@throttled(CART)
 def checkout(request: HttpRequest) -> HttpResponse:
     cart = cart_for_request(request)
     status = 200

@@ -39,3 +39,27 @@ def _fresh_policy_server():
     policy_server.refresh()
     yield
     policy_server.refresh()
+
+
+@pytest.fixture
+def throttle_rates(settings):
+    """Set request budgets for one test: ``throttle_rates(events="3/min")``.
+    The throttles read their rates at each request, so this takes effect at once."""
+
+    def set_rates(**rates: str) -> None:
+        framework = dict(settings.REST_FRAMEWORK)
+        framework["DEFAULT_THROTTLE_RATES"] = {**framework["DEFAULT_THROTTLE_RATES"], **rates}
+        settings.REST_FRAMEWORK = framework
+
+    return set_rates
+
+
+@pytest.fixture(autouse=True)
+def _throttles_ask_the_cache():
+    """A test that broke the cache must not leave the throttles skipping it
+    (they stop asking a failed cache for a while)."""
+    from shop.throttling import _BudgetThrottle
+
+    _BudgetThrottle._cache_down_until = 0.0
+    yield
+    _BudgetThrottle._cache_down_until = 0.0

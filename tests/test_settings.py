@@ -41,6 +41,10 @@ def test_env_example_sets_only_what_compose_and_local_commands_can_share():
         "DJANGO_ALLOWED_HOSTS",
         "POSTGRES_PASSWORD",
         "WEB_PORT",
+        # Read only by the production settings (check --deploy wants them).
+        "DJANGO_SECURE_HSTS_SECONDS",
+        "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS",
+        "DJANGO_SECURE_HSTS_PRELOAD",
     }
     compose = (ROOT / "docker-compose.yml").read_text()
     # compose points at its own services when .env does not.

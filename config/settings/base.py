@@ -55,6 +55,8 @@ LOCAL_APPS = [
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
 MIDDLEWARE = [
+    # /healthz, answered before the host check and the HTTPS redirect.
+    "config.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -185,16 +187,33 @@ REST_FRAMEWORK = {
         "shop.api.authentication.CsrfEnforcedSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    # DRF's parsers, with a nesting limit on JSON (deep nesting was a 500).
+    "DEFAULT_PARSER_CLASSES": [
+        "shop.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "shop.api.exceptions.json_exception_handler",
+    # Request budgets per visit and per client address (shop/throttling.py):
+    # client events and carousel clicks; logged impressions (API and HTML
+    # carousels); cart writes and checkout.
     "DEFAULT_THROTTLE_RATES": {
         "events": env("API_EVENTS_THROTTLE", default="120/min"),
-        "events_address": env("API_EVENTS_ADDRESS_THROTTLE", default="6000/min"),
+        "events_address": env("API_EVENTS_ADDRESS_THROTTLE", default="1200/min"),
+        "recommendations": env("API_RECOMMENDATIONS_THROTTLE", default="120/min"),
+        "recommendations_address": env("API_RECOMMENDATIONS_ADDRESS_THROTTLE", default="1200/min"),
+        "cart": env("API_CART_THROTTLE", default="60/min"),
+        "cart_address": env("API_CART_ADDRESS_THROTTLE", default="600/min"),
     },
+    # How many reverse proxies in front of the app append to X-Forwarded-For:
+    # the per-address budgets count the address the nearest one saw. 0: use
+    # REMOTE_ADDR and ignore the header (a client could forge it).
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 24,
 }
@@ -270,6 +289,9 @@ LOGGING = {
 RECOMMENDER_DEFAULT_K = env.int("RECOMMENDER_DEFAULT_K", default=8)
 RECOMMENDER_EPSILON = env.float("RECOMMENDER_EPSILON", default=0.1)
 RECOMMENDER_RELOAD_SECONDS = env.float("RECOMMENDER_RELOAD_SECONDS", default=10.0)
+# Each web process reports the version it serves (the dashboard lists them) when
+# that changes, and at least this often.
+RECOMMENDER_HEARTBEAT_SECONDS = env.float("RECOMMENDER_HEARTBEAT_SECONDS", default=30.0)
 RECOMMENDER_ELIGIBILITY_TTL = env.float("RECOMMENDER_ELIGIBILITY_TTL", default=5.0)
 RECOMMENDER_ATTRIBUTION_WINDOW = env.int("RECOMMENDER_ATTRIBUTION_WINDOW", default=600)
 RECOMMENDER_SESSION_IDLE = env.int("RECOMMENDER_SESSION_IDLE", default=900)
@@ -278,6 +300,11 @@ RECOMMENDER_REWARD_ADD_TO_CART = env.float("RECOMMENDER_REWARD_ADD_TO_CART", def
 RECOMMENDER_REWARD_PURCHASE = env.float("RECOMMENDER_REWARD_PURCHASE", default=5.0)
 RECOMMENDER_REWARD_PURCHASE_PER_UNIT_PRICE = env.float(
     "RECOMMENDER_REWARD_PURCHASE_PER_UNIT_PRICE", default=0.02
+)
+# Clicks on more items of one carousel are kept but earn nothing (README:
+# "Security and reliability" has every reward rule).
+RECOMMENDER_REWARDED_CLICKS_PER_IMPRESSION = env.int(
+    "RECOMMENDER_REWARDED_CLICKS_PER_IMPRESSION", default=2
 )
 # "per_item": Q per shown item, slates filled greedily by it (recommender/rl/agent.py);
 # "slateq": slates valued with a learned click model (recommender/rl/slateq.py).
@@ -295,7 +322,9 @@ RECOMMENDER_OPE_MARGIN = env.float("RECOMMENDER_OPE_MARGIN", default=0.05)
 RECOMMENDER_OPE_MIN_ESS = env.float("RECOMMENDER_OPE_MIN_ESS", default=30.0)
 RECOMMENDER_OPE_IMPRESSIONS = env.int("RECOMMENDER_OPE_IMPRESSIONS", default=5_000)
 RECOMMENDER_AUTO_ACTIVATE = env.bool("RECOMMENDER_AUTO_ACTIVATE", default=True)
-RECOMMENDER_LOCK_TIMEOUT = env.int("RECOMMENDER_LOCK_TIMEOUT", default=1800)
+# Where the database has no session locks (SQLite), the trainer lock is a lease
+# its holder renews every third of this; a dead holder's lease lapses after it.
+RECOMMENDER_TRAINER_LEASE_SECONDS = env.int("RECOMMENDER_TRAINER_LEASE_SECONDS", default=60)
 # Seconds between runs of each beat task (stored in django-celery-beat on
 # migrate; admins edit them in the admin afterwards).
 RECOMMENDER_SCHEDULE_BUILD_TRANSITIONS = env.int(

@@ -1,7 +1,7 @@
 """Local development and `make demo`: debug on, everything embedded by default."""
 
 from .base import *  # noqa: F403
-from .base import VAR_DIR, env
+from .base import REST_FRAMEWORK, VAR_DIR, env
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["*"])
@@ -39,3 +39,15 @@ if env("DJANGO_LOG_LEVEL", default="INFO") != "DEBUG":
             "kombu.connection": {"level": "ERROR"},
         }
     )
+
+# `simulate_traffic` sends every simulated shopper from 127.0.0.1: the
+# per-address budgets must leave room for all of them (per-visit ones still hold).
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,
+    "DEFAULT_THROTTLE_RATES": {
+        **REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+        "events_address": env("API_EVENTS_ADDRESS_THROTTLE", default="60000/min"),
+        "recommendations_address": env("API_RECOMMENDATIONS_ADDRESS_THROTTLE", default="60000/min"),
+        "cart_address": env("API_CART_ADDRESS_THROTTLE", default="60000/min"),
+    },
+}

@@ -29,6 +29,7 @@ from shop.exceptions import InvalidQuantity
 from shop.models import MAX_LINE_QUANTITY, Category, Product
 from shop.services import cart_add_item, cart_remove_item, cart_update_item, order_place
 from shop.sessions import cart_for_request, remember_placed_order, visit_key
+from shop.throttling import CART
 
 # One message for every way a quantity can be wrong, as the HTML forms say it.
 QUANTITY_ERRORS = dict.fromkeys(
@@ -43,6 +44,7 @@ def _error(
 
 
 CSRF_ERROR = _error("Missing or wrong X-CSRFToken header.")
+THROTTLED = _error("Too many cart changes or checkouts; retry after Retry-After seconds.")
 
 
 def _quantity_field() -> serializers.IntegerField:
@@ -155,6 +157,8 @@ class CartDetailApi(ShopApiView):
 class CartItemAddApi(ShopApiView):
     """Add units of a product to the cart, on top of any already there."""
 
+    throttle_classes = CART
+
     class InputSerializer(serializers.Serializer):
         product_id = serializers.IntegerField()
         quantity = _quantity_field()
@@ -172,6 +176,7 @@ class CartItemAddApi(ShopApiView):
                 "Not enough stock (lists `products`), or product no longer sold.",
                 StockErrorSerializer,
             ),
+            429: THROTTLED,
         },
     )
     def post(self, request: Request) -> Response:
@@ -195,6 +200,8 @@ class CartItemAddApi(ShopApiView):
 
 # PATCH and DELETE share the contract's path, so one class answers both.
 class CartItemApi(ShopApiView):
+    throttle_classes = CART
+
     class UpdateInputSerializer(serializers.Serializer):
         quantity = _quantity_field()
 
@@ -220,6 +227,7 @@ class CartItemApi(ShopApiView):
                 "Not enough stock (lists `products`), or product no longer sold.",
                 StockErrorSerializer,
             ),
+            429: THROTTLED,
         },
         description="Set the quantity of a product already in the cart.",
     )
@@ -237,12 +245,19 @@ class CartItemApi(ShopApiView):
     @extend_schema(
         operation_id="cart_items_destroy",
         request=None,
-        responses={200: CartSerializer, 403: CSRF_ERROR, 404: _error("No such product.")},
+        responses={
+            200: CartSerializer,
+            403: CSRF_ERROR,
+            404: _error("No such product."),
+            429: THROTTLED,
+        },
         description="Removes the product from the cart; removing one that is not there is not an error.",
     )
     def delete(self, request: Request, product_id: int) -> Response:
         product = get_object_or_404(Product, pk=product_id)
-        cart_remove_item(cart=cart_for_request(request), product=product)
+        cart_remove_item(
+            cart=cart_for_request(request), product=product, session_key=visit_key(request.session)
+        )
         return _cart_response(request)
 
 
@@ -251,6 +266,8 @@ class CartItemApi(ShopApiView):
 # ---------------------------------------------------------------------------
 class CheckoutApi(ShopApiView):
     """Place an order for everything in the cart, in one transaction."""
+
+    throttle_classes = CART
 
     class InputSerializer(serializers.Serializer):
         email = serializers.EmailField(max_length=254)
@@ -291,6 +308,7 @@ class CheckoutApi(ShopApiView):
                 "Stock ran out (lists `products`; nothing was ordered), or the checkout_token is not this cart's.",
                 StockErrorSerializer,
             ),
+            429: THROTTLED,
         },
     )
     def post(self, request: Request) -> Response:

@@ -8,6 +8,7 @@ service fails the run instead of silently skipping it.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -46,62 +47,95 @@ def real_services() -> None:
         pytest.skip(message)
 
 
+class Worker:
+    """A running `celery worker` process (pool "solo": it runs each task itself)."""
+
+    def __init__(self, process: subprocess.Popen, log: Path, queue: str) -> None:
+        self.process, self.log, self.queue = process, log, queue
+
+    def kill(self) -> None:
+        """SIGKILL, as the kernel's OOM killer or a lost host would: no cleanup runs."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=20)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=20)
+
+
 @pytest.fixture
-def celery_worker(real_services, transactional_db, tmp_path):
-    """A real `celery worker` process on the test database and a queue of its
-    own; yields the queue name to send tasks to."""
+def celery_workers(real_services, transactional_db, tmp_path):
+    """Starts real `celery worker` processes on the test database: call it with
+    a queue name (a new one by default) and optional extra environment; every
+    worker it started is stopped at the end and its log's tail printed."""
     db = connection.settings_dict
-    queue = f"integration-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": (
-            f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
-            f"{db['PORT'] or 5432}/{db['NAME']}"
-        ),
-        "REDIS_URL": settings.REDIS_URL,
-        # The test drives whole sessions before it trains: every impression's
-        # rewards are final and every session has ended.
-        "RECOMMENDER_ATTRIBUTION_WINDOW": "0",
-        "RECOMMENDER_SESSION_IDLE": "0",
-        "RECOMMENDER_MIN_TRANSITIONS": "200",
-    }
-    log = tmp_path / "worker.log"
-    name = f"{queue}@%h"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool=solo",
-                "-Q",
-                queue,
-                "-n",
-                name,
-                "--loglevel=INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    started: list[Worker] = []
+
+    def start(queue: str | None = None, **extra_env: str) -> Worker:
+        queue = queue or f"integration-{uuid.uuid4().hex[:8]}"
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DATABASE_URL": (
+                f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
+                f"{db['PORT'] or 5432}/{db['NAME']}"
+            ),
+            "REDIS_URL": settings.REDIS_URL,
+            # The tests drive whole sessions before they train: every impression's
+            # rewards are final and every session has ended.
+            "RECOMMENDER_ATTRIBUTION_WINDOW": "0",
+            "RECOMMENDER_SESSION_IDLE": "0",
+            "RECOMMENDER_MIN_TRANSITIONS": "200",
+            **extra_env,
+        }
+        log = tmp_path / f"worker-{len(started)}.log"
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "worker",
+                    "--pool=solo",
+                    "-Q",
+                    queue,
+                    "-n",
+                    f"{queue}-{len(started)}@%h",
+                    "--loglevel=INFO",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        worker = Worker(process, log, queue)
+        started.append(worker)
         _wait_until_ready(process, log)
-        yield queue
+        return worker
+
+    try:
+        yield start
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        print(log.read_text()[-4000:])
+        for worker in started:
+            worker.stop()
+            print(f"--- {worker.log.name} ---\n{worker.log.read_text()[-4000:]}")
+
+
+@pytest.fixture
+def celery_worker(celery_workers) -> str:
+    """One real `celery worker` process on the test database and a queue of its
+    own; yields the queue name to send tasks to."""
+    return celery_workers().queue
 
 
 def _wait_until_ready(process: subprocess.Popen, log: Path, timeout: float = 60) -> None:

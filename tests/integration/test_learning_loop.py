@@ -50,8 +50,12 @@ def _ctr(policy_name: str) -> tuple[float, int]:
     return stats["clicked"] / max(stats["n"], 1), stats["n"]
 
 
-def test_store_learns_from_simulated_shoppers(celery_worker, live_server, settings):
+def test_store_learns_from_simulated_shoppers(celery_worker, live_server, settings, throttle_rates):
     settings.RECOMMENDER_RELOAD_SECONDS = 0
+    # Every simulated shopper comes from 127.0.0.1, as in the demo's settings.
+    throttle_rates(
+        events_address="60000/min", recommendations_address="60000/min", cart_address="60000/min"
+    )
     _catalog()
 
     # 1. Shoppers meet the fallback: no policy has been trained yet.

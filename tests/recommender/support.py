@@ -11,20 +11,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from decimal import Decimal
 
 import numpy as np
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection, connections
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from recommender import features
 from recommender.conf import dqn_config
-from recommender.models import Checkpoint
+from recommender.models import Checkpoint, TrainerLease
 from recommender.rl.agents import Agent, agent_kind, make_agent
 from recommender.rl.types import Observation, Slot
 from recommender.rl.types import Transition as RLTransition
 from recommender.serving import policy_server
+from recommender.trainer_lock import ADVISORY_LOCK_KEY
 from tests.factories import CategoryFactory, ProductFactory
 
 RECOMMENDATIONS_URL = "/api/v1/recommendations/"
@@ -87,8 +92,9 @@ class Shopper:
     """An anonymous shopper's API client held to CSRF like a browser: it reads
     the csrftoken cookie set by any GET and sends it back as X-CSRFToken."""
 
-    def __init__(self) -> None:
-        self.client = APIClient(enforce_csrf_checks=True)
+    def __init__(self, **headers: str) -> None:
+        # headers: WSGI environ defaults for every request, e.g. REMOTE_ADDR.
+        self.client = APIClient(enforce_csrf_checks=True, **headers)
 
     @property
     def session_key(self) -> str:
@@ -120,6 +126,14 @@ class Shopper:
 
     def add_to_cart(self, product_id: int, quantity: int = 1):
         return self.post(CART_ITEMS_URL, {"product_id": product_id, "quantity": quantity})
+
+    def remove_from_cart(self, product_id: int):
+        if "csrftoken" not in self.client.cookies:
+            self.get("/api/v1/categories/")
+        return self.client.delete(
+            f"{CART_ITEMS_URL}{product_id}/",
+            HTTP_X_CSRFTOKEN=self.client.cookies["csrftoken"].value,
+        )
 
     def checkout(self):
         return self.post(
@@ -166,6 +180,16 @@ def tiny_agent(*, steps: int = 3, seed: int = 0, kind: str | None = None) -> Age
     return agent
 
 
+def loadable_weights() -> bytes:
+    """Checkpoint bytes that load as a web process loads them (over a catalog
+    made here if the store has none), for tests that activate versions."""
+    from shop.models import Product
+
+    if not Product.objects.exists():
+        make_catalog()
+    return tiny_agent(steps=0).save()
+
+
 def store_checkpoint(
     agent: Agent | None, *, version: int, weights: bytes | None = None
 ) -> Checkpoint:
@@ -176,3 +200,48 @@ def store_checkpoint(
         config={"agent": agent_kind(agent), **agent.config.to_dict()} if agent else {},
         checks={"passed": True},
     )
+
+
+# ---------------------------------------------------------------------------
+# The trainer lock, as another process sees it
+# ---------------------------------------------------------------------------
+
+
+@contextmanager
+def another_trainer() -> Iterator[None]:
+    """The trainer lock held by another worker for the block: on PostgreSQL an
+    advisory lock on a second connection, elsewhere a live lease of another holder."""
+    if connection.vendor == "postgresql":
+        other = connections.create_connection("default")
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
+                yield
+                # Explicitly: the server ends a closed session a moment later.
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
+        finally:
+            other.close()
+    else:
+        TrainerLease.objects.update_or_create(
+            pk=1,
+            defaults={"holder": "elsewhere:1:x", "expires_at": timezone.now() + timedelta(hours=1)},
+        )
+        yield
+        TrainerLease.objects.filter(pk=1).update(holder="", expires_at=None)
+
+
+def trainer_lock_is_free() -> bool:
+    """Whether another worker could take the trainer lock now."""
+    if connection.vendor == "postgresql":
+        other = connections.create_connection("default")
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
+                free = bool(cursor.fetchone()[0])
+                if free:
+                    cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
+                return free
+        finally:
+            other.close()
+    lease = TrainerLease.objects.filter(pk=1).first()
+    return lease is None or not lease.holder or lease.expires_at < timezone.now()

@@ -25,6 +25,7 @@ from tests.recommender.factories import (
     TrainingRunFactory,
     TransitionFactory,
 )
+from tests.recommender.support import loadable_weights
 
 pytestmark = pytest.mark.django_db
 
@@ -224,7 +225,7 @@ def run_action(client, model: str, action: str, pks: list) -> object:
 
 def test_activate_action_activates_and_retires_the_previous(superuser_client):
     v1 = CheckpointFactory(version=1, status=Checkpoint.Status.ACTIVE)
-    v2 = CheckpointFactory(version=2)
+    v2 = CheckpointFactory(version=2, weights=loadable_weights())
 
     response = run_action(superuser_client, "checkpoint", "activate_selected", [v2.pk])
 
@@ -234,6 +235,17 @@ def test_activate_action_activates_and_retires_the_previous(superuser_client):
     assert str(list(get_messages(response.wsgi_request))[0]).startswith(
         "v2 is now active; v1 was retired."
     )
+
+
+def test_activate_action_refuses_a_version_that_does_not_load(superuser_client):
+    CheckpointFactory(version=1, status=Checkpoint.Status.ACTIVE)
+    v2 = CheckpointFactory(version=2)  # placeholder bytes: not a checkpoint
+
+    response = run_action(superuser_client, "checkpoint", "activate_selected", [v2.pk])
+
+    [message] = [str(m) for m in get_messages(response.wsgi_request)]
+    assert "Could not activate v2: it does not load" in message
+    assert Checkpoint.objects.get(status=Checkpoint.Status.ACTIVE).version == 1
 
 
 def test_activate_action_needs_exactly_one(superuser_client):
@@ -248,7 +260,9 @@ def test_activate_action_needs_exactly_one(superuser_client):
 
 
 def test_roll_back_action(superuser_client):
-    v1 = CheckpointFactory(version=1, status=Checkpoint.Status.RETIRED, activated_at=T0)
+    v1 = CheckpointFactory(
+        version=1, status=Checkpoint.Status.RETIRED, activated_at=T0, weights=loadable_weights()
+    )
     v2 = CheckpointFactory(version=2, status=Checkpoint.Status.ACTIVE, activated_at=T0)
 
     not_active = run_action(superuser_client, "checkpoint", "roll_back_active", [v1.pk])

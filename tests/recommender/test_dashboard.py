@@ -11,16 +11,18 @@ from unittest import mock
 import pytest
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import strip_tags
+from django.utils.html import escape, strip_tags
 from django_celery_beat.models import PeriodicTask
 from kombu.exceptions import OperationalError
 
 from recommender import charts, selectors
-from recommender.models import Checkpoint
+from recommender.models import Checkpoint, ServingHeartbeat
 from recommender.schedules import schedules_ensure
 from recommender.selectors import DateRange
 from recommender.stats import stats_rollup
+from recommender.trainer_lock import ORPHANED_OUTCOME
 from tests.recommender.factories import CheckpointFactory, ImpressionFactory, TrainingRunFactory
+from tests.recommender.support import loadable_weights
 
 pytestmark = pytest.mark.django_db
 
@@ -211,6 +213,18 @@ def test_training_chart_and_latest_runs(superuser_client):
     loss_chart = html.split("Training loss per run", 1)[1].split("</svg>", 1)[0]
     assert loss_chart.count("<circle") == 3
     assert "Failed" in html
+
+
+def test_a_run_left_running_by_a_killed_worker_says_why_it_failed(superuser_client):
+    TrainingRunFactory(
+        started_at=at(6), status="failed", loss=None, mean_q=None, outcome=ORPHANED_OUTCOME
+    )
+
+    html = superuser_client.get(URL + MARCH).content.decode()
+
+    badge = re.search(r'<span class="rec-badge rec-run-failed"([^>]*)>Failed</span>', html)
+    assert badge, "no failed run in the latest runs"
+    assert f'title="{escape(ORPHANED_OUTCOME)}"' in badge.group(1)
 
 
 def test_checkpoints_table_shows_checks_and_estimates_against_the_active(superuser_client):
@@ -418,7 +432,7 @@ def messages_of(response) -> list[str]:
 
 def test_activate_makes_it_active_and_retires_the_previous(operator_client):
     v1 = CheckpointFactory(version=1, status=Checkpoint.Status.ACTIVE)
-    v2 = CheckpointFactory(version=2)
+    v2 = CheckpointFactory(version=2, weights=loadable_weights())
 
     response = operator_client.post(
         URL + f"checkpoints/{v2.pk}/activate/",
@@ -435,7 +449,9 @@ def test_activate_makes_it_active_and_retires_the_previous(operator_client):
 
 
 def test_roll_back_restores_the_previous_version(operator_client):
-    v1 = CheckpointFactory(version=1, status=Checkpoint.Status.RETIRED, activated_at=at(1))
+    v1 = CheckpointFactory(
+        version=1, status=Checkpoint.Status.RETIRED, activated_at=at(1), weights=loadable_weights()
+    )
     v2 = CheckpointFactory(version=2, status=Checkpoint.Status.ACTIVE, activated_at=at(2))
 
     html = operator_client.get(URL).content.decode()
@@ -447,6 +463,116 @@ def test_roll_back_restores_the_previous_version(operator_client):
     v2.refresh_from_db()
     assert (v1.status, v2.status) == (Checkpoint.Status.ACTIVE, Checkpoint.Status.REJECTED)
     assert messages_of(response) == ["Rolled back: v1 is active again; v2 was rejected."]
+
+
+def test_activating_a_version_that_does_not_load_is_refused_with_the_reason(operator_client):
+    v1 = CheckpointFactory(version=1, status=Checkpoint.Status.ACTIVE)
+    v2 = CheckpointFactory(version=2)  # placeholder bytes: not a checkpoint
+
+    response = operator_client.post(URL + f"checkpoints/{v2.pk}/activate/", follow=True)
+
+    [message] = messages_of(response)
+    assert message.startswith(
+        "Could not activate v2: it does not load as the web processes would load it "
+        "(CheckpointError:"
+    )
+    assert message.endswith("The active version is unchanged.")
+    v1.refresh_from_db()
+    v2.refresh_from_db()
+    assert (v1.status, v2.status) == (Checkpoint.Status.ACTIVE, Checkpoint.Status.CANDIDATE)
+
+
+def test_roll_back_says_which_versions_it_passed_over(operator_client):
+    CheckpointFactory(
+        version=1, status=Checkpoint.Status.RETIRED, activated_at=at(1), weights=loadable_weights()
+    )
+    CheckpointFactory(version=2, status=Checkpoint.Status.RETIRED, activated_at=at(2))
+    CheckpointFactory(version=3, status=Checkpoint.Status.ACTIVE, activated_at=at(3))
+
+    response = operator_client.post(URL + "checkpoints/rollback/", follow=True)
+
+    success, passed_over = messages_of(response)
+    assert success == "Rolled back: v1 is active again; v3 was rejected."
+    assert passed_over.startswith("Passed over v2: it does not load (CheckpointError:")
+    html = response.content.decode()
+    row = re.search(r'<tr data-version="2">(.*?)</tr>', html, re.S).group(1)
+    assert "Rejected" in row and "Passed over by a rollback" in row
+
+
+# ---------------------------------------------------------------------------
+# Which version each web process serves
+# ---------------------------------------------------------------------------
+
+
+def _process_row(html: str, process: str) -> str:
+    match = re.search(rf'<tr data-process="{re.escape(process)}"[^>]*>(.*?)</tr>', html, re.S)
+    assert match, f"no row for {process}"
+    return text_of(match.group(1))
+
+
+def test_the_dashboard_shows_what_each_web_process_serves(superuser_client):
+    now = timezone.now()
+    CheckpointFactory(
+        version=4, status=Checkpoint.Status.ACTIVE, activated_at=now - timedelta(minutes=5)
+    )
+    beat = {"loaded_at": now - timedelta(minutes=4), "seen_at": now - timedelta(seconds=5)}
+    ServingHeartbeat.objects.create(process="web-1:101", policy_version=4, **beat)
+    ServingHeartbeat.objects.create(
+        process="web-2:102",
+        policy_version=3,
+        failed_version=4,
+        error="CheckpointError: not a checkpoint",
+        **beat,
+    )
+    ServingHeartbeat.objects.create(
+        process="web-3:103",
+        policy_version=3,
+        loaded_at=now - timedelta(hours=1),
+        seen_at=now - timedelta(minutes=6),
+    )
+    ServingHeartbeat.objects.create(  # gone: stopped reporting long ago
+        process="web-old:99", policy_version=2, seen_at=now - timedelta(hours=2)
+    )
+
+    html = superuser_client.get(URL).content.decode()
+
+    assert _process_row(html, "web-1:101").startswith("web-1:101 v4 ")
+    assert _process_row(html, "web-1:101").endswith("serves the active version")
+    assert _process_row(html, "web-2:102").startswith("web-2:102 v3 ")
+    assert _process_row(html, "web-2:102").endswith(
+        "cannot load v4: CheckpointError: not a checkpoint"
+    )
+    assert 'data-state="failed"' in html
+    assert "Serving v4 since" in text_of(html)
+    assert "except in 1 of 2 web processes" in text_of(html)
+    assert "has not checked since v4 was activated" not in html  # web-3 is gone too
+    assert "web-old:99" not in html
+
+
+def test_a_process_still_on_an_older_version_is_flagged(superuser_client, settings):
+    settings.RECOMMENDER_HEARTBEAT_SECONDS = 600  # web-1 reported 5 minutes ago: still alive
+    now = timezone.now()
+    CheckpointFactory(
+        version=5, status=Checkpoint.Status.ACTIVE, activated_at=now - timedelta(minutes=10)
+    )
+    CheckpointFactory(version=6, status=Checkpoint.Status.CANDIDATE)
+    ServingHeartbeat.objects.create(
+        process="web-1:101", policy_version=4, seen_at=now - timedelta(minutes=5)
+    )
+    ServingHeartbeat.objects.create(
+        process="web-2:102", policy_version=4, seen_at=now - timedelta(minutes=12)
+    )
+
+    html = superuser_client.get(URL).content.decode()
+
+    assert "serves v4, not v5" in _process_row(html, "web-1:101")
+    assert "has not checked since v5 was activated" in _process_row(html, "web-2:102")
+
+
+def test_no_process_reporting_is_said_plainly(superuser_client):
+    html = superuser_client.get(URL).content.decode()
+
+    assert "No web process has reported in the last few minutes" in html
 
 
 def test_roll_back_with_nothing_to_return_to_explains_why(operator_client):

@@ -14,11 +14,12 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from recommender.models import Impression
+from recommender.models import Checkpoint, Impression
 from recommender.schedules import schedules_ensure
 from recommender.stats import stats_rollup
 from tests.browser import TEST_SCREENSHOTS, full_page_screenshot
 from tests.recommender.factories import SuperuserFactory, seed_dashboard_history
+from tests.recommender.support import loadable_weights
 
 SCREENSHOT = TEST_SCREENSHOTS / "dashboard.png"
 
@@ -28,6 +29,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def store_history(transactional_db):
     history = seed_dashboard_history(days=28)
+    # The active version is one the web process can load and serve.
+    Checkpoint.objects.filter(status=Checkpoint.Status.ACTIVE).update(weights=loadable_weights())
     # All but the last two hours rolled up, as the beat schedule leaves it:
     # the page must add the live tail to the roll-up.
     stats_rollup(since=history.start, until=history.end - timedelta(hours=2))
@@ -99,6 +102,11 @@ def test_a_store_admin_sees_the_kpis_and_charts(live_server, browser, store_hist
         "return arguments[0].getBoundingClientRect().right <= document.documentElement.clientWidth",
         table,
     )
+
+    # The web process that served the simulated shoppers reports serving v3.
+    served = browser.find_elements(By.CSS_SELECTOR, ".rec-served tbody tr[data-process]")
+    assert [row.get_attribute("data-state") for row in served] == ["ok"]
+    assert "serves the active version" in served[0].text
 
     full_page_screenshot(browser, SCREENSHOT)
     assert SCREENSHOT.stat().st_size > 20_000

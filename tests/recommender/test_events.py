@@ -3,20 +3,25 @@ add-to-cart and purchase events recorded by the shop's own cart and checkout."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db.models import Sum
+from django.test import Client
 from django.utils import timezone
 
-from recommender.api import EventsSessionThrottle
-from recommender.models import Event, EventType, Impression
+from recommender.models import Event, EventType, Impression, Transition
 from recommender.services import EventRejected, event_record
+from recommender.training import transitions_build
 from shop.models import CartItem, Product
 from shop.services import cart_add_item, cart_get_or_create
 from tests.recommender.support import (
+    RECOMMENDATIONS_URL,
     Shopper,
+    make_catalog,
     shown_ids,
 )
 
@@ -263,7 +268,7 @@ def test_the_add_to_cart_event_commits_with_the_cart_change_or_not_at_all(catalo
     def broken(**kwargs):
         raise RuntimeError("event store down")
 
-    monkeypatch.setattr("recommender.receivers.event_record", broken)
+    monkeypatch.setattr("recommender.receivers.add_to_cart_record", broken)
     with pytest.raises(RuntimeError):
         cart_add_item(cart=cart, product=catalog[0], quantity=1, session_key=session_key)
 
@@ -393,9 +398,8 @@ def test_a_stale_click_still_has_to_name_an_impression_of_this_session(catalog, 
 # ---------------------------------------------------------------------------
 
 
-def test_events_are_throttled_per_session_with_a_json_429(catalog, monkeypatch):
-    # DRF binds the rates dict into the class at import: patch it there.
-    monkeypatch.setitem(EventsSessionThrottle.THROTTLE_RATES, "events", "3/min")
+def test_events_are_throttled_per_session_with_a_json_429(catalog, throttle_rates):
+    throttle_rates(events="3/min")
     shopper = Shopper()
 
     statuses = [shopper.event("view", catalog[0].pk).status_code for _ in range(4)]
@@ -455,3 +459,194 @@ def test_a_signed_in_shoppers_carousels_know_their_history_and_earn_purchases(ca
     assert (purchase.impression_id, purchase.user_id) == (impression.pk, user.pk)
     impression.refresh_from_db()
     assert (impression.add_to_carts, impression.purchases) == (1, 1)
+
+
+# ---------------------------------------------------------------------------
+# Abuse: farming rewards as an anonymous client. Each attack earns at most the
+# bound the README's "Security and reliability" section documents.
+# ---------------------------------------------------------------------------
+
+CAROUSEL_LINK = re.compile(r'href="(/[^"?]*)\?imp=([0-9a-f-]{36})"')
+
+
+def _earned(type: str | None = None) -> float:
+    events = Event.objects.filter(type=type) if type else Event.objects.all()
+    return events.aggregate(total=Sum("reward"))["total"] or 0.0
+
+
+def test_clicking_through_product_pages_earns_at_most_the_click_budget(catalog, throttle_rates):
+    """Each product page logs a new carousel, so following its first link page
+    after page earned a click reward per page, with no limit."""
+    throttle_rates(events="10/min")
+    client = Client()
+    page = client.get("/")
+
+    for _ in range(30):
+        path, impression_id = CAROUSEL_LINK.findall(page.content.decode())[0]
+        page = client.get(f"{path}?imp={impression_id}")
+        assert page.status_code == 200  # the page is served; only the click goes unrecorded
+
+    assert Event.objects.filter(type=EventType.CLICK).count() == 10
+    assert _earned() == 10.0
+    assert Event.objects.filter(type=EventType.VIEW).count() == 30
+
+
+def test_page_clicks_and_api_clicks_share_one_budget(catalog, throttle_rates):
+    throttle_rates(events="6/min")
+    shopper = Shopper()
+    rec = shopper.recommend()
+    for product_id in shown_ids(rec)[:2]:
+        assert shopper.event("click", product_id, rec["impression_id"]).status_code == 201
+    page = shopper.client.get("/")
+
+    for _ in range(8):
+        path, impression_id = CAROUSEL_LINK.findall(page.content.decode())[0]
+        page = shopper.client.get(f"{path}?imp={impression_id}")
+
+    assert Event.objects.filter(type=EventType.CLICK).count() == 6
+    assert shopper.event("view", catalog[0].pk).status_code == 429
+
+
+def test_recommendations_are_throttled_and_over_budget_log_no_impression(catalog, throttle_rates):
+    throttle_rates(recommendations="5/min")
+    shopper = Shopper()
+
+    statuses = [shopper.get(RECOMMENDATIONS_URL, {"slot": "home"}).status_code for _ in range(7)]
+    home = shopper.client.get("/")
+
+    assert statuses == [200] * 5 + [429] * 2
+    # The HTML carousels draw on the same budget: the page is served without one.
+    assert home.status_code == 200
+    assert "Recommended for you" not in home.content.decode()
+    assert Impression.objects.count() == 5
+
+
+def test_a_forged_x_forwarded_for_buys_no_fresh_address_budget(catalog, throttle_rates):
+    throttle_rates(recommendations_address="5/min")
+    statuses = []
+    for n in range(8):
+        # A new client each time (no cookie: no per-visit budget) that claims
+        # a new address each time.
+        shopper = Shopper(HTTP_X_FORWARDED_FOR=f"10.0.0.{n}")
+        response = shopper.get(RECOMMENDATIONS_URL, {"slot": "home"})
+        statuses.append(response.status_code)
+
+    assert statuses == [200] * 5 + [429] * 3
+    assert Impression.objects.count() == 5
+
+
+def test_behind_one_proxy_the_address_is_the_one_the_proxy_saw(catalog, throttle_rates, settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    throttle_rates(recommendations_address="3/min")
+
+    def fetch(forwarded_for: str) -> int:
+        shopper = Shopper(HTTP_X_FORWARDED_FOR=forwarded_for)
+        return shopper.get(RECOMMENDATIONS_URL, {"slot": "home"}).status_code
+
+    # The proxy appends the address it saw; what the client sent comes before it.
+    forged = [fetch(f"10.0.0.{n}, 203.0.113.7") for n in range(4)]
+    other_client = fetch("198.51.100.9")
+
+    assert forged == [200, 200, 200, 429]
+    assert other_client == 200
+
+
+def test_dropping_the_cookie_earns_at_most_the_address_budget(catalog, throttle_rates, settings):
+    """A new session per carousel, clicking every item it showed."""
+    throttle_rates(recommendations_address="6/min", events_address="1000/min")
+    settings.RECOMMENDER_REWARD_CLICK = 1.0
+    settings.RECOMMENDER_REWARDED_CLICKS_PER_IMPRESSION = 2
+
+    for _ in range(20):
+        shopper = Shopper()
+        response = shopper.get(RECOMMENDATIONS_URL, {"slot": "home"})
+        if response.status_code != 200:
+            continue
+        rec = response.json()
+        for product_id in shown_ids(rec):
+            shopper.event("click", product_id, rec["impression_id"])
+
+    # Bound: recommendations per address x rewarded clicks per impression x click reward.
+    assert Impression.objects.count() == 6
+    assert _earned() == 6 * 2 * 1.0
+
+
+def test_an_impression_rewards_at_most_the_capped_number_of_clicks(catalog, settings):
+    settings.RECOMMENDER_REWARDED_CLICKS_PER_IMPRESSION = 2
+    shopper = Shopper()
+    rec = shopper.recommend()
+
+    bodies = [shopper.event("click", p, rec["impression_id"]).json() for p in shown_ids(rec)]
+
+    assert [body["reward"] for body in bodies] == [1.0, 1.0] + [0.0] * 6
+    assert Event.objects.filter(type=EventType.CLICK).count() == 8  # all kept, two rewarded
+    impression = Impression.objects.get(pk=rec["impression_id"])
+    assert (impression.clicks, impression.reward) == (2, 2.0)
+
+
+def test_adding_and_removing_an_item_over_and_over_earns_nothing(db, settings):
+    """The attack earned the add-to-cart reward on every cycle, with nothing bought."""
+    settings.RECOMMENDER_REWARD_ADD_TO_CART = 3.0
+    catalog = make_catalog(products=6)  # fewer than k: every item outside the cart is shown
+    product_id = catalog[0].pk
+    shopper = Shopper()
+
+    for _ in range(5):
+        assert product_id in shown_ids(shopper.recommend())
+        assert shopper.add_to_cart(product_id).status_code == 201
+        assert _earned(EventType.ADD_TO_CART) == 3.0  # in the cart: rewarded once
+        assert shopper.remove_from_cart(product_id).status_code == 200
+        assert _earned(EventType.ADD_TO_CART) == 0.0  # removed before purchase: taken back
+
+    assert Event.objects.filter(type=EventType.ADD_TO_CART).count() == 5
+    assert sum(Impression.objects.values_list("reward", flat=True)) == 0.0
+    assert sum(Impression.objects.values_list("add_to_carts", flat=True)) == 0
+
+
+def test_adding_more_units_earns_the_add_to_cart_reward_once(db, settings):
+    """Every earlier carousel that showed the item used to pay out in turn."""
+    settings.RECOMMENDER_REWARD_ADD_TO_CART = 3.0
+    catalog = make_catalog(products=6)
+    shopper = Shopper()
+    for _ in range(4):
+        shopper.recommend()
+
+    for _ in range(4):
+        assert shopper.add_to_cart(catalog[0].pk).status_code == 201
+
+    assert _earned(EventType.ADD_TO_CART) == 3.0
+    assert Event.objects.filter(type=EventType.ADD_TO_CART, reward__gt=0).count() == 1
+
+
+def test_an_item_bought_keeps_its_add_to_cart_reward(db, settings):
+    settings.RECOMMENDER_REWARD_ADD_TO_CART = 3.0
+    catalog = make_catalog(products=6)
+    shopper = Shopper()
+    shopper.recommend()
+
+    assert shopper.add_to_cart(catalog[0].pk).status_code == 201
+    assert shopper.checkout().status_code == 201
+
+    assert _earned(EventType.ADD_TO_CART) == 3.0
+    assert _earned(EventType.PURCHASE) > 0
+
+
+def test_removing_an_item_takes_back_its_reward_from_a_built_transition(db, settings):
+    settings.RECOMMENDER_REWARD_ADD_TO_CART = 3.0
+    settings.RECOMMENDER_REWARD_CLICK = 1.0
+    make_catalog(products=6)
+    shopper = Shopper()
+    rec = shopper.recommend()
+    product_id = shown_ids(rec)[0]
+    shopper.event("click", product_id, rec["impression_id"])
+    shopper.add_to_cart(product_id)
+    transitions_build(now=timezone.now() + timedelta(days=1))
+    transition = Transition.objects.get(impression_id=rec["impression_id"], product_id=product_id)
+    assert transition.reward == 4.0
+
+    shopper.remove_from_cart(product_id)
+
+    transition.refresh_from_db()
+    assert transition.reward == 1.0  # the click stays
+    impression = Impression.objects.get(pk=rec["impression_id"])
+    assert (impression.clicks, impression.add_to_carts, impression.reward) == (1, 0, 1.0)

@@ -169,3 +169,13 @@ def test_demo_ready_says_where_the_store_is(live_server, db):
         f"Store: {live_server.url}/   Admin: {live_server.url}/admin/ (login admin / admin)   "
         f"Dashboard: {live_server.url}/admin/recommender/dashboard/"
     )
+
+
+def test_a_history_whose_requests_were_refused_fails_saying_why(small_training, throttle_rates):
+    throttle_rates(recommendations="1/min")  # each shopper's second carousel is refused
+    planned = plan(sessions=4, first_train=10)
+
+    run = history_run(history_id=planned.pk)
+
+    assert run.history.status == SimulatedHistory.Status.FAILED
+    assert "requests were refused (HTTP 429" in run.history.outcome

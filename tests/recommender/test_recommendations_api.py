@@ -231,9 +231,15 @@ def test_the_schema_documents_the_endpoint(db):
     # Every status a client can get is documented, errors with the shared error body.
     recommendations = paths["/api/v1/recommendations/"]["get"]["responses"]
     events = paths["/api/v1/events/"]["post"]["responses"]
-    assert set(recommendations) == {"200", "400", "404"}
+    assert set(recommendations) == {"200", "400", "404", "429"}
     assert set(events) == {"200", "201", "400", "403", "429"}
-    for answer in (recommendations["400"], recommendations["404"], events["400"], events["429"]):
+    for answer in (
+        recommendations["400"],
+        recommendations["404"],
+        recommendations["429"],
+        events["400"],
+        events["429"],
+    ):
         schema = answer["content"]["application/json"]["schema"]
         assert schema == {"$ref": "#/components/schemas/Error"}
 

@@ -4,18 +4,28 @@ checkpoint or the cache is unavailable."""
 
 from __future__ import annotations
 
+import io
 import logging
+import os
+import socket
 import time
 
 import numpy as np
 import pytest
 import torch
 from django.core.cache import cache
+from django.core.management import CommandError, call_command
+from django.utils import timezone
 
-from recommender.models import Checkpoint, Impression
+from recommender.models import Checkpoint, Impression, ServingHeartbeat
 from recommender.rl.agents import Agent
 from recommender.rl.types import Observation
-from recommender.services import checkpoint_activate, checkpoint_rollback
+from recommender.services import (
+    CheckpointLoadError,
+    CheckpointStateError,
+    checkpoint_activate,
+    checkpoint_rollback,
+)
 from recommender.serving import policy_server
 from shop.models import Product
 from tests.factories import ProductFactory
@@ -35,6 +45,19 @@ def _policy(shopper: Shopper | None = None, **params) -> dict:
 
 def _activate(agent: Agent | None, version: int, weights: bytes | None = None) -> Checkpoint:
     return checkpoint_activate(checkpoint=store_checkpoint(agent, version=version, weights=weights))
+
+
+def _mark_active(version: int, weights: bytes) -> Checkpoint:
+    """Made active behind the services' back: what a web process meets when a
+    version loads elsewhere (where it was activated) but not in this process."""
+    Checkpoint.objects.filter(status=Checkpoint.Status.ACTIVE).update(
+        status=Checkpoint.Status.RETIRED
+    )
+    checkpoint = store_checkpoint(None, version=version, weights=weights)
+    Checkpoint.objects.filter(pk=checkpoint.pk).update(
+        status=Checkpoint.Status.ACTIVE, activated_at=timezone.now()
+    )
+    return checkpoint
 
 
 @pytest.mark.parametrize("kind", ["slateq", "per_item"])
@@ -107,7 +130,7 @@ def test_activation_switches_versions_and_rollback_switches_back(catalog):
     first.refresh_from_db()
     assert first.status == Checkpoint.Status.RETIRED
 
-    restored = checkpoint_rollback()
+    restored = checkpoint_rollback().restored
 
     assert restored.version == 1
     assert _policy(shopper) == {"name": "dqn", "version": 1}
@@ -141,7 +164,7 @@ def test_an_unloadable_checkpoint_keeps_the_previous_version_serving(catalog, ca
     assert _policy(shopper) == {"name": "dqn", "version": 1}
 
     with caplog.at_level(logging.ERROR, logger="recommender.serving"):
-        _activate(None, 2, weights=weights)
+        _mark_active(2, weights)
         body = shopper.recommend()
 
     # Named for what actually served it, not for what is marked active.
@@ -154,6 +177,138 @@ def test_an_unloadable_checkpoint_keeps_the_previous_version_serving(catalog, ca
     # A later good version is served again.
     _activate(tiny_agent(seed=2), 3)
     assert _policy(shopper) == {"name": "dqn", "version": 3}
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [b"garbage, not a checkpoint", b"PK\x03\x04truncated", "nan"],
+    ids=["garbage", "truncated-zip", "nan-weights"],
+)
+def test_a_version_that_does_not_load_is_refused_activation(catalog, weights):
+    weights = _nan_weights() if weights == "nan" else weights
+    _activate(tiny_agent(), 1)
+    broken = store_checkpoint(None, version=2, weights=weights)
+
+    with pytest.raises(CheckpointLoadError, match="v2 does not load: CheckpointError") as refused:
+        checkpoint_activate(checkpoint=broken)
+
+    assert refused.value.reason  # says why, e.g. "CheckpointError: not a checkpoint"
+    broken.refresh_from_db()
+    assert broken.status == Checkpoint.Status.CANDIDATE
+    assert Checkpoint.objects.get(status=Checkpoint.Status.ACTIVE).version == 1
+    assert _policy() == {"name": "dqn", "version": 1}
+
+
+def test_a_version_that_cannot_score_is_refused_activation(catalog, monkeypatch):
+    agent = tiny_agent()
+    candidate = store_checkpoint(agent, version=1)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("scoring blew up")
+
+    monkeypatch.setattr(type(agent), "act", broken)
+    with pytest.raises(CheckpointLoadError, match="RuntimeError: scoring blew up"):
+        checkpoint_activate(checkpoint=candidate)
+
+    assert not Checkpoint.objects.filter(status=Checkpoint.Status.ACTIVE).exists()
+
+
+def test_rollback_passes_over_a_version_that_does_not_load(catalog):
+    v1 = _activate(tiny_agent(), 1)
+    _mark_active(2, b"garbage, not a checkpoint")
+    _activate(tiny_agent(seed=3), 3)
+
+    rollback = checkpoint_rollback()
+
+    assert rollback.restored.pk == v1.pk
+    assert [(e.version, e.reason.split(":")[0]) for e in rollback.passed_over] == [
+        (2, "CheckpointError")
+    ]
+    statuses = dict(Checkpoint.objects.values_list("version", "status"))
+    assert statuses == {1: "active", 2: "rejected", 3: "rejected"}
+    assert Checkpoint.objects.get(version=2).note.startswith("Passed over by a rollback:")
+    assert _policy() == {"name": "dqn", "version": 1}
+    # A later rollback does not return to it either.
+    with pytest.raises(CheckpointStateError, match="no earlier active version"):
+        checkpoint_rollback()
+
+
+def test_rollback_with_nothing_that_loads_changes_nothing(catalog):
+    _mark_active(1, b"garbage, not a checkpoint")
+    _activate(tiny_agent(), 2)
+
+    with pytest.raises(CheckpointLoadError, match=r"v1 does not load: .*nothing was changed"):
+        checkpoint_rollback()
+
+    statuses = dict(Checkpoint.objects.values_list("version", "status"))
+    assert statuses == {1: "retired", 2: "active"}
+
+
+def test_the_activate_checkpoint_command_refuses_a_version_that_does_not_load(catalog):
+    _activate(tiny_agent(), 1)
+    store_checkpoint(None, version=2, weights=b"garbage, not a checkpoint")
+    store_checkpoint(tiny_agent(seed=4), version=3)
+
+    with pytest.raises(CommandError, match="Not activated: v2 does not load: CheckpointError"):
+        call_command("activate_checkpoint", "2", stdout=io.StringIO())
+    out = io.StringIO()
+    call_command("activate_checkpoint", "3", stdout=out)
+    assert out.getvalue() == "v3 is active.\n"
+    call_command("activate_checkpoint", "--rollback", stdout=out)
+
+    assert Checkpoint.objects.get(status=Checkpoint.Status.ACTIVE).version == 1
+    with pytest.raises(CommandError, match="no checkpoint v9"):
+        call_command("activate_checkpoint", "9")
+
+
+# ---------------------------------------------------------------------------
+# Heartbeats: which version each web process actually serves
+# ---------------------------------------------------------------------------
+
+
+def test_a_web_process_reports_the_version_it_serves(catalog):
+    _activate(tiny_agent(), 1)
+
+    Shopper().recommend()
+
+    beat = ServingHeartbeat.objects.get()
+    assert beat.process == f"{socket.gethostname()[:60]}:{os.getpid()}"
+    assert (beat.policy_version, beat.failed_version, beat.error) == (1, None, "")
+    assert beat.loaded_at is not None
+
+
+def test_a_process_that_cannot_load_the_active_version_says_so(catalog):
+    _activate(tiny_agent(), 1)
+    Shopper().recommend()
+    _mark_active(2, b"garbage, not a checkpoint")
+
+    Shopper().recommend()
+
+    beat = ServingHeartbeat.objects.get()
+    assert (beat.policy_version, beat.failed_version) == (1, 2)
+    assert beat.error.startswith("CheckpointError")
+
+
+def test_heartbeats_between_changes_are_spaced_out(catalog, settings):
+    settings.RECOMMENDER_HEARTBEAT_SECONDS = 3600
+    _activate(tiny_agent(), 1)
+    shopper = Shopper()
+    shopper.recommend()
+    first = ServingHeartbeat.objects.get().seen_at
+
+    shopper.recommend()
+
+    assert ServingHeartbeat.objects.get().seen_at == first
+
+
+def test_a_failing_heartbeat_does_not_fail_the_request(catalog, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("database is read-only")
+
+    monkeypatch.setattr("recommender.services.serving_heartbeat_record", broken)
+    _activate(tiny_agent(), 1)
+
+    assert _policy() == {"name": "dqn", "version": 1}
 
 
 def test_a_model_that_fails_to_score_falls_back_to_popularity(catalog, monkeypatch):

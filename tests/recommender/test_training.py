@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 from celery.exceptions import Retry
-from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.core.management.base import SystemCheckError
 from django.utils import timezone
@@ -37,7 +36,6 @@ from recommender.schedules import SCHEDULES, schedules_ensure
 from recommender.serving import policy_server, sold_out_set
 from recommender.traffic import InProcessShopClient, ShopperDriver, shopper_seeds, store_simulator
 from recommender.training import (
-    TRAINER_LOCK_KEY,
     TrainerBusy,
     policy_train,
     target_sync,
@@ -50,7 +48,9 @@ from tests.recommender.factories import (
 )
 from tests.recommender.support import (
     Shopper,
+    another_trainer,
     make_catalog,
+    trainer_lock_is_free,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("recommender_isolation")]
@@ -310,7 +310,7 @@ def test_training_with_too_few_transitions_is_skipped(now, products, settings):
     assert run.finished_at is not None
     assert not Checkpoint.objects.exists()
     assert not TrainerState.objects.exists()
-    assert cache.get(TRAINER_LOCK_KEY) is None
+    assert trainer_lock_is_free()
 
 
 @pytest.fixture
@@ -374,7 +374,7 @@ def test_training_publishes_checked_evaluated_versions_and_activates_them(histor
     assert agent_kind(load_agent(bytes(checkpoint.weights))) == kind
     assert load_agent(bytes(checkpoint.weights)).step == 5
     assert TrainerState.objects.get().step == 5
-    assert cache.get(TRAINER_LOCK_KEY) is None
+    assert trainer_lock_is_free()
     # The store serves it.
     assert Shopper().recommend()["policy"] == {"name": "dqn", "version": 1}
 
@@ -535,15 +535,14 @@ def test_a_learner_whose_weights_went_nan_is_rejected_and_not_kept(history, monk
 
 
 def test_the_trainer_lock_makes_a_second_trainer_wait(db):
-    cache.add(TRAINER_LOCK_KEY, "another worker", 60)
+    with another_trainer():
+        with pytest.raises(TrainerBusy):
+            policy_train()
+        with pytest.raises(TrainerBusy):
+            target_sync()
 
-    with pytest.raises(TrainerBusy):
-        policy_train()
-    with pytest.raises(TrainerBusy):
-        target_sync()
-
-    assert not TrainingRun.objects.exists()
-    assert cache.get(TRAINER_LOCK_KEY) == "another worker"  # not taken from its owner
+        assert not TrainingRun.objects.exists()
+        assert not trainer_lock_is_free()  # not taken from its owner
 
 
 def test_the_lock_is_released_when_training_fails(now, products, settings, monkeypatch):
@@ -562,7 +561,7 @@ def test_the_lock_is_released_when_training_fails(now, products, settings, monke
     run = TrainingRun.objects.get()
     assert run.status == TrainingRun.Status.FAILED
     assert "out of memory" in run.outcome
-    assert cache.get(TRAINER_LOCK_KEY) is None
+    assert trainer_lock_is_free()
 
 
 def test_the_tasks_call_the_same_services(now, products, settings):
@@ -604,9 +603,8 @@ def test_the_train_task_retries_while_the_trainer_is_busy(db, monkeypatch):
 
 
 def test_the_train_task_gives_up_after_its_retries(db):
-    cache.add(TRAINER_LOCK_KEY, "another worker", 60)
-
-    result = tasks.train_policy.apply()
+    with another_trainer():
+        result = tasks.train_policy.apply()
 
     assert result.failed()
     assert isinstance(result.result, TrainerBusy)
@@ -665,7 +663,7 @@ def test_target_sync_copies_the_online_weights_into_the_target(history):
     state = TrainerState.objects.get()
     assert state.target_synced_at is not None
     assert state.step == 5
-    assert cache.get(TRAINER_LOCK_KEY) is None
+    assert trainer_lock_is_free()
 
 
 def test_target_sync_without_a_learner_is_skipped(db):
@@ -714,12 +712,11 @@ def test_commands_build_train_and_sync(history, monkeypatch):
 
 
 def test_commands_refuse_while_the_trainer_is_busy(db):
-    cache.add(TRAINER_LOCK_KEY, "another worker", 60)
-
-    with pytest.raises(CommandError, match="in progress"):
-        _call("train_policy")
-    with pytest.raises(CommandError, match="in progress"):
-        _call("sync_target_network")
+    with another_trainer():
+        with pytest.raises(CommandError, match="in progress"):
+            _call("train_policy")
+        with pytest.raises(CommandError, match="in progress"):
+            _call("sync_target_network")
 
 
 @pytest.mark.slow
@@ -732,7 +729,7 @@ def test_simulate_traffic_drives_a_live_store(live_server, transactional_db):
 
     lines = output.strip().splitlines()
     assert lines[0].startswith("5 sessions, ")
-    assert "(0 errors)" in lines[0]
+    assert "(0 refused)" in lines[0]
     assert lines[1].split() == ["policy", "carousels", "clicks", "CTR"]
     popularity = next(line for line in lines[2:] if line.startswith("popularity"))
     carousels = int(popularity.split()[1])
@@ -784,6 +781,41 @@ def test_seed_history_lays_out_a_trained_past_once(db, settings):
 
     assert "History already present" in again
     assert (Impression.objects.count(), Event.objects.count(), Checkpoint.objects.count()) == counts
+
+
+def test_seed_history_drives_a_store_on_its_production_security_settings(db, settings):
+    """Under production settings every request used to be refused (400: the test
+    client's host; then 301 to HTTPS), and the command still exited 0."""
+    settings.ALLOWED_HOSTS = ["shop.example.com"]
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = True
+    settings.RECOMMENDER_MIN_TRANSITIONS = 10**6  # no training: not what this is about
+    make_catalog(products=24, categories=4, stock=1000)
+
+    output = _call("seed_history", "--sessions", "4", "--days", "0.1", "--verbosity", "0")
+
+    assert output.startswith("4 sessions, ")
+    assert "(0 refused)" in output
+    assert Impression.objects.count() >= 4
+
+
+def test_seed_history_fails_when_the_store_refuses_its_requests(db, throttle_rates):
+    throttle_rates(recommendations="1/min")  # each shopper's second carousel is refused
+    make_catalog(products=24, categories=4, stock=1000)
+
+    with pytest.raises(CommandError, match=r"requests were refused \(HTTP 429 x\d+\)\. 429:"):
+        _call("seed_history", "--sessions", "4", "--days", "0.1", "--verbosity", "0")
+
+
+@pytest.mark.slow
+def test_simulate_traffic_fails_when_the_store_refuses_its_requests(
+    live_server, transactional_db, settings
+):
+    settings.ALLOWED_HOSTS = ["shop.example.com"]  # not the live server's 127.0.0.1
+    make_catalog(products=24, categories=4, stock=1000)
+
+    with pytest.raises(CommandError, match=r"of (\d+) requests were refused \(HTTP 400 x\1\)"):
+        _call("simulate_traffic", "--base-url", live_server.url, "--sessions", "3")
 
 
 # ---------------------------------------------------------------------------

@@ -83,10 +83,11 @@ class Command(BaseCommand):
                 raise CommandError(f"{exc} Wait for it, or stop that worker.") from exc
             except RuntimeError as exc:
                 raise CommandError(str(exc)) from exc
-        from recommender.management.commands.simulate_traffic import render_stats
+        from recommender.management.commands.simulate_traffic import fail_if_refused, render_stats
 
         self.stdout.write(render_stats(run.traffic))
         self.stdout.write(run.history.outcome)
+        fail_if_refused(run.traffic)
 
     def _queue(self, history) -> None:
         from kombu.exceptions import OperationalError

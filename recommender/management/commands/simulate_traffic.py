@@ -48,11 +48,19 @@ class Command(BaseCommand):
                 {name: f"{tally.ctr:.1%}" for name, tally in sorted(total.policies.items())[-3:]}
             )
         self.stdout.write(render_stats(total))
+        fail_if_refused(total)
+
+
+def fail_if_refused(stats: TrafficStats) -> None:
+    """Exit non-zero when the store refused requests: the traffic did not reach it."""
+    summary = stats.refusal_summary()
+    if summary:
+        raise CommandError(summary)
 
 
 def render_stats(stats: TrafficStats) -> str:
     lines = [
-        f"{stats.sessions} sessions, {stats.requests} requests ({stats.errors} errors), "
+        f"{stats.sessions} sessions, {stats.requests} requests ({stats.errors} refused), "
         f"{stats.add_to_carts} add-to-carts, {stats.orders} orders",
         f"{'policy':<16} {'carousels':>10} {'clicks':>8} {'CTR':>7}",
     ]

@@ -1,0 +1,109 @@
+"""Request budgets: cart writes and checkout are throttled per visit and per
+address, in the API (JSON 429) and the HTML store (a 429 page); the budgets
+fail open, and stop asking a failed cache for a while."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from shop import throttling
+from shop.models import CartItem
+from tests.factories import ProductFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def stocked(db):
+    return ProductFactory(stock=100)
+
+
+def _api_client() -> APIClient:
+    client = APIClient(enforce_csrf_checks=True)
+    client.get("/api/v1/cart/")
+    client.credentials(HTTP_X_CSRFTOKEN=client.cookies["csrftoken"].value)
+    return client
+
+
+def test_api_cart_writes_are_throttled_per_visit_with_a_json_429(stocked, throttle_rates):
+    throttle_rates(cart="3/min")
+    client = _api_client()
+
+    statuses = [
+        client.post(
+            "/api/v1/cart/items/", {"product_id": stocked.pk, "quantity": 1}, format="json"
+        ).status_code
+        for _ in range(4)
+    ]
+    removal = client.delete(f"/api/v1/cart/items/{stocked.pk}/")
+    checkout = client.post(
+        "/api/v1/checkout/",
+        {"email": "a@example.com", "name": "A", "address": "1 Street"},
+        format="json",
+    )
+
+    assert statuses == [201, 201, 201, 429]
+    assert (removal.status_code, checkout.status_code) == (429, 429)
+    assert checkout.json()["code"] == "throttled"
+    assert int(checkout["Retry-After"]) > 0
+    assert CartItem.objects.get().quantity == 3
+    # Reading the cart is not a write: never throttled.
+    assert client.get("/api/v1/cart/").status_code == 200
+
+
+def test_html_cart_posts_over_budget_get_a_429_page_and_change_nothing(stocked, throttle_rates):
+    throttle_rates(cart="2/min")
+    client = Client()
+    client.get("/")
+
+    responses = [client.post(f"/cart/add/{stocked.pk}/", {"quantity": 1}) for _ in range(3)]
+
+    assert [r.status_code for r in responses[:2]] == [302, 302]
+    over = responses[2]
+    assert over.status_code == 429
+    assert "Slow down a little" in over.content.decode()
+    assert int(over["Retry-After"]) > 0
+    assert CartItem.objects.get().quantity == 2
+    # Pages are still served; only form posts count.
+    assert client.get("/cart/").status_code == 200
+    assert client.get("/checkout/").status_code == 200
+    assert client.post("/checkout/", {"email": "a@example.com"}).status_code == 429
+
+
+def test_a_new_cookie_does_not_reset_the_address_budget(stocked, throttle_rates):
+    throttle_rates(cart="100/min", cart_address="3/min")
+
+    statuses = [
+        _api_client()
+        .post("/api/v1/cart/items/", {"product_id": stocked.pk, "quantity": 1}, format="json")
+        .status_code
+        for _ in range(5)
+    ]
+
+    assert statuses == [201, 201, 201, 429, 429]
+
+
+def test_budgets_fail_open_and_stop_asking_a_failed_cache(stocked, throttle_rates, monkeypatch):
+    throttle_rates(cart="1/min")
+    failing = mock.Mock(side_effect=ConnectionError("redis is down"))
+    monkeypatch.setattr(throttling._BudgetThrottle, "cache", mock.Mock(get=failing))
+    client = _api_client()
+
+    statuses = [
+        client.post(
+            "/api/v1/cart/items/", {"product_id": stocked.pk, "quantity": 1}, format="json"
+        ).status_code
+        for _ in range(3)
+    ]
+
+    assert statuses == [201, 201, 201]  # over the rate, but the cache cannot count
+    assert failing.call_count == 1  # asked once, then left alone for a while
+
+    later = throttling._BudgetThrottle._cache_down_until + 1
+    monkeypatch.setattr(throttling.time, "monotonic", lambda: later)
+    client.post("/api/v1/cart/items/", {"product_id": stocked.pk, "quantity": 1}, format="json")
+    assert failing.call_count == 2  # and asked again after CACHE_RETRY_SECONDS
