@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Count, Max, Sum
+from django.db.models import BooleanField, Q, Subquery, Value
 
 from recommender import features
 from recommender.models import Checkpoint, SoldOutSet
@@ -62,7 +62,8 @@ class Candidates:
     ids: np.ndarray  # int64, ascending: active and in stock
     sold_out_id: int | None  # the SoldOutSet of the active products left out
     catalog: ItemCatalog  # every active product's features (the model's universe)
-    signature: tuple  # of the catalog (see _catalog_signature)
+    signature: tuple  # of the catalog: the highest product id, the retired ones' digest
+    sold_out: str  # digest of the sold-out ids
 
 
 @dataclass
@@ -97,12 +98,13 @@ class PolicyServer:
 
     def candidates(self, *, reload_catalog: bool = False) -> Candidates:
         """The active, in-stock products, refreshed every
-        RECOMMENDER_ELIGIBILITY_TTL seconds (``recommend`` re-checks the items
-        it is about to serve).
+        RECOMMENDER_ELIGIBILITY_TTL seconds (the caller re-checks the items it
+        is about to serve).
 
-        A refresh reads the catalog's signature and the sold-out products (two
-        small queries); the whole catalog only when its signature changed or
-        ``reload_catalog`` is set."""
+        A refresh is one query that reads what is unavailable (sold out or
+        retired: a partial index holds just those) and the highest product id;
+        the whole catalog is re-read only when products were added, retired or
+        re-activated since, or when ``reload_catalog`` is set."""
         now = time.monotonic()
         current = self._candidates
         if (
@@ -111,30 +113,39 @@ class PolicyServer:
             and now - self._eligible_at < settings.RECOMMENDER_ELIGIBILITY_TTL
         ):
             return current
-        signature = _catalog_signature()
+        last_id, sold_out, retired = _unavailable()
+        signature = (last_id, sold_out_digest(retired))
         if current is None or reload_catalog or current.signature != signature:
             catalog = features.build_catalog()
         else:
             catalog = current.catalog
-        # Active products only: a retired one is already out of the catalog.
-        sold_out = np.fromiter(
-            Product.objects.filter(stock=0, is_active=True).values_list("pk", flat=True),
-            dtype=np.int64,
+        sold_out_key = sold_out_digest(sold_out)
+        if current is not None and catalog is current.catalog and current.sold_out == sold_out_key:
+            ids = current.ids  # nothing changed
+        else:
+            # Retired products are not in the catalog (it holds the active
+            # ones); one retired since it was read is left out here too.
+            unavailable = np.fromiter(sold_out + retired, dtype=np.int64)
+            ids = (
+                catalog.ids[~np.isin(catalog.ids, unavailable)] if unavailable.size else catalog.ids
+            )
+        fresh = Candidates(
+            ids=ids,
+            sold_out_id=self._sold_out_set(sold_out, sold_out_key),
+            catalog=catalog,
+            signature=signature,
+            sold_out=sold_out_key,
         )
-        ids = catalog.ids[~np.isin(catalog.ids, sold_out)] if len(sold_out) else catalog.ids
-        sold_out_id = self._sold_out_set(np.intersect1d(sold_out, catalog.ids))
-        fresh = Candidates(ids=ids, sold_out_id=sold_out_id, catalog=catalog, signature=signature)
         self._candidates, self._eligible_at = fresh, now
         return fresh
 
-    def _sold_out_set(self, product_ids: np.ndarray) -> int | None:
+    def _sold_out_set(self, product_ids: list[int], digest: str) -> int | None:
         """``sold_out_set`` remembered per process: a set seen before costs no query."""
-        if not len(product_ids):
+        if not product_ids:
             return None
-        digest = sold_out_digest(product_ids)
         known = self._sold_out_sets.get(digest)
         if known is None:
-            known = self._sold_out_sets[digest] = sold_out_set(product_ids.tolist())
+            known = self._sold_out_sets[digest] = sold_out_set(product_ids)
         return known
 
     def popularity(self, ids: np.ndarray) -> np.ndarray:
@@ -276,6 +287,7 @@ class PolicyServer:
 
 
 def sold_out_digest(product_ids) -> str:
+    """SoldOutSet.digest of a set of product ids."""
     ids = sorted(int(i) for i in product_ids)
     return hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()
 
@@ -292,13 +304,28 @@ def sold_out_set(product_ids: list[int]) -> int | None:
     return row.pk
 
 
-def _catalog_signature() -> tuple:
-    """Changes when products are added, retired or re-activated (not on stock
-    changes): one aggregate over the active products' primary keys."""
-    agg = Product.objects.filter(is_active=True).aggregate(
-        n=Count("pk"), last=Max("pk"), total=Sum("pk")
+def _unavailable() -> tuple[int | None, list[int], list[int]]:
+    """The highest product id, and the ids of the active products out of
+    stock and of the retired ones, in one query: the ``product_unavailable``
+    partial index holds only those, so its cost follows how many are
+    unavailable, not the size of the catalog."""
+    rows = list(
+        Product.objects.filter(Q(stock=0) | Q(is_active=False))
+        .order_by()
+        .values_list("pk", "is_active")
+        .union(
+            # The newest product (a filter, not a slice: SQLite allows no
+            # LIMIT in a branch of a compound SELECT).
+            Product.objects.filter(pk=Subquery(Product.objects.order_by("-pk").values("pk")[:1]))
+            .order_by()
+            .values_list("pk", Value(None, BooleanField())),
+            all=True,
+        )
     )
-    return (agg["n"], agg["last"], agg["total"])
+    last_id = max((pk for pk, active in rows if active is None), default=None)
+    sold_out = sorted(pk for pk, active in rows if active is True)
+    retired = sorted(pk for pk, active in rows if active is False)
+    return last_id, sold_out, retired
 
 
 policy_server = PolicyServer()
