@@ -76,7 +76,7 @@ format: install-dev ## Format and auto-fix with ruff
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install ## Run every benchmark and record its table in bench/RESULTS.md (ARGS=--quick for a short run)
+bench: install-dev ## Run every benchmark and record its table in bench/RESULTS.md (ARGS=--quick for a short run)
 	$(PY) -m bench.run $(BENCHES) -- $(ARGS)
 
 clean: ## Remove the SQLite database, generated media, broker files and caches

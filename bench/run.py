@@ -24,10 +24,10 @@ from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
-BENCHMARKS = ("serving", "training", "policy_quality", "store_learning", "dashboard")
+BENCHMARKS = ("serving", "training", "policy_quality", "store_learning", "dashboard", "load")
 """Every benchmark ``make bench`` runs, in order."""
 
-NEEDS_POSTGRES = {"dashboard"}
+NEEDS_POSTGRES = {"dashboard", "load"}
 """Benchmarks that need DATABASE_URL to point at PostgreSQL; skipped (and their
 sections kept) otherwise."""
 
