@@ -24,8 +24,8 @@ row, and the time build_transitions and a training run took on them
 
     DATABASE_URL=postgres://... [REDIS_URL=redis://...] python -m bench.load [--quick] [--json]
 
-Defaults take a few minutes; --quick (shorter phases, one round, 20,000
-products instead of 100,000, no training run) under about a minute.
+Defaults take a few minutes; --quick (shorter phases, one round, 1,000
+products only, no training run) about a minute.
 """
 
 from __future__ import annotations
@@ -63,13 +63,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a run of about a minute")
     parser.add_argument("--json", action="store_true", help="one JSON object as the last line")
     parser.add_argument("--products", type=int, default=1_000, help="first catalog size")
-    parser.add_argument("--large", type=int, default=None, help="second catalog size")
+    parser.add_argument(
+        "--large", type=int, default=None, help="second catalog size (0: none; --quick: none)"
+    )
     parser.add_argument("--seconds", type=float, default=None, help="length of each phase")
     parser.add_argument("--rounds", type=int, default=None, help="on/off rounds per page")
     parser.add_argument("--shoppers", type=int, default=8, help="concurrent virtual shoppers")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per server")
     args = parser.parse_args(argv)
-    args.large = args.large or (20_000 if args.quick else 100_000)
+    if args.large is None:
+        args.large = 0 if args.quick else 100_000
     args.seconds = args.seconds or (2.0 if args.quick else 5.0)
     args.rounds = args.rounds or (1 if args.quick else 3)
     return args
@@ -148,6 +151,12 @@ def seed_products(count: int, *, start: int, rng: random.Random) -> None:
     )
     with connection_cursor() as cursor:
         cursor.execute("ANALYZE shop_product")
+
+
+def connection_quote(name: str) -> str:
+    from django.db import connection
+
+    return connection.ops.quote_name(name)
 
 
 @contextmanager
@@ -537,10 +546,21 @@ def log_costs(*, train: bool) -> dict:
     sizes = {}
     with connection_cursor() as cursor:
         for name, model in tables.items():
-            cursor.execute("SELECT pg_total_relation_size(%s)", [model._meta.db_table])
-            total = cursor.fetchone()[0]
-            rows = model.objects.count()
-            sizes[name] = {"rows": rows, "bytes_per_row": total / rows if rows else float("nan")}
+            table = connection_quote(model._meta.db_table)
+            cursor.execute(
+                f"SELECT count(*), avg(pg_column_size(t.*)), pg_total_relation_size(%s) "
+                f"FROM {table} t",
+                [model._meta.db_table],
+            )
+            rows, tuple_bytes, total = cursor.fetchone()
+            sizes[name] = {
+                "rows": rows,
+                # The row's own data (independent of the volume) ...
+                "tuple_bytes": float(tuple_bytes or 0),
+                # ... and the table with its indexes per row (at small volumes
+                # inflated by pages every index has however few rows it holds).
+                "bytes_per_row": total / rows if rows else float("nan"),
+            }
     costs["storage"] = sizes
     if train:
         with override_settings(RECOMMENDER_MIN_TRANSITIONS=1, RECOMMENDER_AUTO_ACTIVATE=False):
@@ -648,19 +668,13 @@ def main(argv: list[str] | None = None) -> int:
             stage("log costs")
             sizes.append(small)
 
-            seed_products(args.large - args.products, start=args.products + 1, rng=rng)
-            policy_server.refresh()
-            large = measure(
-                args,
-                args.large,
-                static_root,
-                tmp,
-                pages=("home",),
-                warmup=2.0 if args.quick else 5.0,
-            )
-            large["refresh"] = refresh_costs()
-            sizes.append(large)
-            stage(f"{args.large:,} products")
+            if args.large > args.products:
+                seed_products(args.large - args.products, start=args.products + 1, rng=rng)
+                policy_server.refresh()
+                large = measure(args, args.large, static_root, tmp, pages=("home",), warmup=5.0)
+                large["refresh"] = refresh_costs()
+                sizes.append(large)
+                stage(f"{args.large:,} products")
     finally:
         teardown_databases(old_config, verbosity=0)
     stage("teardown")
@@ -729,7 +743,8 @@ def report(args, sizes: list[dict], costs: dict, stages: dict[str, float], setti
     )
     for name, s in costs["storage"].items():
         print(
-            f"  {name:<16} {s['rows']:>8,} rows  {s['bytes_per_row']:>6.0f} bytes/row (with indexes)"
+            f"  {name:<16} {s['rows']:>8,} rows  {s['tuple_bytes']:>6.0f} bytes/row of data, "
+            f"{s['bytes_per_row']:>6.0f} with its indexes"
         )
     if "training" in costs:
         t = costs["training"]

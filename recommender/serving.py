@@ -46,6 +46,11 @@ score 0 and is reached by exploration. Exact propensities do not depend on it:
 they are computed from the scores that were used."""
 
 
+SOLD_OUT_SETS_REMEMBERED = 256
+"""SoldOutSet ids a process keeps (by digest) so that a refresh finding a set
+it has seen before needs no query."""
+
+
 @dataclass(frozen=True)
 class ServedSlate:
     slate: Slate
@@ -71,10 +76,6 @@ class _Loaded:
     version: int
     agent: object  # a recommender.rl.agents.Agent, imported lazily (torch)
     catalog: ItemCatalog  # the catalog the agent scores
-
-
-def _empty_catalog() -> ItemCatalog:
-    return features.catalog_from_rows([])
 
 
 class PolicyServer:
@@ -145,6 +146,8 @@ class PolicyServer:
             return None
         known = self._sold_out_sets.get(digest)
         if known is None:
+            if len(self._sold_out_sets) >= SOLD_OUT_SETS_REMEMBERED:
+                self._sold_out_sets.clear()  # stock keeps changing: old sets rarely return
             known = self._sold_out_sets[digest] = sold_out_set(product_ids)
         return known
 
