@@ -124,7 +124,9 @@ def seed_products(count: int, *, start: int, rng: random.Random) -> None:
                 True,
                 "products/bench.jpg",
                 int(rng.paretovariate(1.2)) - 1,
-                now,
+                # Distinct creation times, as a real catalog has: the home
+                # page's "new arrivals" reads the newest few by index.
+                now - timedelta(minutes=start + count - n),
                 now,
             )
 
