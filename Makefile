@@ -79,7 +79,7 @@ format: install-dev ## Format and auto-fix with ruff
 screenshots: install-dev browser-deps ## Regenerate docs/screenshots/*.png from a real demo store with a trained policy
 	$(PY) -m tests.screenshots
 
-bench: install ## Run every benchmark and record its table in bench/RESULTS.md (ARGS=--quick for a short run)
+bench: install-dev ## Run every benchmark and record its table in bench/RESULTS.md (ARGS=--quick for a short run)
 	$(PY) -m bench.run $(BENCHES) -- $(ARGS)
 
 clean: ## Remove the SQLite database, generated media, broker files and caches

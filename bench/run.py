@@ -30,11 +30,12 @@ BENCHMARKS = (
     "policy_quality",
     "store_learning",
     "dashboard",
+    "load",
     "demo_startup",
 )
 """Every benchmark ``make bench`` runs, in order."""
 
-NEEDS_POSTGRES = {"dashboard"}
+NEEDS_POSTGRES = {"dashboard", "load"}
 """Benchmarks that need DATABASE_URL to point at PostgreSQL; skipped (and their
 sections kept) otherwise."""
 

@@ -10,15 +10,17 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from functools import cache
 
 import numpy as np
+from django.db import connections, router
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from recommender.models import Event, EventType, Impression
 from recommender.rl.types import EventType as RLEventType
 from recommender.rl.types import ItemCatalog, Observation, Slot
-from shop.models import Cart, OrderLine, Product
+from shop.models import Cart, CartItem, Order, OrderLine, Product
 
 # Attribute layout: one-hot buckets of brand, colour and material, hashed with
 # a stable hash so a product keeps its features across processes and restarts.
@@ -97,37 +99,113 @@ def session_observation(
     product_id: int | None = None,
     now: datetime | None = None,
 ) -> Observation:
-    """The state of a shopper session at a recommendation request."""
+    """The state of a shopper session at a recommendation request.
+
+    One query (``_STATE_SQL``) whatever the length of the visit: its recent
+    events, its cart, a signed-in shopper's purchases and its page depth.
+    """
     now = now or timezone.now()
-    recent = list(
-        Event.objects.filter(session_key=session_key, created_at__gte=now - RECENT_HORIZON)
-        .order_by("-created_at")
-        .values_list("product_id", "type", "created_at")[:MAX_RECENT_EVENTS]
-    )
-    recent.reverse()  # oldest first, as Observation expects
-    cart_items: tuple[int, ...] = ()
-    cart_filter = {"user_id": user_id} if user_id else {"session_key": session_key}
-    cart = Cart.objects.filter(**cart_filter).only("pk").first()
-    if cart is not None:
-        cart_items = tuple(cart.items.values_list("product_id", flat=True))
-    history: tuple[int, ...] = ()
-    if user_id:
-        history = tuple(
-            OrderLine.objects.filter(order__user_id=user_id)
-            .order_by("-order__created_at")
-            .values_list("product_id", flat=True)[:MAX_HISTORY_ITEMS]
-        )[::-1]
-    depth = Impression.objects.filter(session_key=session_key).count()
+    recent: list[tuple] = []
+    cart: list[tuple] = []
+    history: list[tuple] = []
+    depth = 0
+    for kind, item, text, at, seq in _state_rows(
+        session_key=session_key, user_id=user_id, since=now - RECENT_HORIZON
+    ):
+        if kind == _RECENT:
+            recent.append((at, seq, item, text))
+        elif kind == _CART:
+            cart.append((at, seq, item))
+        elif kind == _HISTORY:
+            history.append((at, seq, item))
+        elif text is not None:
+            # Every impression logs the depth it was served at, so this request
+            # is one deeper than the session's latest (no count that grows
+            # with the visit).
+            depth = int(text) + 1
+    # The branches come back in no particular order: oldest first, as
+    # Observation expects, ties broken by primary key.
+    recent.sort(key=lambda row: row[:2])
+    cart.sort(key=lambda row: row[:2])
+    history.sort(key=lambda row: row[:2])
     return Observation(
         slot=SLOT_BY_NAME[slot],
         current_item=product_id,
-        recent_items=tuple(pid for pid, _, _ in recent),
-        recent_events=tuple(int(EVENT_CODE[t]) for _, t, _ in recent),
-        recent_ages=tuple(max(0.0, (now - at).total_seconds()) for _, _, at in recent),
-        cart_items=cart_items,
-        history_items=history,
+        recent_items=tuple(item for _, _, item, _ in recent),
+        recent_events=tuple(int(EVENT_CODE[t]) for _, _, _, t in recent),
+        recent_ages=tuple(max(0.0, (now - at).total_seconds()) for at, _, _, _ in recent),
+        cart_items=tuple(item for _, _, item in cart),
+        history_items=tuple(item for _, _, item in history),
         page_depth=depth,
     )
+
+
+# Row kinds of _STATE_SQL.
+_RECENT, _CART, _HISTORY, _DEPTH = range(4)
+
+_STATE_SQL = """
+SELECT 0, e.product_id, e.type, e.created_at, e.id FROM {event} e WHERE e.id IN (
+    SELECT id FROM {event} WHERE session_key = %s AND created_at >= %s
+    ORDER BY created_at DESC, id DESC LIMIT {max_recent})
+UNION ALL
+SELECT 1, ci.product_id, NULL, ci.added_at, ci.id FROM {cart_item} ci
+    JOIN {cart} c ON c.id = ci.cart_id WHERE c.{cart_owner} = %s
+UNION ALL
+SELECT 2, ol.product_id, NULL, o.created_at, ol.id FROM {order_line} ol
+    JOIN {order} o ON o.id = ol.order_id WHERE ol.id IN (
+        SELECT l.id FROM {order_line} l JOIN {order} h ON h.id = l.order_id
+        WHERE h.user_id = %s ORDER BY h.created_at DESC, l.id DESC LIMIT {max_history})
+UNION ALL
+SELECT 3, NULL, {depth}, i.created_at, 0 FROM {impression} i WHERE i.id IN (
+    SELECT id FROM {impression} WHERE session_key = %s ORDER BY created_at DESC LIMIT 1)
+"""
+"""A session's state as (kind, product id, text, time, primary key) rows, one
+UNION ALL of indexed reads: the MAX_RECENT_EVENTS latest events since the
+horizon, the cart's lines (the user's cart when signed in, else the
+session's), a signed-in shopper's MAX_HISTORY_ITEMS latest purchased lines
+(none for a guest: ``user_id = NULL`` matches nothing) and the page depth
+logged by the session's latest impression. LIMITs sit in ``IN`` subqueries
+because SQLite allows none in the branches of a compound SELECT. Raw SQL
+because building the same union with the ORM cost more than running it."""
+
+
+@cache
+def _state_sql(vendor: str, by_user: bool) -> str:
+    if vendor == "postgresql":
+        depth = "(i.state ->> 'page_depth')"
+    else:
+        depth = "json_extract(i.state, '$.page_depth')"
+    return _STATE_SQL.format(
+        event=Event._meta.db_table,
+        cart_item=CartItem._meta.db_table,
+        cart=Cart._meta.db_table,
+        cart_owner="user_id" if by_user else "session_key",
+        order_line=OrderLine._meta.db_table,
+        order=Order._meta.db_table,
+        impression=Impression._meta.db_table,
+        depth=depth,
+        max_recent=MAX_RECENT_EVENTS,
+        max_history=MAX_HISTORY_ITEMS,
+    )
+
+
+def _state_rows(*, session_key: str, user_id: int | None, since: datetime) -> list[tuple]:
+    connection = connections[router.db_for_read(Event)]
+    params = (
+        session_key,
+        connection.ops.adapt_datetimefield_value(since),
+        user_id or session_key,
+        user_id,
+        session_key,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(_state_sql(connection.vendor, bool(user_id)), params)
+        rows = cursor.fetchall()
+    if connection.vendor == "sqlite":
+        # Raw rows skip the ORM's converters: SQLite returns naive UTC text.
+        convert = connection.ops.convert_datetimefield_value
+        rows = [(k, p, t, convert(at, None, connection), s) for k, p, t, at, s in rows]
+    return rows
 
 
 def purchase_reward(*, line_value: float, base: float, per_unit_price: float) -> float:

@@ -14,7 +14,7 @@ from django.http import HttpRequest
 
 from recommender import features
 from recommender.models import Event, EventType, Impression
-from recommender.services import EventRejected, event_record, impression_log
+from recommender.services import EventRejected, LoggedImpression, event_record, impression_log
 from recommender.serving import ServedSlate, policy_server
 from shop.models import Product
 from shop.sessions import visit_key
@@ -53,22 +53,31 @@ def recommend(
     exclude = set(observation.cart_items)
     if product is not None:
         exclude.add(product.pk)
-    served = policy_server.recommend(observation, k=k, exclude=exclude, rng=_rng())
-    impression = impression_log(
-        session_key=session_key,
-        user_id=user_id,
-        slot=slot,
-        product_id=product.pk if product else None,
-        observation=observation,
-        slate=served.slate,
-        policy_name=served.policy_name,
-        policy_version=served.policy_version,
-        epsilon=served.epsilon,
-        sold_out_id=served.sold_out_id,
-    )
-    by_id = Product.objects.select_related("category").in_bulk([int(i) for i in served.slate.items])
-    products = [by_id[int(i)] for i in served.slate.items if int(i) in by_id]
-    return Recommendation(impression=impression, served=served, products=products)
+    rng = _rng()
+
+    def log(served: ServedSlate, *, check: bool) -> LoggedImpression | None:
+        return impression_log(
+            session_key=session_key,
+            user_id=user_id,
+            slot=slot,
+            product_id=product.pk if product else None,
+            observation=observation,
+            slate=served.slate,
+            policy_name=served.policy_name,
+            policy_version=served.policy_version,
+            epsilon=served.epsilon,
+            sold_out_id=served.sold_out_id,
+            available_only=check,
+        )
+
+    served = policy_server.recommend(observation, k=k, exclude=exclude, rng=rng)
+    logged = log(served, check=True)
+    if logged is None:
+        # An item sold out or was retired since the candidates were cached:
+        # nothing was logged; draw again from a fresh list and serve that.
+        served = policy_server.recommend(observation, k=k, exclude=exclude, rng=rng, fresh=True)
+        logged = log(served, check=False)
+    return Recommendation(impression=logged.impression, served=served, products=logged.products)
 
 
 def record_page_view(request: HttpRequest, *, product: Product) -> None:
@@ -76,7 +85,17 @@ def record_page_view(request: HttpRequest, *, product: Product) -> None:
     link carried an impression id (so clicks need no JavaScript)."""
     session_key = visit_key(request.session)
     user_id = request.user.pk if request.user.is_authenticated else None
-    raw = request.GET.get(IMPRESSION_PARAM)
+    impression_id = _impression_id(request.GET.get(IMPRESSION_PARAM))
+    if impression_id is None:
+        # The common case costs one INSERT.
+        event_record(
+            type=EventType.VIEW,
+            product=product,
+            session_key=session_key,
+            user_id=user_id,
+            source=Event.Source.SERVER,
+        )
+        return
     with transaction.atomic():
         event_record(
             type=EventType.VIEW,
@@ -85,25 +104,28 @@ def record_page_view(request: HttpRequest, *, product: Product) -> None:
             user_id=user_id,
             source=Event.Source.SERVER,
         )
-        if raw:
-            try:
-                impression_id = uuid.UUID(raw)
-            except ValueError:
-                return
-            if not allows(request, EVENTS):
-                # The same budget as clicks sent to the events API.
-                logger.info("Click on impression %s not recorded: over the budget", impression_id)
-                return
-            try:
-                with transaction.atomic():
-                    event_record(
-                        type=EventType.CLICK,
-                        product=product,
-                        session_key=session_key,
-                        user_id=user_id,
-                        impression_id=impression_id,
-                        source=Event.Source.SERVER,
-                    )
-            except EventRejected:
-                # A shared or stale link: the view counts, the click earns nothing.
-                logger.info("Ignored carousel click with foreign impression %s", impression_id)
+        if not allows(request, EVENTS):
+            # The same budget as clicks sent to the events API.
+            logger.info("Click on impression %s not recorded: over the budget", impression_id)
+            return
+        try:
+            with transaction.atomic():
+                event_record(
+                    type=EventType.CLICK,
+                    product=product,
+                    session_key=session_key,
+                    user_id=user_id,
+                    impression_id=impression_id,
+                    source=Event.Source.SERVER,
+                )
+        except EventRejected:
+            # A shared or stale link: the view counts, the click earns nothing.
+            logger.info("Ignored carousel click with foreign impression %s", impression_id)
+
+
+def _impression_id(raw: str | None) -> uuid.UUID | None:
+    """The impression a carousel link names; None for none or garbage (the view still counts)."""
+    try:
+        return uuid.UUID(raw) if raw else None
+    except ValueError:
+        return None

@@ -8,11 +8,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import reduce
+from functools import cache, reduce
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db import IntegrityError, connections, router, transaction
+from django.db.models import CharField, Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from recommender.features import purchase_reward
@@ -26,7 +26,7 @@ from recommender.models import (
     Transition,
 )
 from recommender.rl.types import Observation, Slate
-from shop.models import Product
+from shop.models import Category, Product
 
 
 class EventRejected(ValueError):
@@ -42,7 +42,12 @@ class CheckpointStateError(ValueError):
 # ---------------------------------------------------------------------------
 
 
-@transaction.atomic
+@dataclass(frozen=True)
+class LoggedImpression:
+    impression: Impression
+    products: list[Product]  # the slate's products in slate order, as read when it was logged
+
+
 def impression_log(
     *,
     session_key: str,
@@ -55,11 +60,22 @@ def impression_log(
     policy_version: int | None,
     epsilon: float,
     sold_out_id: int | None = None,
+    available_only: bool = False,
     now: datetime | None = None,
-) -> Impression:
+) -> LoggedImpression | None:
     """Record one served carousel with each item's position and propensity,
-    and the sold-out products its candidates left out (a SoldOutSet id)."""
-    impression = Impression.objects.create(
+    and the sold-out products its candidates left out (a SoldOutSet id), and
+    read the slate's products to render it.
+
+    With ``available_only``, nothing is written and None is returned unless
+    every item is still active and in stock: the caller draws another slate.
+    On PostgreSQL the check, the read and the writes are one statement
+    (``_log_in_one_statement``), so what is logged is exactly what was found
+    available and is shown. The impression is committed before the page that
+    shows it is sent: a click can name it at once, and a worker that dies
+    afterwards loses nothing.
+    """
+    impression = Impression(
         created_at=now or timezone.now(),
         session_key=session_key,
         user_id=user_id,
@@ -71,7 +87,7 @@ def impression_log(
         epsilon=epsilon,
         sold_out_id=sold_out_id,
     )
-    ImpressionItem.objects.bulk_create(
+    items = [
         ImpressionItem(
             impression=impression,
             product_id=int(item),
@@ -82,8 +98,143 @@ def impression_log(
         for position, (item, propensity, score) in enumerate(
             zip(slate.items, slate.propensities, slate.scores, strict=True)
         )
-    )
-    return impression
+    ]
+    alias = router.db_for_write(Impression)
+    connection = connections[alias]
+    if not items:
+        impression.save(force_insert=True, using=alias)
+        return LoggedImpression(impression, [])
+    if connection.vendor == "postgresql":
+        products, available = _log_in_one_statement(
+            impression, items, force=not available_only, connection=connection
+        )
+    else:
+        products, available = _log_in_a_transaction(
+            impression, items, force=not available_only, alias=alias
+        )
+    if not available and available_only:
+        return None
+    for row in (impression, *items):
+        row._state.adding, row._state.db = False, alias
+    return LoggedImpression(impression, products)
+
+
+def _slate_available(products: list[Product], item_ids: list[int]) -> bool:
+    return len(products) == len(item_ids) and all(p.is_active and p.stock > 0 for p in products)
+
+
+def _log_in_a_transaction(
+    impression: Impression, items: list[ImpressionItem], *, force: bool, alias: str
+) -> tuple[list[Product], bool]:
+    """``impression_log`` for databases other than PostgreSQL: a read, then a
+    short transaction of two INSERTs."""
+    ids = [item.product_id for item in items]
+    by_id = Product.objects.using(alias).select_related("category").in_bulk(ids)
+    products = [by_id[pk] for pk in ids if pk in by_id]
+    available = _slate_available(products, ids)
+    if available or force:
+        with transaction.atomic(using=alias):
+            impression.save(force_insert=True, using=alias)
+            ImpressionItem.objects.using(alias).bulk_create(items)
+    return products, available
+
+
+def _log_in_one_statement(
+    impression: Impression, items: list[ImpressionItem], *, force: bool, connection
+) -> tuple[list[Product], bool]:
+    """``impression_log`` on PostgreSQL: one round trip and one commit.
+
+    A data-modifying CTE checks that every item is active and in stock, inserts
+    the impression and its items when they are (or when forced), and reads the
+    items' products with their categories; the items' foreign key to the
+    impression is checked at commit (Django's foreign keys are deferred).
+    """
+    ids = [item.product_id for item in items]
+    head_values = _row_values(impression, connection)
+    # One array per item column.
+    item_columns = [
+        list(c) for c in zip(*(_row_values(item, connection) for item in items), strict=True)
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_logging_sql(), (ids, *head_values, force, *item_columns, force))
+        rows = cursor.fetchall()
+    available = bool(rows) and rows[0][0]
+    product_fields, category_fields = _read_fields()
+    by_id = {}
+    split = 1 + len(product_fields)
+    for row in rows:
+        product = Product.from_db(
+            connection.alias, [f.attname for f in product_fields], row[1:split]
+        )
+        product.category = Category.from_db(
+            connection.alias, [f.attname for f in category_fields], row[split:]
+        )
+        by_id[product.pk] = product
+    return [by_id[pk] for pk in ids if pk in by_id], available
+
+
+def _written_fields(model) -> list:
+    """The columns an INSERT of ``model`` sets: every concrete field but
+    generated ones and an auto-incremented primary key."""
+    return [
+        f
+        for f in model._meta.concrete_fields
+        if not f.generated and not (f.primary_key and f.db_returning)
+    ]
+
+
+def _row_values(row, connection) -> list:
+    """What Django's INSERT would send for ``row``'s columns (defaults, auto
+    fields, JSON adaptation)."""
+    return [
+        f.get_db_prep_save(f.pre_save(row, add=True), connection=connection)
+        for f in _written_fields(type(row))
+    ]
+
+
+@cache
+def _read_fields() -> tuple[list, list]:
+    return list(Product._meta.concrete_fields), list(Category._meta.concrete_fields)
+
+
+@cache
+def _logging_sql() -> str:
+    """The statement of ``_log_in_one_statement``. Its parameters: the item
+    ids (an array), the impression's values, the force flag, one array per
+    item column, the force flag. The same text for every slate size, so that
+    psycopg parses it once."""
+    connection = connections[router.db_for_write(Impression)]
+    qn = connection.ops.quote_name
+
+    def columns(fields) -> str:
+        return ", ".join(qn(f.column) for f in fields)
+
+    def typed(fields, suffix: str = "") -> str:
+        # Typed, so that a NULL or a string is read as its column's type; text
+        # for strings, whose assignment to a too-short column fails loudly
+        # (a cast to varchar(n) would truncate).
+        return ", ".join(
+            f"%s::{'text' if isinstance(f, CharField) else f.cast_db_type(connection)}{suffix}"
+            for f in fields
+        )
+
+    head, item = _written_fields(Impression), _written_fields(ImpressionItem)
+    product_fields, category_fields = _read_fields()
+    product, category = qn(Product._meta.db_table), qn(Category._meta.db_table)
+    return f"""WITH ids AS (SELECT %s::bigint[] AS ids),
+available AS (
+ SELECT cardinality(ids.ids) = (SELECT count(*) FROM {product} p
+  WHERE p.id = ANY(ids.ids) AND p.is_active AND p.stock > 0) AS ok FROM ids),
+impression AS (
+ INSERT INTO {qn(Impression._meta.db_table)} ({columns(head)})
+ SELECT {typed(head)} FROM available WHERE ok OR %s),
+items AS (
+ INSERT INTO {qn(ImpressionItem._meta.db_table)} ({columns(item)})
+ SELECT u.* FROM unnest({typed(item, "[]")}) AS u, available WHERE ok OR %s)
+SELECT available.ok, {", ".join(f"p.{qn(f.column)}" for f in product_fields)},
+ {", ".join(f"c.{qn(f.column)}" for f in category_fields)}
+FROM ids, available, {product} p JOIN {category} c ON c.id = p.category_id
+WHERE p.id = ANY(ids.ids)"""
 
 
 # ---------------------------------------------------------------------------
@@ -210,12 +361,15 @@ def event_record(
     commit or neither does.
     """
     now = now or timezone.now()
+    # A key made here is new: no repeat to look up, no duplicate to race with.
+    fresh = event_id is None
     event_id = event_id or uuid.uuid4()
-    existing = Event.objects.filter(event_id=event_id).first()
-    if existing is not None:
-        if existing.session_key != session_key:
-            raise EventRejected("event_id was already used by another session.")
-        return RecordedEvent(existing, created=False)
+    if not fresh:
+        existing = Event.objects.filter(event_id=event_id).first()
+        if existing is not None:
+            if existing.session_key != session_key:
+                raise EventRejected("event_id was already used by another session.")
+            return RecordedEvent(existing, created=False)
 
     impression = None
     if type == EventType.CLICK and impression_id is not None:
@@ -238,6 +392,9 @@ def event_record(
         value=line_value if type == EventType.PURCHASE else Decimal("0"),
         source=source,
     )
+    if impression is None and fresh:
+        # Nothing to attribute and no key to collide with: one INSERT.
+        return RecordedEvent(Event.objects.create(**fields), created=True)
     with transaction.atomic():
         if impression is not None:
             try:

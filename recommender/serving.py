@@ -5,6 +5,16 @@ precomputed, and asks the database at most every RECOMMENDER_RELOAD_SECONDS
 whether another version became active. Nothing on this path needs Redis, so
 a cache outage cannot slow or break a page. With no checkpoint, or when the
 model cannot be loaded or scored, a popularity slate is served and named so.
+
+A request costs the database nothing here: the candidates come from a
+per-process snapshot (``Candidates``), refreshed every
+RECOMMENDER_ELIGIBILITY_TTL seconds with two small queries (the catalog's
+signature and the ids of the sold-out products) and re-reading the whole
+catalog only when products were added or retired. The slate's own items are
+re-checked as it is logged (``impression_log``).
+
+torch is imported only when a checkpoint is loaded or a slate is built, so a
+process that serves no carousel never pays for it.
 """
 
 from __future__ import annotations
@@ -20,19 +30,29 @@ from datetime import datetime
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Count, Max
+from django.db.models import BooleanField, Q, Subquery, Value
 from django.utils import timezone
 
 from recommender import features
 from recommender.models import Checkpoint, SoldOutSet
-from recommender.rl.slate import SlateBuilder
-from recommender.rl.types import Observation, Slate, Slot
+from recommender.rl.types import ItemCatalog, Observation, Slate, Slot
 from shop.models import Product
 
 logger = logging.getLogger(__name__)
 
 POLICY_DQN = "dqn"
 POLICY_POPULARITY = "popularity"
+
+POPULARITY_TOP = 1000
+"""The fallback ranks the most popular in-stock products by units sold (one
+indexed read of this many rows per refresh); the rest of the catalog shares
+score 0 and is reached by exploration. Exact propensities do not depend on it:
+they are computed from the scores that were used."""
+
+
+SOLD_OUT_SETS_REMEMBERED = 256
+"""SoldOutSet ids a process keeps (by digest) so that a refresh finding a set
+it has seen before needs no query."""
 
 
 @dataclass(frozen=True)
@@ -44,23 +64,35 @@ class ServedSlate:
     sold_out_id: int | None = None  # the SoldOutSet left out of the candidates
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """What a process may recommend, as of one refresh (replaced whole)."""
+
+    ids: np.ndarray  # int64, ascending: active and in stock
+    sold_out_id: int | None  # the SoldOutSet of the active products left out
+    catalog: ItemCatalog  # every active product's features (the model's universe)
+    signature: tuple  # of the catalog: the highest product id, the retired ones' digest
+    sold_out: str  # digest of the sold-out ids
+
+
 @dataclass
 class _Loaded:
     version: int
     agent: object  # a recommender.rl.agents.Agent, imported lazily (torch)
-    catalog_signature: tuple
+    catalog: ItemCatalog  # the catalog the agent scores
     loaded_at: datetime
 
 
-def load_servable(weights: bytes | memoryview) -> object:
-    """A checkpoint's policy, loaded as every web process loads it (over the
-    current catalog) and asked for one greedy slate. Raises whatever would stop
-    it serving; activation calls this first (recommender.services)."""
+def load_servable(weights: bytes | memoryview, catalog: ItemCatalog | None = None) -> object:
+    """A checkpoint's policy, loaded as every web process loads it (over
+    ``catalog``, default the current one) and asked for one greedy slate.
+    Raises whatever would stop it serving; activation calls this first
+    (recommender.services)."""
     from recommender.rl.agents import load_agent
     from recommender.rl.runtime import configure_torch_threads
 
     configure_torch_threads()
-    catalog = features.build_catalog()
+    catalog = catalog if catalog is not None else features.build_catalog()
     agent = load_agent(bytes(weights), catalog=catalog)
     if len(catalog):
         agent.act(
@@ -91,62 +123,130 @@ class PolicyServer:
         self._reported: tuple | None = None
         self._reported_at = float("-inf")
         self._eligible_at = float("-inf")
-        # (in-stock ids, their popularity, the SoldOutSet id of the rest), replaced whole.
-        self._eligibility: tuple[np.ndarray, np.ndarray, int | None] = (
+        self._candidates: Candidates | None = None
+        self._popular_at = float("-inf")
+        self._popular: tuple[np.ndarray, np.ndarray] = (
             np.empty(0, dtype=np.int64),
             np.empty(0, dtype=np.float32),
-            None,
         )
+        self._sold_out_sets: dict[str, int] = {}  # digest -> SoldOutSet id, seen by this process
 
     # -- eligibility ---------------------------------------------------------
 
-    def eligibility(self) -> tuple[np.ndarray, np.ndarray, int | None]:
-        """Ids of active, in-stock products, their popularity (units sold) and
-        the SoldOutSet id of the active products left out, refreshed every
-        RECOMMENDER_ELIGIBILITY_TTL seconds (``recommend`` re-checks the items
-        it is about to serve)."""
+    def candidates(self, *, reload_catalog: bool = False) -> Candidates:
+        """The active, in-stock products, refreshed every
+        RECOMMENDER_ELIGIBILITY_TTL seconds (the caller re-checks the items it
+        is about to serve).
+
+        A refresh is one query that reads what is unavailable (sold out or
+        retired: a partial index holds just those) and the highest product id;
+        the whole catalog is re-read only when products were added, retired or
+        re-activated since, or when ``reload_catalog`` is set."""
         now = time.monotonic()
-        if now - self._eligible_at >= settings.RECOMMENDER_ELIGIBILITY_TTL:
+        current = self._candidates
+        if (
+            current is not None
+            and not reload_catalog
+            and now - self._eligible_at < settings.RECOMMENDER_ELIGIBILITY_TTL
+        ):
+            return current
+        last_id, sold_out, retired = _unavailable()
+        signature = (last_id, sold_out_digest(retired))
+        if current is None or reload_catalog or current.signature != signature:
+            catalog = features.build_catalog()
+        else:
+            catalog = current.catalog
+        sold_out_key = sold_out_digest(sold_out)
+        if current is not None and catalog is current.catalog and current.sold_out == sold_out_key:
+            ids = current.ids  # nothing changed
+        else:
+            # Retired products are not in the catalog (it holds the active
+            # ones); one retired since it was read is left out here too.
+            unavailable = np.fromiter(sold_out + retired, dtype=np.int64)
+            ids = (
+                catalog.ids[~np.isin(catalog.ids, unavailable)] if unavailable.size else catalog.ids
+            )
+        fresh = Candidates(
+            ids=ids,
+            sold_out_id=self._sold_out_set(sold_out, sold_out_key),
+            catalog=catalog,
+            signature=signature,
+            sold_out=sold_out_key,
+        )
+        self._candidates, self._eligible_at = fresh, now
+        return fresh
+
+    def _sold_out_set(self, product_ids: list[int], digest: str) -> int | None:
+        """``sold_out_set`` remembered per process: a set seen before costs no query."""
+        if not product_ids:
+            return None
+        known = self._sold_out_sets.get(digest)
+        if known is None:
+            if len(self._sold_out_sets) >= SOLD_OUT_SETS_REMEMBERED:
+                self._sold_out_sets.clear()  # stock keeps changing: old sets rarely return
+            known = self._sold_out_sets[digest] = sold_out_set(product_ids)
+        return known
+
+    def popularity(self, ids: np.ndarray) -> np.ndarray:
+        """Units sold of each of ``ids`` among the POPULARITY_TOP best sellers
+        in stock (0 for the rest), re-read at most every
+        RECOMMENDER_ELIGIBILITY_TTL seconds and only while the fallback serves."""
+        now = time.monotonic()
+        if now - self._popular_at >= settings.RECOMMENDER_ELIGIBILITY_TTL:
             rows = list(
-                Product.objects.filter(is_active=True)
-                .order_by("pk")
-                .values_list("pk", "units_sold", "stock")
+                Product.objects.filter(is_active=True, stock__gt=0)
+                .order_by("-units_sold", "pk")
+                .values_list("pk", "units_sold")[:POPULARITY_TOP]
             )
-            in_stock = [r for r in rows if r[2] > 0]
-            ids = np.fromiter((r[0] for r in in_stock), dtype=np.int64, count=len(in_stock))
-            popularity = np.fromiter(
-                (r[1] for r in in_stock), dtype=np.float32, count=len(in_stock)
-            )
-            # The active products left out: what the impressions served from
-            # this list record as their sold-out set.
-            sold_out_id = sold_out_set([r[0] for r in rows if r[2] <= 0])
-            self._eligibility, self._eligible_at = (ids, popularity, sold_out_id), now
-        return self._eligibility
+            top = np.array([r[0] for r in rows], dtype=np.int64)
+            order = np.argsort(top)
+            units = np.array([r[1] for r in rows], dtype=np.float32)
+            self._popular, self._popular_at = (top[order], units[order]), now
+        top, units = self._popular
+        if not len(top):
+            return np.zeros(len(ids), dtype=np.float32)
+        pos = np.minimum(np.searchsorted(top, ids), len(top) - 1)
+        return np.where(top[pos] == ids, units[pos], 0.0).astype(np.float32)
 
     def refresh(self) -> None:
-        """Check the active version and eligibility on the next request."""
+        """Check the active version, the catalog and eligibility on the next request."""
         self._eligible_at = float("-inf")
+        self._candidates = None  # the catalog is re-read too
+        self._popular_at = float("-inf")
         self._checked_at = float("-inf")
 
     # -- the active checkpoint ----------------------------------------------
 
-    def active_policy(self) -> _Loaded | None:
-        """The loaded active version, reloading when another one was activated
-        or the catalog grew. Returns None when there is none or it cannot load."""
+    def active_policy(self, catalog: ItemCatalog | None = None) -> _Loaded | None:
+        """The loaded active version, reloading when another one was activated,
+        and serving ``catalog`` (default: the current candidates' catalog).
+        Returns None when there is none or it cannot load."""
+        catalog = catalog if catalog is not None else self.candidates().catalog
         now = time.monotonic()
-        if now - self._checked_at < settings.RECOMMENDER_RELOAD_SECONDS:
-            return self._loaded
-        with self._lock:
-            if now - self._checked_at < settings.RECOMMENDER_RELOAD_SECONDS:
-                return self._loaded
-            try:
-                self._loaded = self._refresh(self._loaded)
-            except Exception:
-                # Keep serving what we had; the next check tries again.
-                logger.exception("Could not refresh the active recommender policy")
-            self._checked_at = time.monotonic()
-            self._heartbeat()
-            return self._loaded
+        loaded = self._loaded
+        if now - self._checked_at >= settings.RECOMMENDER_RELOAD_SECONDS:
+            with self._lock:
+                if now - self._checked_at >= settings.RECOMMENDER_RELOAD_SECONDS:
+                    try:
+                        self._loaded = self._refresh(self._loaded, catalog)
+                    except Exception:
+                        # Keep serving what we had; the next check tries again.
+                        logger.exception("Could not refresh the active recommender policy")
+                    self._checked_at = time.monotonic()
+                    self._heartbeat()
+                loaded = self._loaded
+        if loaded is not None and loaded.catalog is not catalog:
+            # Products were added or retired since: score the new catalog
+            # (new ids are scored from their features until trained).
+            with self._lock:
+                if loaded.catalog is not catalog:
+                    try:
+                        loaded.agent.set_catalog(catalog)
+                    except Exception:
+                        logger.exception("Policy v%s cannot score the catalog", loaded.version)
+                        return None
+                    loaded.catalog = catalog
+        return loaded
 
     def _heartbeat(self) -> None:
         """Report what this process serves: at once when that changed, else
@@ -178,7 +278,7 @@ class PolicyServer:
             return
         self._reported, self._reported_at = state, now
 
-    def _refresh(self, loaded: _Loaded | None) -> _Loaded | None:
+    def _refresh(self, loaded: _Loaded | None, catalog: ItemCatalog) -> _Loaded | None:
         active = (
             Checkpoint.objects.filter(status=Checkpoint.Status.ACTIVE)
             .values_list("version", flat=True)
@@ -186,11 +286,7 @@ class PolicyServer:
         )
         if active is None:
             return None
-        signature = _catalog_signature()
         if loaded is not None and loaded.version == active:
-            if loaded.catalog_signature != signature:
-                loaded.agent.set_catalog(features.build_catalog())
-                loaded.catalog_signature = signature
             return loaded
         if active == self._failed_version:
             return loaded
@@ -198,7 +294,7 @@ class PolicyServer:
             Checkpoint.objects.filter(version=active).values_list("weights", flat=True).first()
         )
         try:
-            agent = load_servable(weights)
+            agent = load_servable(weights, catalog)
         except Exception as exc:
             self._failed_version, self._failed_error = active, load_error_text(exc)
             logger.exception(
@@ -207,9 +303,7 @@ class PolicyServer:
             return loaded
         logger.info("Serving recommender checkpoint v%s", active)
         self._failed_version, self._failed_error = None, ""
-        return _Loaded(
-            version=active, agent=agent, catalog_signature=signature, loaded_at=timezone.now()
-        )
+        return _Loaded(version=active, agent=agent, catalog=catalog, loaded_at=timezone.now())
 
     # -- slates --------------------------------------------------------------
 
@@ -220,60 +314,85 @@ class PolicyServer:
         k: int,
         exclude: set[int],
         rng: np.random.Generator,
+        fresh: bool = False,
     ) -> ServedSlate:
         """A slate of up to k eligible items not in ``exclude``.
 
-        The candidate list is cached (``eligibility``), so the slate's own items
-        are checked against the database before it is served: when one sold
-        out or was retired meanwhile, the list is reloaded and the slate drawn
-        again from it, which keeps the logged propensities exact.
+        The candidate list is cached (``candidates``): the caller checks the
+        slate's own items as it logs it (``impression_log(available_only=True)``)
+        and, when one sold out or was retired meanwhile, asks again with
+        ``fresh`` (the list and the catalog re-read), which keeps the logged
+        propensities exact.
         """
-        served = self._draw(observation, k, exclude, rng)
-        if _any_ineligible(served.slate.items):
-            self._eligible_at = float("-inf")
-            served = self._draw(observation, k, exclude, rng)
-        return served
+        return self._draw(self.candidates(reload_catalog=fresh), observation, k, exclude, rng)
 
-    def _draw(self, observation: Observation, k: int, exclude: set[int], rng) -> ServedSlate:
-        ids, popularity, sold_out_id = self.eligibility()
+    def _draw(
+        self,
+        candidates: Candidates,
+        observation: Observation,
+        k: int,
+        exclude: set[int],
+        rng: np.random.Generator,
+    ) -> ServedSlate:
+        ids = candidates.ids
         if exclude:
-            keep = ~np.isin(ids, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))
-            ids, popularity = ids[keep], popularity[keep]
+            ids = ids[~np.isin(ids, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))]
         epsilon = settings.RECOMMENDER_EPSILON
-        loaded = self.active_policy()
+        loaded = self.active_policy(candidates.catalog)
         if loaded is not None:
             try:
                 slate = loaded.agent.act(observation, ids, k, rng, epsilon=epsilon)
-                return ServedSlate(slate, POLICY_DQN, loaded.version, epsilon, sold_out_id)
+                return ServedSlate(
+                    slate, POLICY_DQN, loaded.version, epsilon, candidates.sold_out_id
+                )
             except Exception:
                 logger.exception("Policy v%s failed to score; serving popularity", loaded.version)
-        slate = SlateBuilder(epsilon=epsilon).build(ids, popularity, k, rng)
-        return ServedSlate(slate, POLICY_POPULARITY, None, epsilon, sold_out_id)
+        from recommender.rl.slate import SlateBuilder  # imports torch
+
+        slate = SlateBuilder(epsilon=epsilon).build(ids, self.popularity(ids), k, rng)
+        return ServedSlate(slate, POLICY_POPULARITY, None, epsilon, candidates.sold_out_id)
+
+
+def sold_out_digest(product_ids) -> str:
+    """SoldOutSet.digest of a set of product ids."""
+    ids = sorted(int(i) for i in product_ids)
+    return hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()
 
 
 def sold_out_set(product_ids: list[int]) -> int | None:
     """The SoldOutSet row of these products (created on first sight), None
     for none: one indexed read while the set is unchanged."""
-    if not product_ids:
+    if not len(product_ids):
         return None
     ids = sorted(int(i) for i in product_ids)
-    digest = hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()
-    row, _ = SoldOutSet.objects.get_or_create(digest=digest, defaults={"product_ids": ids})
+    row, _ = SoldOutSet.objects.get_or_create(
+        digest=sold_out_digest(ids), defaults={"product_ids": ids}
+    )
     return row.pk
 
 
-def _any_ineligible(item_ids: np.ndarray) -> bool:
-    """Whether any of ``item_ids`` is no longer active and in stock (one indexed query)."""
-    if not len(item_ids):
-        return False
-    pks = [int(i) for i in item_ids]
-    return Product.objects.filter(pk__in=pks, is_active=True, stock__gt=0).count() != len(pks)
-
-
-def _catalog_signature() -> tuple:
-    """Changes when products are added or removed (not on stock changes)."""
-    agg = Product.objects.filter(is_active=True).aggregate(n=Count("pk"), last=Max("pk"))
-    return (agg["n"], agg["last"])
+def _unavailable() -> tuple[int | None, list[int], list[int]]:
+    """The highest product id, and the ids of the active products out of
+    stock and of the retired ones, in one query: the ``product_unavailable``
+    partial index holds only those, so its cost follows how many are
+    unavailable, not the size of the catalog."""
+    rows = list(
+        Product.objects.filter(Q(stock=0) | Q(is_active=False))
+        .order_by()
+        .values_list("pk", "is_active")
+        .union(
+            # The newest product (a filter, not a slice: SQLite allows no
+            # LIMIT in a branch of a compound SELECT).
+            Product.objects.filter(pk=Subquery(Product.objects.order_by("-pk").values("pk")[:1]))
+            .order_by()
+            .values_list("pk", Value(None, BooleanField())),
+            all=True,
+        )
+    )
+    last_id = max((pk for pk, active in rows if active is None), default=None)
+    sold_out = sorted(pk for pk, active in rows if active is True)
+    retired = sorted(pk for pk, active in rows if active is False)
+    return last_id, sold_out, retired
 
 
 policy_server = PolicyServer()

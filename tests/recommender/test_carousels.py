@@ -7,13 +7,17 @@ import re
 import uuid
 
 import pytest
+from django.db import connection
 from django.test import Client
 
 from recommender.models import Event, EventType, Impression
+from recommender.services import checkpoint_activate
 from tests.factories import PASSWORD, UserFactory
 from tests.recommender.support import (
     Shopper,
     shown_ids,
+    store_checkpoint,
+    tiny_agent,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("recommender_isolation")]
@@ -191,3 +195,46 @@ def test_a_carousel_shown_before_signing_in_earns_its_click_and_purchase_after(c
     # The whole visit is one session for the recommender: one state, one trajectory.
     assert set(Event.objects.values_list("session_key", flat=True)) == {before}
     assert set(Impression.objects.values_list("session_key", flat=True)) == {before}
+
+
+# ---------------------------------------------------------------------------
+# Database work per page
+# ---------------------------------------------------------------------------
+# What a carousel adds to its page's queries (tests/shop/test_views.py holds
+# the pages' budgets without one), once a web process has its policy and
+# candidates in memory: the session's state (one read), and the slate's check,
+# products and impression (one statement on PostgreSQL; elsewhere a read and a
+# transaction of two INSERTs: 5). A product page also records its view (one
+# INSERT).
+CAROUSEL_QUERIES = {"postgresql": 2, "sqlite": 6}
+PAGE_QUERIES = {"home": 6, "product": 3 + 1, "cart": 6}
+
+
+@pytest.mark.parametrize("page", sorted(PAGE_QUERIES))
+def test_a_carousel_costs_its_page_a_fixed_number_of_queries_however_long_the_visit(
+    catalog, settings, page, django_assert_max_num_queries
+):
+    settings.RECOMMENDER_RELOAD_SECONDS = settings.RECOMMENDER_ELIGIBILITY_TTL = 3600
+    _activate_tiny_agent()
+    client = Client()
+    for product in catalog[:2]:
+        client.post(f"/cart/add/{product.pk}/", {"quantity": 1})
+    path = {"home": "/", "product": catalog[5].get_absolute_url(), "cart": "/cart/"}[page]
+    for _ in range(12):  # a long visit: its events and impressions add up
+        client.get(path)
+
+    budget = PAGE_QUERIES[page] + CAROUSEL_QUERIES[connection.vendor]
+    with django_assert_max_num_queries(budget):
+        response = client.get(path)
+
+    assert response.status_code == 200
+    latest = Impression.objects.filter(session_key=client.session["shop:visit"]).latest(
+        "created_at"
+    )
+    assert latest.policy_name == "dqn"
+    assert latest.state["page_depth"] == 12
+    assert len(_carousel_links(response)) == latest.items.count() > 0
+
+
+def _activate_tiny_agent() -> None:
+    checkpoint_activate(checkpoint=store_checkpoint(tiny_agent(), version=1))

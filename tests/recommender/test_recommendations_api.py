@@ -6,15 +6,19 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from django.db import connection
 
 from recommender.models import Impression, ImpressionItem, SoldOutSet
 from recommender.rl.types import Slot
+from recommender.services import checkpoint_activate
 from shop.models import Product
 from tests.factories import ProductFactory
 from tests.recommender.support import (
     RECOMMENDATIONS_URL,
     Shopper,
     shown_ids,
+    store_checkpoint,
+    tiny_agent,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("recommender_isolation")]
@@ -144,6 +148,8 @@ def test_a_product_that_sells_out_is_not_shown_even_while_eligibility_is_cached(
     assert sorted(logged.values_list("product_id", flat=True)) == sorted(shown_ids(body))
     # The reloaded list serves later requests without the product too.
     assert sorted(shown_ids(shopper.recommend(k=24))) == sorted(p.pk for p in catalog[1:])
+    # The slate drawn from the stale list was never logged: one impression per answer.
+    assert Impression.objects.count() == 3
 
 
 def test_each_impression_records_the_sold_out_products_its_candidates_left_out(catalog, settings):
@@ -251,3 +257,30 @@ def test_asking_for_recommendations_creates_no_cart(catalog):
     Shopper().recommend("product", product_id=catalog[0].pk)
 
     assert not Cart.objects.exists()
+
+
+# The session, its state, and the slate's check, products and impression in one
+# statement (on PostgreSQL; elsewhere a read and a transaction of two INSERTs).
+API_QUERIES = {"postgresql": 3, "sqlite": 7}
+
+
+def test_a_recommendation_needs_a_fixed_number_of_queries_however_long_the_visit(
+    catalog, settings, django_assert_max_num_queries
+):
+    settings.RECOMMENDER_RELOAD_SECONDS = settings.RECOMMENDER_ELIGIBILITY_TTL = 3600
+    checkpoint_activate(checkpoint=store_checkpoint(tiny_agent(), version=1))
+    shopper = Shopper()
+    shopper.add_to_cart(catalog[0].pk)
+    for _ in range(12):
+        body = shopper.recommend(k=4)
+        shopper.event("click", body["items"][0]["product"]["id"], body["impression_id"])
+
+    with django_assert_max_num_queries(API_QUERIES[connection.vendor]):
+        body = shopper.recommend(k=4)
+
+    assert body["policy"] == {"name": "dqn", "version": 1}
+    impression = Impression.objects.get(pk=body["impression_id"])
+    assert impression.state["page_depth"] == 12
+    assert [(i.product_id, i.propensity) for i in impression.items.order_by("position")] == [
+        (item["product"]["id"], item["propensity"]) for item in body["items"]
+    ]

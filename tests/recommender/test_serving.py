@@ -8,7 +8,10 @@ import io
 import logging
 import os
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -350,6 +353,81 @@ def test_the_dqn_slate_respects_exclusions(catalog):
 
     assert body["policy"]["name"] == "dqn"
     assert set(shown_ids(body)) == {p.pk for p in catalog[3:]}
+
+
+# ---------------------------------------------------------------------------
+# What keeping the candidates fresh costs
+# ---------------------------------------------------------------------------
+
+
+def test_a_refresh_reads_what_cannot_be_sold_and_not_the_catalog(
+    catalog, settings, django_assert_num_queries
+):
+    """Every RECOMMENDER_ELIGIBILITY_TTL seconds a process re-reads what cannot
+    be sold (one query through a partial index), not every product."""
+    settings.RECOMMENDER_ELIGIBILITY_TTL = 0
+    first = policy_server.candidates()
+    Product.objects.filter(pk=catalog[3].pk).update(stock=0)
+    sold_out = policy_server.candidates()  # and records the new SoldOutSet
+
+    with django_assert_num_queries(1):
+        again = policy_server.candidates()
+    Product.objects.filter(pk=catalog[3].pk).update(stock=5)
+    with django_assert_num_queries(1):
+        restocked = policy_server.candidates()
+    Product.objects.filter(pk=catalog[3].pk).update(stock=0)
+    with django_assert_num_queries(1):  # a sold-out set this process has seen
+        sold_out_again = policy_server.candidates()
+
+    assert sold_out.catalog is again.catalog is restocked.catalog is first.catalog
+    assert sorted(sold_out.ids) == sorted(p.pk for p in catalog if p != catalog[3])
+    assert again.ids is sold_out.ids
+    assert sorted(restocked.ids) == sorted(p.pk for p in catalog)
+    assert restocked.sold_out_id is None
+    assert sold_out_again.sold_out_id == again.sold_out_id == sold_out.sold_out_id is not None
+
+
+def test_the_catalog_is_read_again_when_products_are_added_retired_or_back(catalog, settings):
+    settings.RECOMMENDER_ELIGIBILITY_TTL = 0
+    first = policy_server.candidates()
+
+    newcomer = ProductFactory(stock=3)
+    added = policy_server.candidates()
+    Product.objects.filter(pk=catalog[0].pk).update(is_active=False)
+    retired = policy_server.candidates()
+    Product.objects.filter(pk=catalog[0].pk).update(is_active=True)
+    back = policy_server.candidates()
+
+    assert added.catalog is not first.catalog and newcomer.pk in added.ids
+    assert retired.catalog is not added.catalog and catalog[0].pk not in retired.ids
+    assert catalog[0].pk not in retired.catalog.ids
+    assert back.catalog is not retired.catalog and catalog[0].pk in back.ids
+
+
+def test_a_process_that_serves_no_carousel_never_imports_torch():
+    """torch costs a web process a couple of hundred megabytes: the URL map (the
+    recommender's API included), the shop's views and the recommender's
+    carousel provider import it only once a checkpoint is loaded or a slate
+    drawn. Checked in a fresh interpreter, where nothing else has."""
+    script = """
+import sys
+import django
+django.setup()
+from django.urls import get_resolver
+get_resolver().url_patterns  # imports every view, the recommender's API too
+import recommender.carousels
+print("torch" in sys.modules)
+"""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+    )
+    assert result.stdout.split() == ["False"]
 
 
 # ---------------------------------------------------------------------------

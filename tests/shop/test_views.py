@@ -456,3 +456,32 @@ def test_the_confirmation_says_a_receipt_was_sent_only_when_it_was(client, produ
     assert order_receipt_send(order_id=order.pk)
     assert len(mailoutbox) == 1
     assert "We sent a receipt to ada@example.com." in text(client.get(response.url))
+
+
+# ---------------------------------------------------------------------------
+# Database work per page
+# ---------------------------------------------------------------------------
+# Queries of a steady-state request (session cookie, a cart of two lines, the
+# category menu cached), without carousels; tests/recommender/test_carousels.py
+# holds the budgets with them. A new query on these pages must raise a budget.
+PAGE_QUERY_BUDGETS = {
+    # session, best sellers, new arrivals, categories (twice: the hero's
+    # `categories|first` is a query of its own), header cart count
+    "home": 6,
+    # session, product, header cart count
+    "product": 3,
+    # session, cart (get or create: 3 with its transaction), its lines, header count
+    "cart": 6,
+}
+
+
+@pytest.mark.parametrize("page", sorted(PAGE_QUERY_BUDGETS))
+def test_pages_need_a_fixed_number_of_queries(client, page, django_assert_max_num_queries):
+    products = [ProductFactory(stock=5) for _ in range(3)]
+    for product in products[:2]:
+        add_to_cart(client, product)
+    path = {"home": "/", "product": products[2].get_absolute_url(), "cart": "/cart/"}[page]
+    client.get(path)  # fills the category menu's cache
+
+    with django_assert_max_num_queries(PAGE_QUERY_BUDGETS[page]):
+        assert client.get(path).status_code == 200
