@@ -28,6 +28,7 @@ from recommender.models import (
     ImpressionStats,
     TrainingRun,
 )
+from recommender.rl import ope
 from recommender.stats import FALLBACK_VERSION, stats_rolled_up_until
 
 Bucket = Literal["hour", "day"]
@@ -462,18 +463,13 @@ def _number(value: Any) -> float | None:
 
 
 def _estimate(value: Any) -> Estimate | None:
-    """Accepts {"value": x, "ci95": [lo, hi]} or a bare number; anything else
+    """A stored off-policy estimate, read as ``ope.Estimate`` writes it
+    ({"value": x, "ci95": [lo, hi], ...}) or as a bare number; anything else
     (missing, malformed, non-finite) is no estimate."""
-    if isinstance(value, dict):
-        point = _number(value.get("value"))
-        if point is None:
-            return None
-        ci = value.get("ci95")
-        if isinstance(ci, list | tuple) and len(ci) == 2:
-            return Estimate(point, _number(ci[0]), _number(ci[1]))
-        return Estimate(point)
-    point = _number(value)
-    return Estimate(point) if point is not None else None
+    estimate = ope.Estimate.from_dict(value)
+    if estimate is None:
+        return None
+    return Estimate(estimate.value, _number(estimate.ci_low), _number(estimate.ci_high))
 
 
 # The trainer's checks first, in the order they run; any others after, by
