@@ -7,6 +7,8 @@ Transition: (s, a, r, s', done) per shown item, built by a Celery task.
 TrainerState: the learner between runs. Checkpoint: a published, versioned
 policy the web processes serve. TrainingRun: one task run.
 Hourly stats are pre-aggregated in ImpressionStats for the dashboard.
+Imported logs (LoggedDataset, LoggedItem, LoggedRow) live in
+recommender/datasets/models.py, apart from the live tables.
 """
 
 import uuid
@@ -212,6 +214,15 @@ class Checkpoint(models.Model):
         "TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="checkpoints"
     )
     note = models.CharField(max_length=200, blank=True)
+    dataset = models.ForeignKey(
+        "LoggedDataset",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="checkpoints",
+        help_text="Trained offline on this imported log (train_offline); "
+        "empty: trained by the store on its own traffic.",
+    )
 
     class Meta:
         ordering = ["-version"]
@@ -223,6 +234,13 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"v{self.version} ({self.status})"
+
+    @property
+    def servable(self) -> bool:
+        """Whether the store can serve it: trained on the store's own traffic, or
+        offline on a log exported from this store (whose items are its products).
+        One trained on another shop's log knows other items under the same ids."""
+        return self.dataset_id is None or self.dataset.format == "store"
 
 
 class TrainerState(models.Model):
@@ -319,3 +337,7 @@ class Dashboard(ImpressionStats):
 
     def __str__(self) -> str:
         return "Recommendation dashboard"
+
+
+# Imported logs: defined apart (recommender/datasets/models.py says why), part of this app.
+from recommender.datasets.models import LoggedDataset, LoggedItem, LoggedRow  # noqa: E402, F401

@@ -530,7 +530,7 @@ def checkpoint_row(checkpoint: Checkpoint, *, has_rollback_target: bool) -> Chec
         effective_impressions=_number(snips.get("ess")),
         min_effective_impressions=_number(evaluation.get("min_ess")),
         evaluation_passed=_flag(evaluation.get("passed")),
-        can_activate=status != Checkpoint.Status.ACTIVE,
+        can_activate=status != Checkpoint.Status.ACTIVE and checkpoint.servable,
         can_roll_back=status == Checkpoint.Status.ACTIVE and has_rollback_target,
     )
 
@@ -538,7 +538,7 @@ def checkpoint_row(checkpoint: Checkpoint, *, has_rollback_target: bool) -> Chec
 def _checkpoints_without_weights() -> QuerySet[Checkpoint]:
     # Weights are megabytes per row and never shown: never load them here (the
     # config, a few hundred bytes, names the agent kind).
-    return Checkpoint.objects.defer("weights").select_related("training_run")
+    return Checkpoint.objects.defer("weights").select_related("training_run", "dataset")
 
 
 def checkpoints_table(*, limit: int = 12) -> list[CheckpointRow]:

@@ -259,6 +259,11 @@ def checkpoint_activate(*, checkpoint: Checkpoint, now: datetime | None = None) 
     checkpoint = Checkpoint.objects.select_for_update().get(pk=checkpoint.pk)
     if checkpoint.status == Checkpoint.Status.ACTIVE:
         return checkpoint
+    if not checkpoint.servable:
+        raise CheckpointStateError(
+            f"v{checkpoint.version} was trained offline on dataset {checkpoint.dataset.name!r}, "
+            "whose item ids are not this store's products: it can be evaluated, not served."
+        )
     Checkpoint.objects.select_for_update().filter(status=Checkpoint.Status.ACTIVE).update(
         status=Checkpoint.Status.RETIRED
     )
