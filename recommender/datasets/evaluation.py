@@ -265,9 +265,14 @@ def policy_train_offline(
         n_categories = category_count(catalog)
     config = dataclasses.replace(dqn_config(), seed=seed)
     agent = DQNAgent(config, catalog, n_categories)
+    # Each transition's reward is capped as the store caps it (one luxury order
+    # must not dominate the squared errors); the evaluations keep the log's own.
+    capped = dataclasses.replace(
+        feedback, rewards=np.minimum(feedback.rewards, config.max_abs_reward)
+    )
     training = offline.train(
         agent,
-        feedback,
+        capped,
         train_rows,
         steps=steps,
         rng=np.random.default_rng(seed),

@@ -206,32 +206,9 @@ def feedback_export(
 
 
 def _dataset_records(dataset: LoggedDataset):
-    items = [
-        formats.ItemRecord(i.item_id, i.category, i.price, tuple(i.attributes), i.features)
-        for i in dataset.items.order_by("item_id")
-    ]
+    from recommender.datasets.selectors import dataset_items, dataset_rows
 
-    def rows() -> Iterator[formats.RowRecord]:
-        for r in dataset.rows.order_by("timestamp", "impression", "position").iterator(
-            chunk_size=_BATCH
-        ):
-            yield formats.RowRecord(
-                line=0,
-                key=r.key,
-                timestamp=r.timestamp,
-                item_id=r.item_id,
-                position=r.position,
-                propensity=r.propensity,
-                click=r.click,
-                reward=r.reward,
-                context=r.context,
-                impression=r.impression,
-                session=r.session,
-                next_impression=r.next_impression,
-                done=r.done,
-            )
-
-    return items, rows()
+    return dataset_items(dataset), dataset_rows(dataset)
 
 
 def session_digest(session_key: str) -> str:
