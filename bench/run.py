@@ -24,7 +24,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
-BENCHMARKS = ("serving", "training", "policy_quality", "store_learning", "dashboard")
+BENCHMARKS = ("serving", "training", "policy_quality", "store_learning", "offline", "dashboard")
 """Every benchmark ``make bench`` runs, in order."""
 
 NEEDS_POSTGRES = {"dashboard"}
