@@ -5,6 +5,7 @@ dataset exported from it, in the ``store`` format."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,17 @@ from recommender.models import Event, EventType, Impression
 from recommender.models import Transition as TransitionRow
 from shop.models import Product
 
+_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")
 # Rows written per INSERT (and per progress update).
 _BATCH = 2000
 # Impressions read per query when exporting (SQLite's variable limit).
 _EXPORT_CHUNK = 2000
+# LoggedRow's text columns and their lengths: checked before writing, so an
+# over-long value is a clear error with its line, not a database error.
+_TEXT_LIMITS = {
+    name: LoggedRow._meta.get_field(name).max_length
+    for name in ("key", "impression", "session", "next_impression")
+}
 
 
 class DatasetImportError(ValueError):
@@ -53,6 +61,10 @@ def dataset_import(
     ``replace=True``, which swaps the dataset's items and rows in the same
     transaction. ``on_progress`` is called with the number of rows just read.
     """
+    if not _SLUG.fullmatch(name):
+        raise DatasetImportError(
+            f"dataset name {name!r} must be 1 to 64 letters, digits, hyphens or underscores"
+        )
     files = formats.locate(path, format)
     digest = files.digest()
     existing = LoggedDataset.objects.filter(name=name).first()
@@ -97,6 +109,11 @@ def dataset_import(
         batch: list[LoggedRow] = []
         n_rows = clicks = positions = 0
         for record in formats.read_rows(files, item_ids):
+            for name, limit in _TEXT_LIMITS.items():
+                if len(getattr(record, name)) > limit:
+                    raise formats.FormatError(
+                        files.rows_path, record.line, f"{name} is longer than {limit} characters"
+                    )
             if record.key in seen:
                 raise formats.FormatError(
                     files.rows_path, record.line, f"row {record.key!r} appears twice"

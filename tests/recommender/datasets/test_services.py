@@ -129,3 +129,14 @@ def test_only_a_store_export_is_written_back_in_the_store_format(tmp_path):
     dataset = dataset_import(path=RANDOM, format="obd", name="obd-random").dataset
     with pytest.raises(DatasetImportError, match="imported from the obd format"):
         feedback_export(folder=tmp_path, dataset=dataset)
+
+
+def test_an_over_long_value_is_a_clear_error(obd_copy):
+    rewrite(obd_copy, 12, "", "k" * 81)
+    with pytest.raises(formats.FormatError, match="all.csv line 12: key is longer than 80"):
+        dataset_import(path=obd_copy, format="obd", name="long")
+
+
+def test_a_dataset_name_is_a_slug():
+    with pytest.raises(DatasetImportError, match="dataset name 'my log' must be"):
+        dataset_import(path=RANDOM, format="obd", name="my log")
