@@ -29,6 +29,7 @@ BENCHMARKS = (
     "training",
     "policy_quality",
     "store_learning",
+    "offline",
     "dashboard",
     "load",
     "demo_startup",

@@ -45,6 +45,7 @@ from recommender.models import (
     Impression,
     ImpressionItem,
     ImpressionStats,
+    LoggedDataset,
     SimulatedHistory,
     TrainingRun,
     Transition,
@@ -411,6 +412,28 @@ class TrainingRunAdmin(HistoryAdmin):
     readonly_fields = fields
 
 
+@admin.register(LoggedDataset)
+class LoggedDatasetAdmin(HistoryAdmin):
+    """Imported logs (import_logged_feedback), read-only: re-import to change one."""
+
+    list_display = ("name", "format", "n_rows", "n_items", "n_positions", "clicks", "imported_at")
+    list_filter = ("format",)
+    search_fields = ("name", "source")
+    fields = (
+        "name",
+        "format",
+        "source",
+        "digest",
+        "imported_at",
+        "n_rows",
+        "n_items",
+        "n_positions",
+        "clicks",
+        "meta",
+    )
+    readonly_fields = fields
+
+
 @admin.register(ImpressionStats)
 class ImpressionStatsAdmin(HistoryAdmin):
     list_display = (
@@ -484,7 +507,7 @@ class CheckpointAdmin(admin.ModelAdmin):
     list_filter = ("status", "created_at")
     date_hierarchy = "created_at"
     search_fields = ("=version", "note")
-    list_select_related = ("training_run",)
+    list_select_related = ("training_run", "dataset")
     actions = ("activate_selected", "roll_back_active")
     fields = (
         "version",
@@ -493,6 +516,7 @@ class CheckpointAdmin(admin.ModelAdmin):
         "created_at",
         "activated_at",
         "training_run",
+        "dataset",
         "weights_size",
         "checks_pretty",
         "evaluation_pretty",

@@ -14,14 +14,16 @@ AGENT_KINDS = ("per_item", "slateq")
 
 
 def dqn_config() -> DQNConfig:
-    """DQNConfig for the store's learner.
+    """DQNConfig for the store's learner: ``DQNConfig()`` with the fields the
+    settings can change. With the settings' defaults (which come from
+    DQNConfig) it equals ``DQNConfig()``.
 
     The target network is synced only by the sync_target_network task (its
-    own beat schedule, as in the article), so in-run updates are off.
+    own beat schedule, as in the article): DQNConfig's default
+    target_update_interval (0) keeps in-run updates off.
     """
     return DQNConfig(
         gamma=settings.RECOMMENDER_GAMMA,
-        target_update_interval=0,
         max_abs_reward=settings.RECOMMENDER_MAX_ABS_REWARD,
     )
 

@@ -8,6 +8,8 @@ TrainerState: the learner between runs (TrainerLease: who may train, on
 databases without session locks). Checkpoint: a published, versioned
 policy the web processes serve. TrainingRun: one task run.
 Hourly stats are pre-aggregated in ImpressionStats for the dashboard.
+Imported logs (LoggedDataset, LoggedItem, LoggedRow) live in
+recommender/datasets/models.py, apart from the live tables.
 """
 
 import uuid
@@ -213,6 +215,15 @@ class Checkpoint(models.Model):
         "TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="checkpoints"
     )
     note = models.CharField(max_length=200, blank=True)
+    dataset = models.ForeignKey(
+        "LoggedDataset",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="checkpoints",
+        help_text="Trained offline on this imported log (train_offline); "
+        "empty: trained by the store on its own traffic.",
+    )
 
     class Meta:
         ordering = ["-version"]
@@ -224,6 +235,13 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"v{self.version} ({self.status})"
+
+    @property
+    def servable(self) -> bool:
+        """Whether the store can serve it: trained on the store's own traffic, or
+        offline on a log exported from this store (whose items are its products).
+        One trained on another shop's log knows other items under the same ids."""
+        return self.dataset_id is None or self.dataset.format == "store"
 
 
 class TrainerState(models.Model):
@@ -400,3 +418,7 @@ class SimulatedHistory(models.Model):
     @property
     def progress(self) -> float:
         return self.sessions_done / self.sessions_total if self.sessions_total else 1.0
+
+
+# Imported logs: defined apart (recommender/datasets/models.py says why), part of this app.
+from recommender.datasets.models import LoggedDataset, LoggedItem, LoggedRow  # noqa: E402, F401

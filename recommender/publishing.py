@@ -91,38 +91,33 @@ def logged_slates(*, catalog: ItemCatalog, limit: int) -> LoggedSlates:
     return LoggedSlates(observations, mask, shown, propensities, rewards)
 
 
-def _estimates(rewards, propensities, target, r_hat, direct, seed: int) -> dict:
+def _estimates(
+    rewards, propensities, target, r_hat, direct, refit: ope.RewardRefit | None, seed: int
+) -> dict:
     kwargs = {"n_bootstrap": _BOOTSTRAP, "seed": seed}
     return {
-        "ips": _jsonable(ope.ips(rewards, propensities, target, **kwargs)),
-        "snips": _jsonable(ope.snips(rewards, propensities, target, **kwargs)),
-        "dr": _jsonable(ope.doubly_robust(rewards, propensities, target, r_hat, direct, **kwargs)),
+        "ips": ope.ips(rewards, propensities, target, **kwargs).to_dict(),
+        "snips": ope.snips(rewards, propensities, target, **kwargs).to_dict(),
+        "dr": ope.doubly_robust(
+            rewards, propensities, target, r_hat, direct, refit=refit, **kwargs
+        ).to_dict(),
     }
 
 
-def _jsonable(estimate: ope.Estimate) -> dict:
-    def clean(x: float) -> float | None:
-        return None if x is None or math.isnan(x) else round(float(x), 6)
-
-    return {
-        "value": clean(estimate.value),
-        "ci95": [clean(estimate.ci_low), clean(estimate.ci_high)],
-        "n": estimate.n,
-        "ess": clean(estimate.ess),
-    }
-
-
-def _reward_model(logged: LoggedSlates, n_items: int) -> np.ndarray:
-    """r̂ per catalog item: its mean logged reward, shrunk towards the global
-    mean (a few impressions of a new item should not look like a sure hit)."""
-    valid = logged.shown >= 0
-    columns = logged.shown[valid]
-    rewards = logged.rewards[valid]
-    prior = float(rewards.mean()) if len(rewards) else 0.0
-    strength = 20.0
-    sums = np.bincount(columns, weights=rewards, minlength=n_items)
-    counts = np.bincount(columns, minlength=n_items)
-    return (sums + strength * prior) / (counts + strength)
+def _reward_model(logged: LoggedSlates, n_items: int) -> tuple[ope.RewardModel, tuple]:
+    """The off-policy tools' reward model (``ope.RewardModel``: r̂ per item and
+    position) fitted on the logged slates, and the (rows, positions) index of
+    the slots it was fitted on: shown items still in the catalog."""
+    valid = (logged.shown >= 0) & (logged.propensities > 0)
+    index = np.nonzero(valid)
+    model = ope.RewardModel.fit(
+        logged.shown[index],
+        index[1],
+        logged.rewards[index],
+        n_actions=max(n_items, 1),
+        n_positions=max(logged.shown.shape[1], 1),
+    )
+    return model, index
 
 
 def policy_value(
@@ -131,48 +126,47 @@ def policy_value(
     """IPS, SNIPS and DR estimates (per shown slot) of serving ``agent`` with
     ε-greedy slates on the logged requests; ``agent=None`` evaluates the
     logging policy itself (its on-policy value). Each request is ranked as the
-    agent would rank it for a slate of the logged length among its candidates."""
-    valid = (logged.shown >= 0) & (logged.propensities > 0)
-    rewards = logged.rewards[valid]
-    propensities = logged.propensities[valid]
+    agent would rank it for a slate of the logged length among its candidates,
+    and each slot's candidates are those the logged slate left at it. DR's
+    interval refits its reward model in every bootstrap replicate."""
+    n_items = logged.candidate_mask.shape[1] if agent is None else len(agent.catalog)
+    model, (rows, positions) = _reward_model(logged, n_items)
+    shown = logged.shown[rows, positions]
+    rewards = logged.rewards[rows, positions]
+    propensities = logged.propensities[rows, positions]
+    predicted = model.predict(shown, positions)
+    cells = ope.cell_index(shown, positions, model.n_actions, model.n_positions)
     if agent is None:
-        r_hat_all = _reward_model(logged, logged.candidate_mask.shape[1])
-        predicted = r_hat_all[logged.shown[valid]]
-        return _estimates(rewards, propensities, propensities, predicted, predicted, seed)
+        refit = ope.RewardRefit(model, cells, None)
+        return _estimates(rewards, propensities, propensities, predicted, predicted, refit, seed)
 
-    r_hat_all = _reward_model(logged, len(agent.catalog))
-    row_parts, position_parts, target_parts, direct_parts = [], [], [], []
+    target = np.zeros(len(rows))
+    direct = np.zeros(len(rows))
+    mass = np.zeros_like(model.table)
     for start in range(0, len(logged), _CHUNK):
         stop = start + _CHUNK
-        shown = logged.shown[start:stop]
         lengths = np.count_nonzero(logged.propensities[start:stop] > 0, axis=1)
         scores = agent.ranking_scores(
             logged.observations[start:stop], logged.candidate_mask[start:stop], lengths
         )
-        masks = ope.slot_candidate_masks(logged.candidate_mask[start:stop], shown)
-        for position in range(shown.shape[1]):
-            rows = np.flatnonzero(valid[start:stop, position])
-            if not len(rows):
+        masks = ope.slot_candidate_masks(
+            logged.candidate_mask[start:stop], logged.shown[start:stop]
+        )
+        in_chunk = (rows >= start) & (rows < stop)
+        for position in range(logged.shown.shape[1]):
+            slots = np.flatnonzero(in_chunk & (positions == position))
+            if not len(slots):
                 continue
+            local = rows[slots] - start
             distribution = ope.epsilon_greedy_distribution(
-                scores[rows], masks[rows, position], epsilon
+                scores[local], masks[local, position], epsilon
             )
-            logged_columns = shown[rows, position]
-            target_parts.append(distribution[np.arange(len(rows)), logged_columns])
-            direct_parts.append(ope.expected_under(distribution, r_hat_all[None, :]))
-            row_parts.append(start + rows)
-            position_parts.append(np.full(len(rows), position))
-    if not row_parts:
-        return _estimates(np.empty(0), np.empty(0), np.empty(0), np.empty(0), np.empty(0), seed)
-    index = (np.concatenate(row_parts), np.concatenate(position_parts))
-    return _estimates(
-        logged.rewards[index],
-        logged.propensities[index],
-        np.concatenate(target_parts),
-        r_hat_all[logged.shown[index]],
-        np.concatenate(direct_parts),
-        seed,
-    )
+            target[slots] = distribution[np.arange(len(slots)), shown[slots]]
+            at = np.full(len(slots), position)
+            direct[slots] = model.expected(distribution, at)
+            mass += ope.target_mass(distribution, at, model.n_positions)
+    refit = ope.RewardRefit(model, cells, mass)
+    return _estimates(rewards, propensities, target, predicted, direct, refit, seed)
 
 
 def checkpoint_publish(*, agent: Agent, catalog: ItemCatalog, run: TrainingRun) -> Checkpoint:

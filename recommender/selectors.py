@@ -30,6 +30,7 @@ from recommender.models import (
     ServingHeartbeat,
     TrainingRun,
 )
+from recommender.rl import ope
 from recommender.stats import FALLBACK_VERSION, stats_rolled_up_until
 
 Bucket = Literal["hour", "day"]
@@ -464,18 +465,13 @@ def _number(value: Any) -> float | None:
 
 
 def _estimate(value: Any) -> Estimate | None:
-    """Accepts {"value": x, "ci95": [lo, hi]} or a bare number; anything else
+    """A stored off-policy estimate, read as ``ope.Estimate`` writes it
+    ({"value": x, "ci95": [lo, hi], ...}) or as a bare number; anything else
     (missing, malformed, non-finite) is no estimate."""
-    if isinstance(value, dict):
-        point = _number(value.get("value"))
-        if point is None:
-            return None
-        ci = value.get("ci95")
-        if isinstance(ci, list | tuple) and len(ci) == 2:
-            return Estimate(point, _number(ci[0]), _number(ci[1]))
-        return Estimate(point)
-    point = _number(value)
-    return Estimate(point) if point is not None else None
+    estimate = ope.Estimate.from_dict(value)
+    if estimate is None:
+        return None
+    return Estimate(estimate.value, _number(estimate.ci_low), _number(estimate.ci_high))
 
 
 # The trainer's checks first, in the order they run; any others after, by
@@ -536,7 +532,7 @@ def checkpoint_row(checkpoint: Checkpoint, *, has_rollback_target: bool) -> Chec
         effective_impressions=_number(snips.get("ess")),
         min_effective_impressions=_number(evaluation.get("min_ess")),
         evaluation_passed=_flag(evaluation.get("passed")),
-        can_activate=status != Checkpoint.Status.ACTIVE,
+        can_activate=status != Checkpoint.Status.ACTIVE and checkpoint.servable,
         can_roll_back=status == Checkpoint.Status.ACTIVE and has_rollback_target,
     )
 
@@ -544,7 +540,7 @@ def checkpoint_row(checkpoint: Checkpoint, *, has_rollback_target: bool) -> Chec
 def _checkpoints_without_weights() -> QuerySet[Checkpoint]:
     # Weights are megabytes per row and never shown: never load them here (the
     # config, a few hundred bytes, names the agent kind).
-    return Checkpoint.objects.defer("weights").select_related("training_run")
+    return Checkpoint.objects.defer("weights").select_related("training_run", "dataset")
 
 
 def checkpoints_table(*, limit: int = 12) -> list[CheckpointRow]:

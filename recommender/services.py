@@ -542,6 +542,11 @@ def checkpoint_activate(*, checkpoint: Checkpoint, now: datetime | None = None) 
     checkpoint = Checkpoint.objects.defer("weights").select_for_update().get(pk=checkpoint.pk)
     if checkpoint.status == Checkpoint.Status.ACTIVE:
         return checkpoint
+    if not checkpoint.servable:
+        raise CheckpointStateError(
+            f"v{checkpoint.version} was trained offline on dataset {checkpoint.dataset.name!r}, "
+            "whose item ids are not this store's products: it can be evaluated, not served."
+        )
     _check_loads(checkpoint)
     return _make_active(checkpoint, now)
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import environ
 
+from recommender.rl.config import DQNConfig
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -311,11 +313,16 @@ RECOMMENDER_REWARDED_CLICKS_PER_IMPRESSION = env.int(
 # per_item is the default: it learns more from the first few hundred sessions
 # (see the README's "Slates" note).
 RECOMMENDER_AGENT = env.str("RECOMMENDER_AGENT", default="per_item")
-RECOMMENDER_GAMMA = env.float("RECOMMENDER_GAMMA", default=0.9)
+# The learner's hyperparameters default to DQNConfig's (recommender/rl/config.py), so
+# the RL core used on its own trains as the store does.
+_dqn_defaults = DQNConfig()
+RECOMMENDER_GAMMA = env.float("RECOMMENDER_GAMMA", default=_dqn_defaults.gamma)
 RECOMMENDER_TRAIN_STEPS = env.int("RECOMMENDER_TRAIN_STEPS", default=300)
 RECOMMENDER_REPLAY_WINDOW = env.int("RECOMMENDER_REPLAY_WINDOW", default=50_000)
 RECOMMENDER_MIN_TRANSITIONS = env.int("RECOMMENDER_MIN_TRANSITIONS", default=500)
-RECOMMENDER_MAX_ABS_REWARD = env.float("RECOMMENDER_MAX_ABS_REWARD", default=50.0)
+RECOMMENDER_MAX_ABS_REWARD = env.float(
+    "RECOMMENDER_MAX_ABS_REWARD", default=_dqn_defaults.max_abs_reward
+)
 RECOMMENDER_OPE_MARGIN = env.float("RECOMMENDER_OPE_MARGIN", default=0.05)
 # Below this effective sample size an off-policy estimate rests on too few logged
 # impressions to reject a version on (the guard passes and says so).

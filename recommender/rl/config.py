@@ -2,6 +2,9 @@
 
 The Django app builds a ``DQNConfig`` from its settings; nothing in the core
 reads settings itself. Checkpoints store the config they were trained with.
+``DQNConfig()`` is the store's configuration: the settings that fill it default
+to these values (config/settings/base.py), so the core used on its own (a
+notebook, the benchmarks) trains as the store does.
 """
 
 from __future__ import annotations
@@ -59,9 +62,10 @@ class DQNConfig:
     purchase earns about 10, and a threshold of 1 left Q values far below their targets"""
     max_grad_norm: float = 10.0
     """gradients are clipped to this global L2 norm"""
-    target_update_interval: int = 500
-    """gradient steps between target-network updates inside ``train_steps``; 0 leaves
-    them to explicit ``sync_target`` / ``soft_update`` calls (the store's own task)"""
+    target_update_interval: int = 0
+    """gradient steps between target-network updates inside ``train_steps``; 0 (the
+    store's way) leaves them to explicit ``sync_target`` / ``soft_update`` calls: the
+    store syncs from its own task on its own schedule"""
     tau: float = 1.0
     """target update coefficient at each interval: 1 is a hard copy, below 1 Polyak averaging"""
 
@@ -90,9 +94,9 @@ class DQNConfig:
     """click-model gradient steps per Q gradient step (more overfit the click model)"""
 
     # --- checks ---
-    max_abs_reward: float = 10.0
-    """largest |reward| one transition can carry; |Q| above max_abs_reward / (1 - gamma)
-    fails the publication check"""
+    max_abs_reward: float = 50.0
+    """largest |reward| one transition can carry (the store caps each transition's
+    reward at it); |Q| above max_abs_reward / (1 - gamma) fails the publication check"""
 
     seed: int = 0
     """seed of weight initialisation"""

@@ -53,6 +53,8 @@ class ReplayBuffer:
         self._propensities = np.zeros(c, dtype=np.float32)
         self._next_candidates = np.full((c, w), -1, dtype=np.int32)
         self._next_exclude = np.zeros(c, dtype=bool)
+        self._added = 0  # transitions ever accepted (slot i holds the i-th until the ring wraps)
+        self._sampling_cdf: np.ndarray | None = None  # None: uniform sampling
 
     def __len__(self) -> int:
         return self._size
@@ -101,7 +103,31 @@ class ReplayBuffer:
         self._next_exclude[slots] = exclude[keep]
         self._next = int((slots[-1] + 1) % self.capacity)
         self._size = min(self.capacity, self._size + len(slots))
+        self._added += n
+        self._sampling_cdf = None  # weights set before no longer match the stored rows
         return n
+
+    def set_sampling_weights(self, weights: np.ndarray | None) -> None:
+        """Sample the stored transitions with probability proportional to
+        ``weights`` (one non-negative weight per stored transition, in the order
+        they were added), or uniformly again with None. Resampling by importance
+        weights gives, in expectation, the gradient of the importance-weighted
+        loss (``recommender.rl.offline``). Adding transitions resets to uniform.
+
+        Only before the ring wraps (at most ``capacity`` transitions added), so
+        that the order of addition is the order of the slots.
+        """
+        if weights is None:
+            self._sampling_cdf = None
+            return
+        weights = np.asarray(weights, dtype=np.float64)
+        if self._added > self.capacity:
+            raise ValueError("sampling weights need a buffer that has not wrapped around")
+        if weights.shape != (self._size,):
+            raise ValueError(f"need one weight per stored transition ({self._size})")
+        if not np.isfinite(weights).all() or np.any(weights < 0) or not weights.sum() > 0:
+            raise ValueError("sampling weights must be finite, non-negative and not all zero")
+        self._sampling_cdf = np.cumsum(weights)
 
     def _bind(self, catalog: ItemCatalog) -> None:
         if self.catalog is None:
@@ -148,10 +174,15 @@ class ReplayBuffer:
         return True
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> ReplayBatch:
-        """``batch_size`` transitions drawn uniformly with replacement."""
+        """``batch_size`` transitions drawn with replacement: uniformly, or by the
+        weights of ``set_sampling_weights``."""
         if not self._size:
             raise ValueError("cannot sample from an empty replay buffer")
-        return self.batch(rng.integers(0, self._size, size=batch_size))
+        cdf = self._sampling_cdf
+        if cdf is None:
+            return self.batch(rng.integers(0, self._size, size=batch_size))
+        index = np.searchsorted(cdf, rng.random(batch_size) * cdf[-1], side="right")
+        return self.batch(np.minimum(index, self._size - 1))
 
     def batch(self, index: np.ndarray) -> ReplayBatch:
         """The stored transitions at positions ``index`` (each in [0, len(self)))."""

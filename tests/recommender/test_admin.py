@@ -13,7 +13,7 @@ import pytest
 from django.contrib.messages import get_messages
 from django.forms.models import model_to_dict
 
-from recommender.models import Checkpoint, EventType, ImpressionStats
+from recommender.models import Checkpoint, EventType, ImpressionStats, LoggedDataset
 from recommender.serving import sold_out_set
 from recommender.stats import stats_rollup
 from tests.recommender.factories import (
@@ -257,6 +257,31 @@ def test_activate_action_needs_exactly_one(superuser_client):
         "Select exactly one checkpoint to activate."
     ]
     assert not Checkpoint.objects.filter(status=Checkpoint.Status.ACTIVE).exists()
+
+
+def test_a_checkpoint_trained_on_another_shops_log_is_not_activated(superuser_client):
+    dataset = LoggedDataset.objects.create(name="obd-bts", format="obd", source="x", digest="0")
+    v1 = CheckpointFactory(version=1, status=Checkpoint.Status.ACTIVE)
+    offline = CheckpointFactory(version=2, dataset=dataset)
+
+    response = run_action(superuser_client, "checkpoint", "activate_selected", [offline.pk])
+
+    message = str(list(get_messages(response.wsgi_request))[0])
+    assert message.startswith("Could not activate v2: v2 was trained offline on dataset 'obd-bts'")
+    v1.refresh_from_db()
+    assert v1.status == Checkpoint.Status.ACTIVE
+    page = superuser_client.get(f"{ADMIN}/checkpoint/{offline.pk}/change/").content.decode()
+    assert "obd-bts" in page
+
+
+def test_imported_datasets_are_listed_read_only(superuser_client):
+    dataset = LoggedDataset.objects.create(
+        name="obd-random", format="obd", source="/data/x", digest="0", n_rows=10_000, clicks=38
+    )
+    changelist = superuser_client.get(f"{ADMIN}/loggeddataset/").content.decode()
+    assert "obd-random" in changelist and "10000" in changelist.replace(",", "")
+    assert superuser_client.get(f"{ADMIN}/loggeddataset/add/").status_code == 403
+    assert superuser_client.get(f"{ADMIN}/loggeddataset/{dataset.pk}/delete/").status_code == 403
 
 
 def test_roll_back_action(superuser_client):

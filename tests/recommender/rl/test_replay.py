@@ -114,3 +114,29 @@ def test_a_buffer_stays_bound_to_its_catalog():
     replay.add_many([transition()], catalog(10))  # same ids, another object: fine
     with pytest.raises(ValueError, match="another catalog"):
         replay.add_many([transition()], catalog(11))
+
+
+def test_sampling_weights_draw_transitions_in_proportion():
+    replay = ReplayBuffer(CONFIG, capacity=4)
+    replay.add_many([transition(reward=r) for r in (0, 1, 2)], catalog())
+    replay.set_sampling_weights(np.array([0.0, 1.0, 3.0]))
+    rewards = replay.sample(20_000, np.random.default_rng(1)).rewards
+    assert 0.0 not in rewards
+    assert np.mean(rewards == 2.0) == pytest.approx(0.75, abs=0.02)
+    replay.set_sampling_weights(None)
+    assert 0.0 in replay.sample(200, np.random.default_rng(1)).rewards
+    replay.set_sampling_weights(np.array([1.0, 0.0, 0.0]))
+    replay.add_many([transition(reward=5)], catalog())  # new rows: back to uniform
+    assert set(replay.sample(400, np.random.default_rng(1)).rewards.tolist()) == {0, 1, 2, 5}
+
+
+def test_sampling_weights_must_match_an_unwrapped_buffer():
+    replay = ReplayBuffer(CONFIG, capacity=2)
+    replay.add_many([transition(), transition()], catalog())
+    with pytest.raises(ValueError, match="one weight per stored transition"):
+        replay.set_sampling_weights(np.ones(3))
+    with pytest.raises(ValueError, match="not all zero"):
+        replay.set_sampling_weights(np.zeros(2))
+    replay.add_many([transition()], catalog())  # the ring wraps
+    with pytest.raises(ValueError, match="wrapped"):
+        replay.set_sampling_weights(np.ones(2))
