@@ -7,6 +7,7 @@ shapes directly.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -128,6 +129,25 @@ def session_observation(
         history_items=history,
         page_depth=depth,
     )
+
+
+_WORD = re.compile(r"[^\W\d_][\w'-]*")
+
+
+def near_duplicate_key(*, category_id: int, brand: str, name: str, colour: str = "") -> tuple:
+    """What makes two products near-duplicates in a carousel: the same category,
+    brand and product noun (the name's last word, colour words left out), e.g.
+    two tents of one brand, or one sweater in two colours."""
+    colour_words = {w.casefold() for w in _WORD.findall(colour or "")}
+    words = [w.casefold() for w in _WORD.findall(name or "")]
+    nouns = [w for w in words if w not in colour_words] or words
+    return (category_id, (brand or "").strip().casefold(), nouns[-1] if nouns else "")
+
+
+def near_duplicate_groups(keys: Iterable[tuple]) -> np.ndarray:
+    """One integer per key, equal for equal keys (``SlateBuilder``'s groups)."""
+    numbers: dict[tuple, int] = {}
+    return np.fromiter((numbers.setdefault(key, len(numbers)) for key in keys), dtype=np.int64)
 
 
 def purchase_reward(*, line_value: float, base: float, per_unit_price: float) -> float:

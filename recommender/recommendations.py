@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from django.db import transaction
@@ -29,6 +29,9 @@ class Recommendation:
     impression: Impression
     served: ServedSlate
     products: list[Product]  # in slate order
+    # Per product, the session's product that raised its score most ("Because
+    # you viewed ..."), or None.
+    reasons: list[Product | None] = field(default_factory=list)
 
 
 def _rng() -> np.random.Generator:
@@ -65,9 +68,27 @@ def recommend(
         epsilon=served.epsilon,
         sold_out_id=served.sold_out_id,
     )
-    by_id = Product.objects.select_related("category").in_bulk([int(i) for i in served.slate.items])
-    products = [by_id[int(i)] for i in served.slate.items if int(i) in by_id]
-    return Recommendation(impression=impression, served=served, products=products)
+    # The reasons' products come with the slate's, in the same query.
+    anchors = [int(a) for a in served.reasons if a is not None]
+    by_id = Product.objects.select_related("category").in_bulk(
+        [*(int(i) for i in served.slate.items), *anchors]
+    )
+    shown = [
+        (by_id[int(item)], by_id.get(int(anchor)) if anchor is not None else None)
+        for item, anchor in zip(served.slate.items, _padded(served.reasons, served), strict=True)
+        if int(item) in by_id
+    ]
+    return Recommendation(
+        impression=impression,
+        served=served,
+        products=[product for product, _ in shown],
+        reasons=[reason for _, reason in shown],
+    )
+
+
+def _padded(reasons: tuple, served: ServedSlate) -> tuple:
+    """One reason per slate item (None for slates served without reasons)."""
+    return reasons if len(reasons) == len(served.slate.items) else (None,) * len(served.slate.items)
 
 
 def record_page_view(request: HttpRequest, *, product: Product) -> None:

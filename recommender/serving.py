@@ -5,6 +5,10 @@ precomputed, and asks the database at most every RECOMMENDER_RELOAD_SECONDS
 whether another version became active. Nothing on this path needs Redis, so
 a cache outage cannot slow or break a page. With no checkpoint, or when the
 model cannot be loaded or scored, a popularity slate is served and named so.
+Either way a slate holds at most one of a group of near-duplicate products
+(``features.near_duplicate_key``), and each item a learned policy shows
+carries its reason: the session item that raised its score most
+(``recommender.rl.explain``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from django.conf import settings
@@ -38,6 +43,17 @@ class ServedSlate:
     policy_version: int | None
     epsilon: float
     sold_out_id: int | None = None  # the SoldOutSet left out of the candidates
+    # Per slate item, the session item that raised its score most (None: no reason).
+    reasons: tuple[int | None, ...] = ()
+
+
+class Eligibility(NamedTuple):
+    """The products a slate may hold, as cached per process."""
+
+    ids: np.ndarray  # active, in-stock product ids
+    popularity: np.ndarray  # their units sold (the fallback's ranking)
+    groups: np.ndarray  # their near-duplicate group numbers
+    sold_out_id: int | None  # the SoldOutSet of the active products left out
 
 
 @dataclass
@@ -56,36 +72,42 @@ class PolicyServer:
         self._checked_at = float("-inf")
         self._failed_version: int | None = None
         self._eligible_at = float("-inf")
-        # (in-stock ids, their popularity, the SoldOutSet id of the rest), replaced whole.
-        self._eligibility: tuple[np.ndarray, np.ndarray, int | None] = (
+        # Replaced whole, so a concurrent request sees one consistent list.
+        self._eligibility = Eligibility(
             np.empty(0, dtype=np.int64),
             np.empty(0, dtype=np.float32),
+            np.empty(0, dtype=np.int64),
             None,
         )
 
     # -- eligibility ---------------------------------------------------------
 
-    def eligibility(self) -> tuple[np.ndarray, np.ndarray, int | None]:
-        """Ids of active, in-stock products, their popularity (units sold) and
-        the SoldOutSet id of the active products left out, refreshed every
-        RECOMMENDER_ELIGIBILITY_TTL seconds (``recommend`` re-checks the items
-        it is about to serve)."""
+    def eligibility(self) -> Eligibility:
+        """Ids of active, in-stock products, their popularity (units sold),
+        near-duplicate groups and the SoldOutSet id of the active products
+        left out, refreshed every RECOMMENDER_ELIGIBILITY_TTL seconds
+        (``recommend`` re-checks the items it is about to serve)."""
         now = time.monotonic()
         if now - self._eligible_at >= settings.RECOMMENDER_ELIGIBILITY_TTL:
             rows = list(
                 Product.objects.filter(is_active=True)
                 .order_by("pk")
-                .values_list("pk", "units_sold", "stock")
+                .values_list("pk", "units_sold", "stock", "category_id", "brand", "name", "colour")
             )
             in_stock = [r for r in rows if r[2] > 0]
             ids = np.fromiter((r[0] for r in in_stock), dtype=np.int64, count=len(in_stock))
             popularity = np.fromiter(
                 (r[1] for r in in_stock), dtype=np.float32, count=len(in_stock)
             )
+            groups = features.near_duplicate_groups(
+                features.near_duplicate_key(category_id=c, brand=b, name=n, colour=colour)
+                for _, _, _, c, b, n, colour in in_stock
+            )
             # The active products left out: what the impressions served from
             # this list record as their sold-out set.
             sold_out_id = sold_out_set([r[0] for r in rows if r[2] <= 0])
-            self._eligibility, self._eligible_at = (ids, popularity, sold_out_id), now
+            self._eligibility = Eligibility(ids, popularity, groups, sold_out_id)
+            self._eligible_at = now
         return self._eligibility
 
     def refresh(self) -> None:
@@ -170,20 +192,51 @@ class PolicyServer:
         return served
 
     def _draw(self, observation: Observation, k: int, exclude: set[int], rng) -> ServedSlate:
-        ids, popularity, sold_out_id = self.eligibility()
+        ids, popularity, groups, sold_out_id = self.eligibility()
         if exclude:
             keep = ~np.isin(ids, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))
-            ids, popularity = ids[keep], popularity[keep]
+            ids, popularity, groups = ids[keep], popularity[keep], groups[keep]
         epsilon = settings.RECOMMENDER_EPSILON
         loaded = self.active_policy()
         if loaded is not None:
             try:
-                slate = loaded.agent.act(observation, ids, k, rng, epsilon=epsilon)
-                return ServedSlate(slate, POLICY_DQN, loaded.version, epsilon, sold_out_id)
+                slate = loaded.agent.act(observation, ids, k, rng, epsilon=epsilon, groups=groups)
             except Exception:
                 logger.exception("Policy v%s failed to score; serving popularity", loaded.version)
-        slate = SlateBuilder(epsilon=epsilon).build(ids, popularity, k, rng)
+            else:
+                reasons = slate_reasons(loaded.agent, observation, slate.items)
+                return ServedSlate(slate, POLICY_DQN, loaded.version, epsilon, sold_out_id, reasons)
+        slate = SlateBuilder(epsilon=epsilon).build(ids, popularity, k, rng, groups=groups)
         return ServedSlate(slate, POLICY_POPULARITY, None, epsilon, sold_out_id)
+
+
+def item_scorer(agent):
+    """The agent's Q of given items in given states (``explain.ItemScorer``): the
+    per-item agent's own, SlateQ's value of a click on the item."""
+    return getattr(agent, "value", agent).q_values_batch
+
+
+def slate_reasons(agent, observation: Observation, items: np.ndarray) -> tuple[int | None, ...]:
+    """Per slate item, the session item that raised its score by more than
+    RECOMMENDER_REASON_MIN_CONTRIBUTION (None: no such item, or a cold
+    session). A failure here costs the reasons, never the slate."""
+    from recommender.rl.explain import reasons
+
+    try:
+        found = reasons(
+            item_scorer(agent),
+            observation,
+            items,
+            min_contribution=settings.RECOMMENDER_REASON_MIN_CONTRIBUTION,
+        )
+    except Exception:
+        logger.exception("Could not explain a slate; serving it without reasons")
+        return (None,) * len(items)
+    # An item recommended again after a view is not its own reason.
+    return tuple(
+        None if reason.item == int(item) else reason.item
+        for item, reason in zip(items, found, strict=True)
+    )
 
 
 def sold_out_set(product_ids: list[int]) -> int | None:

@@ -177,7 +177,8 @@ def test_products_added_after_training_are_scored_from_their_features(catalog):
     shopper = Shopper()
     assert _policy(shopper) == {"name": "dqn", "version": 1}
 
-    newcomer = ProductFactory(category=catalog[0].category, stock=5)
+    # Another brand: not a near-duplicate of any product, so it has a place of its own.
+    newcomer = ProductFactory(category=catalog[0].category, brand="Newcomer", stock=5)
     body = shopper.recommend(k=24)
 
     assert body["policy"] == {"name": "dqn", "version": 1}
