@@ -210,6 +210,9 @@ def dashboard_context(filters: DashboardFilters, *, now: datetime) -> dict[str, 
     series = selectors.timeseries(date_range=date_range, slot=slot, bucket=filters.bucket)
     runs = selectors.training_runs_for_chart(date_range=date_range)
     active = selectors.active_checkpoint()
+    personalised = selectors.personalisation_by_version(
+        policy.version for policy in series.series if not policy.is_fallback
+    )
     return {
         "filters": filters,
         "report": report,
@@ -221,6 +224,7 @@ def dashboard_context(filters: DashboardFilters, *, now: datetime) -> dict[str, 
                 "is_fallback": policy.is_fallback,
                 "is_active": active is not None and active.version == policy.version,
                 "totals": policy.totals,
+                "personalisation": personalised.get(policy.version),
             }
             for policy in series.series
         ],
