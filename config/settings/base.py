@@ -279,9 +279,10 @@ RECOMMENDER_OPE_MIN_ESS = env.float("RECOMMENDER_OPE_MIN_ESS", default=30.0)
 RECOMMENDER_OPE_IMPRESSIONS = env.int("RECOMMENDER_OPE_IMPRESSIONS", default=5_000)
 # A candidate whose top-k, over recent logged states with context, is on average
 # at least this similar (Jaccard) to the top-k it gives a session with no context
-# ignores its state: it is kept, not activated (recommender/publishing.py).
+# ignores its state: it is kept, not activated (recommender/publishing.py). One item
+# of eight swapped gives 7/9: below 0.8, the state changes about an item or more.
 RECOMMENDER_PERSONALISATION_MAX_JACCARD = env.float(
-    "RECOMMENDER_PERSONALISATION_MAX_JACCARD", default=0.9
+    "RECOMMENDER_PERSONALISATION_MAX_JACCARD", default=0.8
 )
 RECOMMENDER_PERSONALISATION_STATES = env.int("RECOMMENDER_PERSONALISATION_STATES", default=300)
 RECOMMENDER_AUTO_ACTIVATE = env.bool("RECOMMENDER_AUTO_ACTIVATE", default=True)
