@@ -243,6 +243,14 @@ def test_the_schema_documents_the_endpoint(db):
     for answer in (recommendations["400"], recommendations["404"], events["400"], events["429"]):
         schema = answer["content"]["application/json"]["schema"]
         assert schema == {"$ref": "#/components/schemas/Error"}
+    # Each item's reason: the session's product behind it, or null.
+    components = response.json()["components"]["schemas"]
+    item = components["RecommendedItem"]["properties"]
+    assert "reason" in components["RecommendedItem"]["required"]
+    reason = item["reason"]
+    assert reason.get("nullable") is True or {"type": "null"} in reason.get("oneOf", [])
+    ref = (reason.get("allOf") or reason.get("oneOf"))[0]["$ref"].rsplit("/", 1)[-1]
+    assert set(components[ref]["properties"]) == {"product_id", "name"}
 
 
 def test_asking_for_recommendations_creates_no_cart(catalog):
