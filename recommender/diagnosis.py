@@ -36,7 +36,7 @@ from recommender.rl.diagnostics import (
 )
 from recommender.rl.explain import reasons, session_items
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot
-from recommender.serving import item_scorer
+from recommender.serving import reason_scorer
 from shop.models import Product
 
 SLOTS = (("home", Slot.HOME), ("product", Slot.PRODUCT), ("cart", Slot.CART))
@@ -191,7 +191,7 @@ def category_probe(agent, *, k: int, seed: int = 0) -> CategoryProbe | None:
             if obs is home:
                 homes.append(frozenset(int(i) for i in items))
                 found = reasons(
-                    item_scorer(agent),
+                    reason_scorer(agent, candidates.ids),
                     home,
                     items,
                     min_contribution=settings.RECOMMENDER_REASON_MIN_CONTRIBUTION,

@@ -204,10 +204,14 @@ class PolicyServer:
             except Exception:
                 logger.exception("Policy v%s failed to score; serving popularity", loaded.version)
             else:
-                reasons = slate_reasons(loaded.agent, observation, slate.items)
+                reasons = slate_reasons(loaded.agent, observation, slate.items, candidates=ids)
                 return ServedSlate(slate, POLICY_DQN, loaded.version, epsilon, sold_out_id, reasons)
         slate = SlateBuilder(epsilon=epsilon).build(ids, popularity, k, rng, groups=groups)
         return ServedSlate(slate, POLICY_POPULARITY, None, epsilon, sold_out_id)
+
+
+# Candidates whose mean Q is the yardstick of a reason (see ``reason_scorer``).
+REASON_REFERENCE_ITEMS = 256
 
 
 def item_scorer(agent):
@@ -216,15 +220,38 @@ def item_scorer(agent):
     return getattr(agent, "value", agent).q_values_batch
 
 
-def slate_reasons(agent, observation: Observation, items: np.ndarray) -> tuple[int | None, ...]:
-    """Per slate item, the session item that raised its score by more than
-    RECOMMENDER_REASON_MIN_CONTRIBUTION (None: no such item, or a cold
-    session). A failure here costs the reasons, never the slate."""
+def reason_scorer(agent, candidates: np.ndarray):
+    """``item_scorer`` less each state's mean Q over (up to REASON_REFERENCE_ITEMS,
+    evenly spread) ``candidates``: a session item that raises or lowers every
+    candidate alike changes no ranking, so it explains none of them; only what
+    it does to an item beyond the rest is its contribution."""
+    score = item_scorer(agent)
+    candidates = np.asarray(candidates, dtype=np.int64)
+    n = min(len(candidates), REASON_REFERENCE_ITEMS)
+    reference = candidates[np.linspace(0, len(candidates) - 1, n).astype(np.int64)]
+
+    def relative(observations, item_ids):
+        items = np.asarray(item_ids, dtype=np.int64)
+        q = score(observations, np.concatenate([items, reference]))
+        return q[:, : len(items)] - q[:, len(items) :].mean(axis=1, keepdims=True)
+
+    return relative
+
+
+def slate_reasons(
+    agent, observation: Observation, items: np.ndarray, *, candidates: np.ndarray
+) -> tuple[int | None, ...]:
+    """Per slate item, the session item that raised its score, beyond the other
+    ``candidates``', by more than RECOMMENDER_REASON_MIN_CONTRIBUTION (None: no
+    such item, or a cold session). A failure here costs the reasons, never
+    the slate."""
     from recommender.rl.explain import reasons
 
+    if not len(items):
+        return ()
     try:
         found = reasons(
-            item_scorer(agent),
+            reason_scorer(agent, candidates if len(candidates) else items),
             observation,
             items,
             min_contribution=settings.RECOMMENDER_REASON_MIN_CONTRIBUTION,

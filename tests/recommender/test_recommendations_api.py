@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import numpy as np
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -13,6 +14,7 @@ from recommender.models import Impression, ImpressionItem, SoldOutSet
 from recommender.rl.explain import reasons
 from recommender.rl.types import Observation, Slot
 from recommender.services import checkpoint_activate
+from recommender.serving import reason_scorer
 from shop.models import Product
 from tests.factories import CategoryFactory, ProductFactory
 from tests.recommender.support import (
@@ -285,8 +287,9 @@ def test_each_item_names_the_viewed_product_that_raised_it_most(catalog, setting
 
     impression = Impression.objects.get(pk=body["impression_id"])
     state = Observation.from_dict(impression.state)
-    # What leaving each viewed product out of the session does to each item's Q.
-    scorer = getattr(agent, "value", agent).q_values_batch
+    # What leaving each viewed product out of the session does to each item's Q,
+    # beyond what it does to the candidates' (here the whole catalog).
+    scorer = reason_scorer(agent, np.array(sorted(p.pk for p in catalog)))
     expected = reasons(scorer, state, shown_ids(body), min_contribution=0.0)
     names = {p.pk: p.name for p in catalog}
     got = [item["reason"] for item in body["items"]]
