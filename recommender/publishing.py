@@ -29,6 +29,8 @@ from recommender.rl.baselines import (
     LoggedSession,
     PopularityPolicy,
     SameCategoryPolicy,
+    session_anchors,
+    with_popularity_ties,
 )
 from recommender.rl.checkpoint import CheckpointError, check_agent
 from recommender.rl.diagnostics import personalisation_report
@@ -253,28 +255,62 @@ MAX_FIT_EVENTS = 200_000
 
 
 class BaselineRanker:
-    """A baseline policy as ``policy_value`` ranks an agent: scores over the
-    catalog (its slate's greedy order; ties to the earlier column as in
-    ``SlateBuilder``)."""
+    """A baseline policy as ``policy_value`` ranks an agent: per request, the
+    scores its ``slate`` would give that request's candidates (-inf elsewhere),
+    computed here with catalog-wide arrays instead of its per-candidate loops
+    (``session_anchors`` and ``with_popularity_ties`` are the policy's own)."""
 
     def __init__(self, policy, catalog: ItemCatalog) -> None:
         self.policy = policy
         self.catalog = catalog
-        self._ids = np.asarray(catalog.ids, dtype=np.int64)
-        self._static = (
-            policy.scores(self._ids).astype(np.float32)
-            if isinstance(policy, PopularityPolicy)
-            else None
-        )
+        ids = np.asarray(catalog.ids, dtype=np.int64)
+        self._column = {int(i): column for column, i in enumerate(ids)}
+        popularity = policy if isinstance(policy, PopularityPolicy) else policy.popularity
+        self._popularity = popularity.scores(ids)
+        self._categories = None
+        if isinstance(policy, SameCategoryPolicy):
+            self._categories = np.array([policy.category_of.get(int(i), -1) for i in ids])
+
+    def _related(self, obs: Observation) -> np.ndarray:
+        """Each catalog item's relatedness to the request's anchors."""
+        policy = self.policy
+        related = np.zeros(len(self._popularity))
+        anchors = session_anchors(obs, policy.event_weights, policy.half_life_s)
+        if self._categories is not None:
+            by_category: dict[int, float] = defaultdict(float)
+            for item, weight in anchors.items():
+                category = policy.category_of.get(item)
+                if category is not None:
+                    by_category[category] += weight
+            for category, weight in by_category.items():
+                related[self._categories == category] = weight
+            return related
+        by_item: dict[int, float] = defaultdict(float)
+        for anchor, weight in anchors.items():
+            for item, similarity in policy.neighbours.get(anchor, {}).items():
+                by_item[item] += weight * similarity
+        for item, value in by_item.items():
+            column = self._column.get(item)
+            if column is not None:
+                related[column] = value
+        return related
 
     def ranking_scores(
         self, observations: Sequence[Observation], candidate_mask: np.ndarray, k
     ) -> np.ndarray:
-        if self._static is not None:
-            return np.broadcast_to(self._static, (len(observations), len(self._ids)))
-        return np.stack(
-            [self.policy.scores(obs, self._ids).astype(np.float32) for obs in observations]
-        )
+        mask = np.asarray(candidate_mask, dtype=bool)
+        scores = np.full(mask.shape, -np.inf, dtype=np.float32)
+        for row, obs in enumerate(observations):
+            columns = mask[row]
+            if isinstance(self.policy, PopularityPolicy):
+                values = self._popularity[columns]
+            else:
+                values = with_popularity_ties(
+                    self._related(obs)[columns], self._popularity[columns]
+                )
+            # float32, as the policy's slate scores are.
+            scores[row, columns] = values.astype(np.float32)
+        return scores
 
 
 def logged_sessions(*, before: datetime, limit: int = MAX_FIT_EVENTS) -> list[LoggedSession]:

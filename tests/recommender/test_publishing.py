@@ -194,6 +194,48 @@ def test_a_baseline_is_ranked_for_the_estimates_as_it_serves(make):
         assert catalog.ids[order].tolist() == served.items.tolist()
 
 
+@pytest.mark.parametrize("make", [PopularityPolicy, CooccurrencePolicy, SameCategoryPolicy])
+def test_a_baseline_is_ranked_as_it_serves_over_many_random_requests(make):
+    rng = np.random.default_rng(5)
+    ids = np.arange(1, 41)
+    catalog = ItemCatalog(
+        ids=ids,
+        categories=ids % 4,
+        prices=np.full(40, 10.0, dtype=np.float32),
+        attributes=np.zeros((40, 2), dtype=np.float32),
+    )
+    policy = make(catalog) if make is SameCategoryPolicy else make()
+    events = [int(e) for e in EventType]
+    policy.fit(
+        [[(int(i), int(rng.choice(events))) for i in rng.choice(ids, 4)] for _ in range(200)]
+    )
+    states, masks = [], []
+    for _ in range(40):
+        recent = tuple(int(i) for i in rng.choice(ids, int(rng.integers(0, 4))))
+        states.append(
+            Observation(
+                Slot(int(rng.integers(3))),
+                recent_items=recent,
+                recent_events=tuple(int(rng.choice(events)) for _ in recent),
+                recent_ages=tuple(float(a) for a in rng.uniform(0, 900, len(recent))),
+                cart_items=tuple(int(i) for i in rng.choice(ids, int(rng.integers(0, 2)))),
+            )
+        )
+        masks.append(rng.random(40) < 0.7)
+    mask = np.array(masks)
+
+    scores = publishing.BaselineRanker(policy, catalog).ranking_scores(states, mask, 6)
+
+    for row, state in enumerate(states):
+        served = policy.slate(state, ids[mask[row]], 6, np.random.default_rng(0))
+        # Each served item is the best remaining by these scores (a tie may go
+        # either way: the slate's top-k among equal scores is not specified).
+        remaining = scores[row].copy()
+        for item in served.items:
+            assert remaining[item - 1] == remaining.max(), row
+            remaining[item - 1] = -np.inf
+
+
 # ---------------------------------------------------------------------------
 # Near-duplicates in off-policy estimates
 # ---------------------------------------------------------------------------
