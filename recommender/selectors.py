@@ -480,12 +480,22 @@ BASELINE_LABELS = (
 
 
 @dataclass(frozen=True)
+class BaselineEstimate:
+    label: str
+    estimate: Estimate | None
+    # Its importance weights rest on fewer effective impressions than the gate
+    # needs to judge (RECOMMENDER_OPE_MIN_ESS): the interval means little.
+    effective_impressions: float | None
+    too_few: bool
+
+
+@dataclass(frozen=True)
 class BaselineComparison:
     """SNIPS estimates of a version and of the baselines on the same logged
     impressions, the baselines fitted on the events before them."""
 
-    candidate: Estimate | None
-    baselines: list[tuple[str, Estimate | None]]
+    candidate: BaselineEstimate
+    baselines: list[BaselineEstimate]
     n_impressions: int | None
     fit_sessions: int | None
     fitted_before: datetime | None
@@ -495,10 +505,14 @@ def baseline_comparison(evaluation: Any) -> BaselineComparison | None:
     found = evaluation.get("baselines") if isinstance(evaluation, dict) else None
     if not isinstance(found, dict) or not isinstance(found.get("candidate"), dict):
         return None
+    minimum = _number(evaluation.get("min_ess"))
 
-    def snips(key: str) -> Estimate | None:
+    def snips(key: str, label: str) -> BaselineEstimate:
         value = found.get(key)
-        return _estimate(value.get("snips")) if isinstance(value, dict) else None
+        value = value.get("snips") if isinstance(value, dict) else None
+        ess = _number(value.get("ess")) if isinstance(value, dict) else None
+        too_few = ess is not None and minimum is not None and ess < minimum
+        return BaselineEstimate(label, _estimate(value), ess, too_few)
 
     n_impressions, fit_sessions = (
         _number(found.get("n_impressions")),
@@ -509,8 +523,8 @@ def baseline_comparison(evaluation: Any) -> BaselineComparison | None:
     except (KeyError, TypeError, ValueError):
         fitted_before = None
     return BaselineComparison(
-        candidate=snips("candidate"),
-        baselines=[(label, snips(key)) for key, label in BASELINE_LABELS],
+        candidate=snips("candidate", "this version"),
+        baselines=[snips(key, label) for key, label in BASELINE_LABELS],
         n_impressions=int(n_impressions) if n_impressions is not None else None,
         fit_sessions=int(fit_sessions) if fit_sessions is not None else None,
         fitted_before=fitted_before,

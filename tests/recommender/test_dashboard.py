@@ -205,13 +205,14 @@ def test_each_version_shows_how_personalised_it_is_next_to_its_ctr(superuser_cli
 def test_checkpoints_show_their_personalisation_and_the_baselines_beside_them(superuser_client):
     evaluation = {
         "snips": {"value": 0.5, "ci95": [0.45, 0.55]},
+        "min_ess": 30.0,
         "baselines": {
             "n_impressions": 2400,
             "fit_sessions": 310,
             "fitted_before": "2024-03-01T00:00:00+00:00",
             "candidate": {"snips": {"value": 0.48, "ci95": [0.42, 0.53]}},
             "popularity": {"snips": {"value": 0.31, "ci95": [0.28, 0.35]}},
-            "same_category": {"snips": {"value": 0.44, "ci95": [0.4, 0.47]}},
+            "same_category": {"snips": {"value": 0.44, "ci95": [0.4, 0.47], "ess": 3.6}},
             "cooccurrence": {"snips": {"value": 0.52, "ci95": [0.49, 0.56]}},
         },
     }
@@ -238,7 +239,8 @@ def test_checkpoints_show_their_personalisation_and_the_baselines_beside_them(su
     ) in row(5)
     assert (
         "v5: 0.480 [0.420, 0.530] Popularity: 0.310 [0.280, 0.350] "
-        "Same category: 0.440 [0.400, 0.470] Co-occurrence: 0.520 [0.490, 0.560] "
+        "Same category: 0.440 [0.400, 0.470] (on 3.6 effective impressions) "
+        "Co-occurrence: 0.520 [0.490, 0.560] "
         "2,400 impressions; baselines fitted on 310 earlier sessions"
     ) in row(5)
     assert "no logged states with context yet: not judged" in row(6)
