@@ -68,14 +68,15 @@ def recommend(
         epsilon=served.epsilon,
         sold_out_id=served.sold_out_id,
     )
+    # Slates served without reasons (the fallback) have none for any item.
+    reasons = served.reasons or (None,) * len(served.slate.items)
     # The reasons' products come with the slate's, in the same query.
-    anchors = [int(a) for a in served.reasons if a is not None]
     by_id = Product.objects.select_related("category").in_bulk(
-        [*(int(i) for i in served.slate.items), *anchors]
+        [*(int(i) for i in served.slate.items), *(int(a) for a in reasons if a is not None)]
     )
     shown = [
         (by_id[int(item)], by_id.get(int(anchor)) if anchor is not None else None)
-        for item, anchor in zip(served.slate.items, _padded(served.reasons, served), strict=True)
+        for item, anchor in zip(served.slate.items, reasons, strict=True)
         if int(item) in by_id
     ]
     return Recommendation(
@@ -84,11 +85,6 @@ def recommend(
         products=[product for product, _ in shown],
         reasons=[reason for _, reason in shown],
     )
-
-
-def _padded(reasons: tuple, served: ServedSlate) -> tuple:
-    """One reason per slate item (None for slates served without reasons)."""
-    return reasons if len(reasons) == len(served.slate.items) else (None,) * len(served.slate.items)
 
 
 def record_page_view(request: HttpRequest, *, product: Product) -> None:
