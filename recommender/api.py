@@ -20,11 +20,22 @@ from shop.sessions import visit_key
 from shop.throttling import EVENTS, RECOMMENDATIONS
 
 
+class ReasonSerializer(serializers.Serializer):
+    product_id = serializers.IntegerField(help_text="The session's product behind this item.")
+    name = serializers.CharField(help_text='Its name, for "Because you viewed <name>".')
+
+
 class RecommendedItemSerializer(serializers.Serializer):
     product = ProductSerializer()
     position = serializers.IntegerField()
     propensity = serializers.FloatField(
         help_text="Exact probability with which this item was chosen for its position."
+    )
+    reason = ReasonSerializer(
+        allow_null=True,
+        help_text="The product of this session (viewed, clicked, in the cart or bought) that "
+        "raised this item's score most; null for a session with no such product and for the "
+        "popularity fallback.",
     )
 
 
@@ -91,9 +102,14 @@ class RecommendationsApi(ShopApiView):
             k=data.get("k") or settings.RECOMMENDER_DEFAULT_K,
             product=product,
         )
-        by_id = {p.pk: p for p in rec.products}
+        by_id = {p.pk: (p, reason) for p, reason in zip(rec.products, rec.reasons, strict=True)}
         items = [
-            {"product": by_id[int(item)], "position": position, "propensity": float(propensity)}
+            {
+                "product": by_id[int(item)][0],
+                "position": position,
+                "propensity": float(propensity),
+                "reason": _reason(by_id[int(item)][1]),
+            }
             for position, (item, propensity) in enumerate(
                 zip(rec.served.slate.items, rec.served.slate.propensities, strict=True)
             )
@@ -106,6 +122,10 @@ class RecommendationsApi(ShopApiView):
             "items": items,
         }
         return Response(self.OutputSerializer(output, context={"request": request}).data)
+
+
+def _reason(anchor: Product | None) -> dict | None:
+    return None if anchor is None else {"product_id": anchor.pk, "name": anchor.name}
 
 
 class EventsApi(ShopApiView):

@@ -40,7 +40,9 @@ def carousel_provider(
     return Carousel(
         slot=slot,
         items=[
-            CarouselItem.from_product(p, url=f"{p.get_absolute_url()}?{query}")
-            for p in rec.products
+            CarouselItem.from_product(
+                p, url=f"{p.get_absolute_url()}?{query}", reason=reason.name if reason else ""
+            )
+            for p, reason in zip(rec.products, rec.reasons, strict=True)
         ],
     )

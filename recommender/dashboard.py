@@ -276,6 +276,9 @@ def dashboard_context(filters: DashboardFilters, *, now: datetime) -> dict[str, 
     runs = selectors.training_runs_for_chart(date_range=date_range)
     active = selectors.active_checkpoint()
     served_by = selectors.serving_processes(active=active, now=now)
+    personalised = selectors.personalisation_by_version(
+        policy.version for policy in series.series if not policy.is_fallback
+    )
     return {
         "filters": filters,
         "report": report,
@@ -287,6 +290,7 @@ def dashboard_context(filters: DashboardFilters, *, now: datetime) -> dict[str, 
                 "is_fallback": policy.is_fallback,
                 "is_active": active is not None and active.version == policy.version,
                 "totals": policy.totals,
+                "personalisation": personalised.get(policy.version),
             }
             for policy in series.series
         ],

@@ -7,6 +7,7 @@ shapes directly.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -89,6 +90,21 @@ def build_catalog() -> ItemCatalog:
     """Every active product as model features (stock does not matter here:
     eligibility is decided per request)."""
     return catalog_from_rows(catalog_rows())
+
+
+def build_catalog_and_groups() -> tuple[ItemCatalog, np.ndarray]:
+    """``build_catalog`` and, aligned with its rows, each product's
+    near-duplicate group (``near_duplicate_groups``), from one read."""
+    rows = list(
+        Product.objects.filter(is_active=True)
+        .order_by("pk")
+        .values_list("pk", "category_id", "price", "brand", "colour", "material", "name")
+    )
+    groups = near_duplicate_groups(
+        near_duplicate_key(category_id=category, brand=brand, name=name, colour=colour)
+        for _, category, _, brand, colour, _, name in rows
+    )
+    return catalog_from_rows(row[:6] for row in rows), groups
 
 
 def session_observation(
@@ -206,6 +222,25 @@ def _state_rows(*, session_key: str, user_id: int | None, since: datetime) -> li
         convert = connection.ops.convert_datetimefield_value
         rows = [(k, p, t, convert(at, None, connection), s) for k, p, t, at, s in rows]
     return rows
+
+
+_WORD = re.compile(r"[^\W\d_][\w'-]*")
+
+
+def near_duplicate_key(*, category_id: int, brand: str, name: str, colour: str = "") -> tuple:
+    """What makes two products near-duplicates in a carousel: the same category,
+    brand and product noun (the name's last word, colour words left out), e.g.
+    two tents of one brand, or one sweater in two colours."""
+    colour_words = {w.casefold() for w in _WORD.findall(colour or "")}
+    words = [w.casefold() for w in _WORD.findall(name or "")]
+    nouns = [w for w in words if w not in colour_words] or words
+    return (category_id, (brand or "").strip().casefold(), nouns[-1] if nouns else "")
+
+
+def near_duplicate_groups(keys: Iterable[tuple]) -> np.ndarray:
+    """One integer per key, equal for equal keys (``SlateBuilder``'s groups)."""
+    numbers: dict[tuple, int] = {}
+    return np.fromiter((numbers.setdefault(key, len(numbers)) for key in keys), dtype=np.int64)
 
 
 def purchase_reward(*, line_value: float, base: float, per_unit_price: float) -> float:

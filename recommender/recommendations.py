@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from django.db import transaction
@@ -30,6 +30,9 @@ class Recommendation:
     impression: Impression
     served: ServedSlate
     products: list[Product]  # in slate order
+    # Per product, the session's product that raised its score most ("Because
+    # you viewed ..."), or None.
+    reasons: list[Product | None] = field(default_factory=list)
 
 
 def _rng() -> np.random.Generator:
@@ -68,6 +71,8 @@ def recommend(
             epsilon=served.epsilon,
             sold_out_id=served.sold_out_id,
             available_only=check,
+            # The reasons' products come with the slate's, in the same query.
+            also_read=[int(a) for a in served.reasons or () if a is not None],
         )
 
     served = policy_server.recommend(observation, k=k, exclude=exclude, rng=rng)
@@ -77,7 +82,20 @@ def recommend(
         # nothing was logged; draw again from a fresh list and serve that.
         served = policy_server.recommend(observation, k=k, exclude=exclude, rng=rng, fresh=True)
         logged = log(served, check=False)
-    return Recommendation(impression=logged.impression, served=served, products=logged.products)
+    # Slates served without reasons (the fallback) have none for any item.
+    reasons = served.reasons or (None,) * len(served.slate.items)
+    by_id = {p.pk: p for p in logged.products}
+    shown = [
+        (by_id[int(item)], logged.also.get(int(anchor)) if anchor is not None else None)
+        for item, anchor in zip(served.slate.items, reasons, strict=True)
+        if int(item) in by_id
+    ]
+    return Recommendation(
+        impression=logged.impression,
+        served=served,
+        products=[product for product, _ in shown],
+        reasons=[reason for _, reason in shown],
+    )
 
 
 def record_page_view(request: HttpRequest, *, product: Product) -> None:

@@ -435,9 +435,111 @@ class GuardCheck:
 
 
 @dataclass(frozen=True)
+class Personalisation:
+    """How much a version's ranking depends on the shopper's state, as its
+    publication check measured it (recommender.publishing.personalisation_check)."""
+
+    jaccard_vs_cold: float | None  # top-k overlap with no context: 1 ignores the state
+    mean_jaccard: float | None  # top-k overlap between states: 1 is one carousel for all
+    related_share: float | None  # top-k share in the newest session item's category
+    related_chance: float | None  # that category's share of the candidates
+    n_states: int | None
+    max_jaccard: float | None
+    passed: bool | None
+    reason: str
+
+
+def personalisation(checks: Any) -> Personalisation | None:
+    """A checkpoint's personalisation figures, None when it has none (older
+    trainers, malformed)."""
+    found = checks.get("personalisation") if isinstance(checks, dict) else None
+    if not isinstance(found, dict):
+        return None
+    n_states = _number(found.get("n_states"))
+    return Personalisation(
+        jaccard_vs_cold=_number(found.get("jaccard_vs_cold")),
+        mean_jaccard=_number(found.get("mean_jaccard")),
+        related_share=_number(found.get("related_share")),
+        related_chance=_number(found.get("related_chance")),
+        n_states=int(n_states) if n_states is not None else None,
+        max_jaccard=_number(found.get("max_jaccard")),
+        passed=_flag(checks.get("personalised")),
+        reason=found.get("reason") if isinstance(found.get("reason"), str) else "",
+    )
+
+
+def personalisation_by_version(versions: Iterable[int]) -> dict[int, Personalisation]:
+    """The personalisation of each of these versions that has it (one query)."""
+    rows = Checkpoint.objects.filter(version__in=list(versions)).values_list("version", "checks")
+    return {version: found for version, checks in rows if (found := personalisation(checks))}
+
+
+# The baselines of recommender.publishing.baseline_comparison, as admins read them.
+BASELINE_LABELS = (
+    ("popularity", "Popularity"),
+    ("same_category", "Same category"),
+    ("cooccurrence", "Co-occurrence"),
+)
+
+
+@dataclass(frozen=True)
+class BaselineEstimate:
+    label: str
+    estimate: Estimate | None
+    # Its importance weights rest on fewer effective impressions than the gate
+    # needs to judge (RECOMMENDER_OPE_MIN_ESS): the interval means little.
+    effective_impressions: float | None
+    too_few: bool
+
+
+@dataclass(frozen=True)
+class BaselineComparison:
+    """SNIPS estimates of a version and of the baselines on the same logged
+    impressions, the baselines fitted on the events before them."""
+
+    candidate: BaselineEstimate
+    baselines: list[BaselineEstimate]
+    n_impressions: int | None
+    fit_sessions: int | None
+    fitted_before: datetime | None
+
+
+def baseline_comparison(evaluation: Any) -> BaselineComparison | None:
+    found = evaluation.get("baselines") if isinstance(evaluation, dict) else None
+    if not isinstance(found, dict) or not isinstance(found.get("candidate"), dict):
+        return None
+    minimum = _number(evaluation.get("min_ess"))
+
+    def snips(key: str, label: str) -> BaselineEstimate:
+        value = found.get(key)
+        value = value.get("snips") if isinstance(value, dict) else None
+        ess = _number(value.get("ess")) if isinstance(value, dict) else None
+        too_few = ess is not None and minimum is not None and ess < minimum
+        return BaselineEstimate(label, _estimate(value), ess, too_few)
+
+    n_impressions, fit_sessions = (
+        _number(found.get("n_impressions")),
+        _number(found.get("fit_sessions")),
+    )
+    try:
+        fitted_before = datetime.fromisoformat(found["fitted_before"])
+    except (KeyError, TypeError, ValueError):
+        fitted_before = None
+    return BaselineComparison(
+        candidate=snips("candidate", "this version"),
+        baselines=[snips(key, label) for key, label in BASELINE_LABELS],
+        n_impressions=int(n_impressions) if n_impressions is not None else None,
+        fit_sessions=int(fit_sessions) if fit_sessions is not None else None,
+        fitted_before=fitted_before,
+    )
+
+
+@dataclass(frozen=True)
 class CheckpointRow:
     checkpoint: Checkpoint
     agent: str | None  # the learner kind, as AGENT_LABELS names it
+    personalisation: Personalisation | None
+    baselines: BaselineComparison | None
     checks: list[GuardCheck]
     checks_passed: bool | None
     q_range: tuple[float, float] | None
@@ -515,6 +617,8 @@ def checkpoint_row(checkpoint: Checkpoint, *, has_rollback_target: bool) -> Chec
     return CheckpointRow(
         checkpoint=checkpoint,
         agent=checkpoint_agent(checkpoint),
+        personalisation=personalisation(checks),
+        baselines=baseline_comparison(evaluation),
         checks=[
             GuardCheck(name, name.replace("_", " ").capitalize(), checks[name])
             for name in sorted(checks, key=_check_order)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import operator
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -46,6 +47,7 @@ class CheckpointStateError(ValueError):
 class LoggedImpression:
     impression: Impression
     products: list[Product]  # the slate's products in slate order, as read when it was logged
+    also: dict[int, Product]  # the ``also_read`` products, by id (whatever their stock)
 
 
 def impression_log(
@@ -61,11 +63,15 @@ def impression_log(
     epsilon: float,
     sold_out_id: int | None = None,
     available_only: bool = False,
+    also_read: Sequence[int] = (),
     now: datetime | None = None,
 ) -> LoggedImpression | None:
     """Record one served carousel with each item's position and propensity,
     and the sold-out products its candidates left out (a SoldOutSet id), and
     read the slate's products to render it.
+
+    ``also_read`` names products to read with the slate's (a carousel's
+    reasons), in the same query.
 
     With ``available_only``, nothing is written and None is returned unless
     every item is still active and in stock: the caller draws another slate.
@@ -103,45 +109,56 @@ def impression_log(
     connection = connections[alias]
     if not items:
         impression.save(force_insert=True, using=alias)
-        return LoggedImpression(impression, [])
+        return LoggedImpression(impression, [], {})
+    extra = sorted({int(i) for i in also_read})
     if connection.vendor == "postgresql":
-        products, available = _log_in_one_statement(
-            impression, items, force=not available_only, connection=connection
+        by_id, available = _log_in_one_statement(
+            impression, items, extra, force=not available_only, connection=connection
         )
     else:
-        products, available = _log_in_a_transaction(
-            impression, items, force=not available_only, alias=alias
+        by_id, available = _log_in_a_transaction(
+            impression, items, extra, force=not available_only, alias=alias
         )
     if not available and available_only:
         return None
     for row in (impression, *items):
         row._state.adding, row._state.db = False, alias
-    return LoggedImpression(impression, products)
+    products = [by_id[item.product_id] for item in items if item.product_id in by_id]
+    return LoggedImpression(impression, products, {pk: by_id[pk] for pk in extra if pk in by_id})
 
 
-def _slate_available(products: list[Product], item_ids: list[int]) -> bool:
-    return len(products) == len(item_ids) and all(p.is_active and p.stock > 0 for p in products)
+def _slate_available(by_id: dict[int, Product], item_ids: list[int]) -> bool:
+    return all(pk in by_id and by_id[pk].is_active and by_id[pk].stock > 0 for pk in item_ids)
 
 
 def _log_in_a_transaction(
-    impression: Impression, items: list[ImpressionItem], *, force: bool, alias: str
-) -> tuple[list[Product], bool]:
+    impression: Impression,
+    items: list[ImpressionItem],
+    extra: list[int],
+    *,
+    force: bool,
+    alias: str,
+) -> tuple[dict[int, Product], bool]:
     """``impression_log`` for databases other than PostgreSQL: a read, then a
     short transaction of two INSERTs."""
     ids = [item.product_id for item in items]
-    by_id = Product.objects.using(alias).select_related("category").in_bulk(ids)
-    products = [by_id[pk] for pk in ids if pk in by_id]
-    available = _slate_available(products, ids)
+    by_id = Product.objects.using(alias).select_related("category").in_bulk([*ids, *extra])
+    available = _slate_available(by_id, ids)
     if available or force:
         with transaction.atomic(using=alias):
             impression.save(force_insert=True, using=alias)
             ImpressionItem.objects.using(alias).bulk_create(items)
-    return products, available
+    return by_id, available
 
 
 def _log_in_one_statement(
-    impression: Impression, items: list[ImpressionItem], *, force: bool, connection
-) -> tuple[list[Product], bool]:
+    impression: Impression,
+    items: list[ImpressionItem],
+    extra: list[int],
+    *,
+    force: bool,
+    connection,
+) -> tuple[dict[int, Product], bool]:
     """``impression_log`` on PostgreSQL: one round trip and one commit.
 
     A data-modifying CTE checks that every item is active and in stock, inserts
@@ -156,7 +173,7 @@ def _log_in_one_statement(
         list(c) for c in zip(*(_row_values(item, connection) for item in items), strict=True)
     ]
     with connection.cursor() as cursor:
-        cursor.execute(_logging_sql(), (ids, *head_values, force, *item_columns, force))
+        cursor.execute(_logging_sql(), (ids, *head_values, force, *item_columns, force, extra))
         rows = cursor.fetchall()
     available = bool(rows) and rows[0][0]
     product_fields, category_fields = _read_fields()
@@ -170,7 +187,7 @@ def _log_in_one_statement(
             connection.alias, [f.attname for f in category_fields], row[split:]
         )
         by_id[product.pk] = product
-    return [by_id[pk] for pk in ids if pk in by_id], available
+    return by_id, available
 
 
 def _written_fields(model) -> list:
@@ -201,8 +218,8 @@ def _read_fields() -> tuple[list, list]:
 def _logging_sql() -> str:
     """The statement of ``_log_in_one_statement``. Its parameters: the item
     ids (an array), the impression's values, the force flag, one array per
-    item column, the force flag. The same text for every slate size, so that
-    psycopg parses it once."""
+    item column, the force flag, the ids of other products to read (an array).
+    The same text for every slate size, so that psycopg parses it once."""
     connection = connections[router.db_for_write(Impression)]
     qn = connection.ops.quote_name
 
@@ -234,7 +251,7 @@ items AS (
 SELECT available.ok, {", ".join(f"p.{qn(f.column)}" for f in product_fields)},
  {", ".join(f"c.{qn(f.column)}" for f in category_fields)}
 FROM ids, available, {product} p JOIN {category} c ON c.id = p.category_id
-WHERE p.id = ANY(ids.ids)"""
+WHERE p.id = ANY(ids.ids || %s::bigint[])"""
 
 
 # ---------------------------------------------------------------------------

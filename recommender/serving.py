@@ -13,6 +13,11 @@ signature and the ids of the sold-out products) and re-reading the whole
 catalog only when products were added or retired. The slate's own items are
 re-checked as it is logged (``impression_log``).
 
+Either way a slate holds at most one of a group of near-duplicate products
+(``features.near_duplicate_key``), and each item a learned policy shows
+carries its reason: the session item that raised its score most
+(``recommender.rl.explain``).
+
 torch is imported only when a checkpoint is loaded or a slate is built, so a
 process that serves no carousel never pays for it.
 """
@@ -62,6 +67,8 @@ class ServedSlate:
     policy_version: int | None
     epsilon: float
     sold_out_id: int | None = None  # the SoldOutSet left out of the candidates
+    # Per slate item, the session item that raised its score most (None: no reason).
+    reasons: tuple[int | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,8 +76,10 @@ class Candidates:
     """What a process may recommend, as of one refresh (replaced whole)."""
 
     ids: np.ndarray  # int64, ascending: active and in stock
+    groups: np.ndarray  # int64, per id: its near-duplicate group
     sold_out_id: int | None  # the SoldOutSet of the active products left out
     catalog: ItemCatalog  # every active product's features (the model's universe)
+    catalog_groups: np.ndarray  # int64, per catalog row: its near-duplicate group
     signature: tuple  # of the catalog: the highest product id, the retired ones' digest
     sold_out: str  # digest of the sold-out ids
 
@@ -153,23 +162,24 @@ class PolicyServer:
         last_id, sold_out, retired = _unavailable()
         signature = (last_id, sold_out_digest(retired))
         if current is None or reload_catalog or current.signature != signature:
-            catalog = features.build_catalog()
+            catalog, catalog_groups = features.build_catalog_and_groups()
         else:
-            catalog = current.catalog
+            catalog, catalog_groups = current.catalog, current.catalog_groups
         sold_out_key = sold_out_digest(sold_out)
         if current is not None and catalog is current.catalog and current.sold_out == sold_out_key:
-            ids = current.ids  # nothing changed
+            ids, groups = current.ids, current.groups  # nothing changed
         else:
             # Retired products are not in the catalog (it holds the active
             # ones); one retired since it was read is left out here too.
             unavailable = np.fromiter(sold_out + retired, dtype=np.int64)
-            ids = (
-                catalog.ids[~np.isin(catalog.ids, unavailable)] if unavailable.size else catalog.ids
-            )
+            keep = ~np.isin(catalog.ids, unavailable)
+            ids, groups = catalog.ids[keep], catalog_groups[keep]
         fresh = Candidates(
             ids=ids,
+            groups=groups,
             sold_out_id=self._sold_out_set(sold_out, sold_out_key),
             catalog=catalog,
+            catalog_groups=catalog_groups,
             signature=signature,
             sold_out=sold_out_key,
         )
@@ -334,23 +344,82 @@ class PolicyServer:
         exclude: set[int],
         rng: np.random.Generator,
     ) -> ServedSlate:
-        ids = candidates.ids
+        ids, groups, sold_out_id = candidates.ids, candidates.groups, candidates.sold_out_id
         if exclude:
-            ids = ids[~np.isin(ids, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))]
+            keep = ~np.isin(ids, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))
+            ids, groups = ids[keep], groups[keep]
         epsilon = settings.RECOMMENDER_EPSILON
         loaded = self.active_policy(candidates.catalog)
         if loaded is not None:
             try:
-                slate = loaded.agent.act(observation, ids, k, rng, epsilon=epsilon)
-                return ServedSlate(
-                    slate, POLICY_DQN, loaded.version, epsilon, candidates.sold_out_id
-                )
+                slate = loaded.agent.act(observation, ids, k, rng, epsilon=epsilon, groups=groups)
             except Exception:
                 logger.exception("Policy v%s failed to score; serving popularity", loaded.version)
+            else:
+                reasons = slate_reasons(loaded.agent, observation, slate.items, candidates=ids)
+                return ServedSlate(slate, POLICY_DQN, loaded.version, epsilon, sold_out_id, reasons)
         from recommender.rl.slate import SlateBuilder  # imports torch
 
-        slate = SlateBuilder(epsilon=epsilon).build(ids, self.popularity(ids), k, rng)
-        return ServedSlate(slate, POLICY_POPULARITY, None, epsilon, candidates.sold_out_id)
+        slate = SlateBuilder(epsilon=epsilon).build(
+            ids, self.popularity(ids), k, rng, groups=groups
+        )
+        return ServedSlate(slate, POLICY_POPULARITY, None, epsilon, sold_out_id)
+
+
+# Candidates whose mean Q is the yardstick of a reason (see ``reason_scorer``).
+REASON_REFERENCE_ITEMS = 256
+
+
+def item_scorer(agent):
+    """The agent's Q of given items in given states (``explain.ItemScorer``): the
+    per-item agent's own, SlateQ's value of a click on the item."""
+    return getattr(agent, "value", agent).q_values_batch
+
+
+def reason_scorer(agent, candidates: np.ndarray):
+    """``item_scorer`` less each state's mean Q over (up to REASON_REFERENCE_ITEMS,
+    evenly spread) ``candidates``: a session item that raises or lowers every
+    candidate alike changes no ranking, so it explains none of them; only what
+    it does to an item beyond the rest is its contribution."""
+    score = item_scorer(agent)
+    candidates = np.asarray(candidates, dtype=np.int64)
+    n = min(len(candidates), REASON_REFERENCE_ITEMS)
+    reference = candidates[np.linspace(0, len(candidates) - 1, n).astype(np.int64)]
+
+    def relative(observations, item_ids):
+        items = np.asarray(item_ids, dtype=np.int64)
+        q = score(observations, np.concatenate([items, reference]))
+        return q[:, : len(items)] - q[:, len(items) :].mean(axis=1, keepdims=True)
+
+    return relative
+
+
+def slate_reasons(
+    agent, observation: Observation, items: np.ndarray, *, candidates: np.ndarray
+) -> tuple[int | None, ...]:
+    """Per slate item, the session item that raised its score, beyond the other
+    ``candidates``', by more than RECOMMENDER_REASON_MIN_CONTRIBUTION (None: no
+    such item, or a cold session). A failure here costs the reasons, never
+    the slate."""
+    from recommender.rl.explain import reasons
+
+    if not len(items):
+        return ()
+    try:
+        found = reasons(
+            reason_scorer(agent, candidates if len(candidates) else items),
+            observation,
+            items,
+            min_contribution=settings.RECOMMENDER_REASON_MIN_CONTRIBUTION,
+        )
+    except Exception:
+        logger.exception("Could not explain a slate; serving it without reasons")
+        return (None,) * len(items)
+    # An item recommended again after a view is not its own reason.
+    return tuple(
+        None if reason.item == int(item) else reason.item
+        for item, reason in zip(items, found, strict=True)
+    )
 
 
 def sold_out_digest(product_ids) -> str:

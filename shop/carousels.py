@@ -14,7 +14,9 @@ returns a `Carousel` (or None to leave the place empty). Without the setting
 every place stays empty, so the shop works with no recommender installed.
 
 The template reads only `carousel.heading`, `carousel.slot` and, per item,
-`url`, `name`, `price`, `image_url` and `brand`: a provider may pass these
+`url`, `name`, `price`, `image_url`, `brand` and `reason` (the name of the
+product that item is recommended because of, shown as "Because you viewed
+<reason>"; empty for none): a provider may pass these
 dataclasses or any objects (or dicts) with those attributes. `item.url` is
 used as is, so a provider can put tracking data (an impression id) in it.
 """
@@ -50,9 +52,12 @@ class CarouselItem:
     price: Decimal
     image_url: str = ""
     brand: str = ""
+    reason: str = ""  # "Because you viewed <reason>"; empty: no reason shown
 
     @classmethod
-    def from_product(cls, product: Product, *, url: str | None = None) -> CarouselItem:
+    def from_product(
+        cls, product: Product, *, url: str | None = None, reason: str = ""
+    ) -> CarouselItem:
         return cls(
             product_id=product.pk,
             name=product.name,
@@ -60,6 +65,7 @@ class CarouselItem:
             price=product.price,
             image_url=product.image.url if product.image else "",
             brand=product.brand,
+            reason=reason,
         )
 
 

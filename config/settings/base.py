@@ -295,6 +295,9 @@ RECOMMENDER_RELOAD_SECONDS = env.float("RECOMMENDER_RELOAD_SECONDS", default=10.
 # that changes, and at least this often.
 RECOMMENDER_HEARTBEAT_SECONDS = env.float("RECOMMENDER_HEARTBEAT_SECONDS", default=30.0)
 RECOMMENDER_ELIGIBILITY_TTL = env.float("RECOMMENDER_ELIGIBILITY_TTL", default=5.0)
+# A carousel item says "Because you viewed X" when leaving X out of the session
+# lowers the item's Q by more than this (in reward units; a click earns 1).
+RECOMMENDER_REASON_MIN_CONTRIBUTION = env.float("RECOMMENDER_REASON_MIN_CONTRIBUTION", default=0.05)
 RECOMMENDER_ATTRIBUTION_WINDOW = env.int("RECOMMENDER_ATTRIBUTION_WINDOW", default=600)
 RECOMMENDER_SESSION_IDLE = env.int("RECOMMENDER_SESSION_IDLE", default=900)
 RECOMMENDER_REWARD_CLICK = env.float("RECOMMENDER_REWARD_CLICK", default=1.0)
@@ -328,6 +331,14 @@ RECOMMENDER_OPE_MARGIN = env.float("RECOMMENDER_OPE_MARGIN", default=0.05)
 # impressions to reject a version on (the guard passes and says so).
 RECOMMENDER_OPE_MIN_ESS = env.float("RECOMMENDER_OPE_MIN_ESS", default=30.0)
 RECOMMENDER_OPE_IMPRESSIONS = env.int("RECOMMENDER_OPE_IMPRESSIONS", default=5_000)
+# A candidate whose top-k, over recent logged states with context, is on average
+# at least this similar (Jaccard) to the top-k it gives a session with no context
+# ignores its state: it is kept, not activated (recommender/publishing.py). One item
+# of eight swapped gives 7/9: below 0.8, the state changes about an item or more.
+RECOMMENDER_PERSONALISATION_MAX_JACCARD = env.float(
+    "RECOMMENDER_PERSONALISATION_MAX_JACCARD", default=0.8
+)
+RECOMMENDER_PERSONALISATION_STATES = env.int("RECOMMENDER_PERSONALISATION_STATES", default=300)
 RECOMMENDER_AUTO_ACTIVATE = env.bool("RECOMMENDER_AUTO_ACTIVATE", default=True)
 # Where the database has no session locks (SQLite), the trainer lock is a lease
 # its holder renews every third of this; a dead holder's lease lapses after it.

@@ -261,18 +261,21 @@ class DQNAgent:
         rng: np.random.Generator,
         epsilon: float | None = None,
         temperature: float | None = None,
+        groups: np.ndarray | None = None,
     ) -> Slate:
         """A slate of up to ``k`` distinct candidates with their exact per-slot propensities.
 
         ``epsilon`` None follows the schedule at the current step, 0 is greedy;
-        ``temperature`` switches to softmax exploration. Candidates missing from
-        the catalog cannot be scored and are left out.
+        ``temperature`` switches to softmax exploration; ``groups`` (one key per
+        candidate) keeps near-duplicates out of one slate (``SlateBuilder``).
+        Candidates missing from the catalog cannot be scored and are left out.
         """
         ids = np.asarray(candidate_ids, dtype=np.int64).ravel()
         rows = self.index.rows(ids)
         known = rows >= 0
         if not known.all():
             ids, rows = ids[known], rows[known]
+            groups = None if groups is None else np.asarray(groups)[known]
         if k <= 0 or not len(ids):
             return empty_slate()
         seen = np.zeros(len(self.catalog), dtype=bool)
@@ -283,7 +286,7 @@ class DQNAgent:
         builder = SlateBuilder(
             epsilon=self.epsilon if epsilon is None else epsilon, temperature=temperature
         )
-        return builder.build(ids, scores, k, rng)
+        return builder.build(ids, scores, k, rng, groups=groups)
 
     def slates(
         self,
@@ -292,10 +295,12 @@ class DQNAgent:
         k: int,
         rngs: Sequence[np.random.Generator],
         epsilon: float | None = None,
+        groups: Sequence[np.ndarray] | None = None,
     ) -> list[Slate]:
         """``act`` for several requests at once: one batched Q evaluation over the
         catalog, then the same per-slot exploration (``SlateBuilder``) with each
-        request's own random stream. Candidates outside the catalog are left out."""
+        request's own random stream (and ``groups``, one key array per request).
+        Candidates outside the catalog are left out."""
         if not observations:
             return []
         catalog_ids = np.asarray(self.catalog.ids, dtype=np.int64)
@@ -304,11 +309,12 @@ class DQNAgent:
         scores = self.q_values_batch(list(observations), catalog_ids)
         builder = SlateBuilder(epsilon=self.epsilon if epsilon is None else epsilon)
         slates = []
-        for row, ids, rng in zip(scores, candidate_ids, rngs, strict=True):
+        for b, (row, ids, rng) in enumerate(zip(scores, candidate_ids, rngs, strict=True)):
             ids = np.asarray(ids, dtype=np.int64)
             pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
             known = sorted_ids[pos] == ids
-            slates.append(builder.build(ids[known], row[order[pos[known]]], k, rng))
+            keys = None if groups is None else np.asarray(groups[b])[known]
+            slates.append(builder.build(ids[known], row[order[pos[known]]], k, rng, groups=keys))
         return slates
 
     # --- learning -----------------------------------------------------------------------

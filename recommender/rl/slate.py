@@ -7,6 +7,11 @@ propensity is (1 - ε)·[it is the best remaining] + ε / |remaining|.
 Softmax (``temperature`` set): slot k draws from the remaining items with
 probability ∝ exp(Q / temperature).
 
+With ``groups`` (one key per candidate, e.g. near-duplicates of one product),
+no two items of a group share a slate: once an item is taken, the rest of its
+group leaves the remaining items, so every propensity above is over what
+remained eligible for that slot.
+
 ``best_carousels`` solves the slate problem under a position-biased
 multinomial-logit click model exactly (the oracle and the SlateQ agent use it).
 """
@@ -43,11 +48,18 @@ class SlateBuilder:
             raise ValueError("temperature must be positive")
 
     def build(
-        self, item_ids: np.ndarray, scores: np.ndarray, k: int, rng: np.random.Generator
+        self,
+        item_ids: np.ndarray,
+        scores: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+        groups: np.ndarray | None = None,
     ) -> Slate:
         """Fill min(k, len(item_ids)) slots from distinct candidates ``item_ids``
         with Q ``scores`` (same length). The greedy order is deterministic: among
-        equal scores that both make the top k, the earlier candidate goes first."""
+        equal scores that both make the top k, the earlier candidate goes first.
+        ``groups`` (same length, integer keys): at most one item per group, so
+        the slate is shorter than k when fewer than k groups are left."""
         item_ids = np.asarray(item_ids, dtype=np.int64)
         scores = np.asarray(scores, dtype=np.float32)
         if item_ids.shape != scores.shape or item_ids.ndim != 1:
@@ -57,7 +69,12 @@ class SlateBuilder:
             return empty_slate()
         if not np.isfinite(scores).all():
             raise ValueError("scores must be finite")
-        if self.temperature is None:
+        if groups is not None:
+            groups = np.asarray(groups)
+            if groups.shape != item_ids.shape:
+                raise ValueError("groups must have one key per candidate")
+            chosen, propensities = self._grouped(scores, groups, k, rng)
+        elif self.temperature is None:
             chosen, propensities = self._epsilon_greedy(scores, k, rng)
         else:
             chosen, propensities = self._softmax(scores, k, rng)
@@ -91,6 +108,55 @@ class SlateBuilder:
             taken.add(pick)
         return np.asarray(chosen, dtype=np.int64), propensities
 
+    def _grouped(
+        self, scores: np.ndarray, groups: np.ndarray, k: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Either exploration with at most one item per group: each slot's
+        remaining items are the candidates whose group is not taken yet."""
+        _, group_of, sizes = np.unique(groups, return_inverse=True, return_counts=True)
+        group_of = group_of.ravel()
+        eligible = np.ones(len(scores), dtype=bool)
+        remaining = len(scores)
+        logits = None
+        if self.temperature is None:
+            # The best few candidates in greedy order (ties: the earlier one
+            # first); all of them only if the slate's groups use those up.
+            ranked = _descending(scores, min(len(scores), 4 * k))
+            cursor = 0
+        else:
+            logits = scores.astype(np.float64) / self.temperature
+        chosen: list[int] = []
+        propensities: list[float] = []
+        for _ in range(k):
+            if remaining == 0:
+                break
+            if logits is None:
+                while cursor < len(ranked) and not eligible[ranked[cursor]]:
+                    cursor += 1
+                if cursor == len(ranked):
+                    ranked, cursor = _descending(scores, len(scores)), 0
+                    while not eligible[ranked[cursor]]:
+                        cursor += 1
+                greedy = pick = int(ranked[cursor])
+                if self.epsilon > 0.0 and rng.random() < self.epsilon:
+                    pick = int(np.flatnonzero(eligible)[rng.integers(remaining)])
+                propensity = self.epsilon / remaining + (1.0 - self.epsilon) * (pick == greedy)
+            else:
+                weights = np.where(eligible, np.exp(logits - logits[eligible].max()), 0.0)
+                cumulative = np.cumsum(weights)
+                total = cumulative[-1]
+                pick = int(np.searchsorted(cumulative, rng.random() * total, side="right"))
+                if pick == len(weights):
+                    pick = int(np.flatnonzero(weights)[-1])
+                propensity = weights[pick] / total
+            chosen.append(pick)
+            propensities.append(propensity)
+            # The picked item's whole group leaves the remaining candidates.
+            group = group_of[pick]
+            eligible[group_of == group] = False
+            remaining -= int(sizes[group])
+        return np.asarray(chosen, dtype=np.int64), np.asarray(propensities, dtype=np.float64)
+
     def _softmax(
         self, scores: np.ndarray, k: int, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -109,6 +175,14 @@ class SlateBuilder:
             propensities[slot] = weights[pick] / total
             logits[pick] = -np.inf
         return chosen, propensities
+
+
+def _descending(scores: np.ndarray, m: int) -> np.ndarray:
+    """Indices of the ``m`` best scores, best first, the earlier of equal ones first."""
+    if m < len(scores):
+        top = np.sort(np.argpartition(-scores, m - 1)[:m])
+        return top[np.argsort(-scores[top], kind="stable")]
+    return np.argsort(-scores, kind="stable")
 
 
 def _uniform_untaken(rng: np.random.Generator, remaining: int, taken: list[int]) -> int:

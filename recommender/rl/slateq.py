@@ -585,9 +585,11 @@ class SlateQAgent:
         k: int,
         rng: np.random.Generator,
         epsilon: float | None = None,
+        groups: np.ndarray | None = None,
     ) -> Slate:
         """One slate of up to ``k`` candidates, as ``DQNAgent.act``."""
-        return self.slates([obs], [candidate_ids], k, [rng], epsilon)[0]
+        keys = None if groups is None else [groups]
+        return self.slates([obs], [candidate_ids], k, [rng], epsilon, groups=keys)[0]
 
     def slates(
         self,
@@ -596,24 +598,32 @@ class SlateQAgent:
         k: int,
         rngs: Sequence[np.random.Generator],
         epsilon: float | None = None,
+        groups: Sequence[np.ndarray] | None = None,
     ) -> list[Slate]:
-        """One slate per request, explored per slot (``epsilon`` None: the schedule)."""
+        """One slate per request, explored per slot (``epsilon`` None: the schedule);
+        ``groups``: one near-duplicate key array per request (``SlateBuilder``)."""
         if not observations:
             return []
         builder = SlateBuilder(epsilon=self.epsilon if epsilon is None else epsilon)
-        known, rows = [], []
-        for ids in candidate_ids:
+        known, rows, keys = [], [], []
+        for b, ids in enumerate(candidate_ids):
             ids = np.asarray(ids, dtype=np.int64)
             found = self.index.rows(ids)
+            group = None if groups is None else np.asarray(groups[b])
             if not (found >= 0).all():
-                ids, found = ids[found >= 0], found[found >= 0]
+                in_catalog = found >= 0
+                ids, found = ids[in_catalog], found[in_catalog]
+                group = None if group is None else group[in_catalog]
             known.append(ids)
             rows.append(found)
+            keys.append(group)
         result = []
-        for ids, scores, rng in zip(
-            known, self._slate_scores(observations, rows, k), rngs, strict=True
+        for ids, scores, rng, group in zip(
+            known, self._slate_scores(observations, rows, k), rngs, keys, strict=True
         ):
-            result.append(builder.build(ids, scores, k, rng) if len(ids) else empty_slate())
+            result.append(
+                builder.build(ids, scores, k, rng, groups=group) if len(ids) else empty_slate()
+            )
         return result
 
 

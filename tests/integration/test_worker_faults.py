@@ -57,8 +57,10 @@ def _history(impressions: int = 40, k: int = 8) -> None:
 
 def test_a_worker_killed_mid_training_does_not_stop_learning(celery_workers):
     _history()
-    # Any trained version may go live here: the off-policy gate has tests of its own.
-    first = celery_workers(RECOMMENDER_OPE_MARGIN="1.0")
+    # Any trained version may go live here: the off-policy gate and the
+    # personalisation check have tests of their own.
+    guards_off = {"RECOMMENDER_OPE_MARGIN": "1.0", "RECOMMENDER_PERSONALISATION_MAX_JACCARD": "1.1"}
+    first = celery_workers(**guards_off)
     train_policy.apply_async(
         kwargs={"triggered_by": "doomed", "steps": 1_000_000}, queue=first.queue
     )
@@ -72,7 +74,7 @@ def test_a_worker_killed_mid_training_does_not_stop_learning(celery_workers):
     time.sleep(2)  # well into its gradient steps
     first.kill()
 
-    second = celery_workers(first.queue, RECOMMENDER_OPE_MARGIN="1.0")
+    second = celery_workers(first.queue, **guards_off)
     started = time.monotonic()
     train_policy.apply_async(kwargs={"triggered_by": "next", "steps": 20}, queue=second.queue)
     run = wait_for(

@@ -277,6 +277,16 @@ def seed_dashboard_history(
             "margin": 0.05,
             "passed": passed,
         }
+        # The classic baselines on the same impressions, fitted on earlier events.
+        result["baselines"] = {
+            "n_impressions": 5000,
+            "fit_sessions": 1800,
+            "fitted_before": (end - timedelta(days=2)).isoformat(),
+            "candidate": {"snips": _estimate(value - 0.01, 0.045)},
+            "popularity": {"snips": _estimate(0.17, 0.03)},
+            "same_category": {"snips": _estimate(0.23, 0.05)},
+            "cooccurrence": {"snips": _estimate(0.27, 0.05)},
+        }
         if baseline_version is not None:
             baseline = BASELINE_VALUES[baseline_version]
             result["active"] = {
@@ -309,6 +319,18 @@ def seed_dashboard_history(
                 "q_sane": True,
                 "q_min": -0.3 + 0.05 * version,
                 "q_max": 4.0 + 0.4 * version,
+                "personalised": True,
+                "personalisation": {
+                    "n_states": 300,
+                    "k": 8,
+                    "jaccard_vs_cold": PERSONALISATION[version][0],
+                    "mean_jaccard": PERSONALISATION[version][0] - 0.1,
+                    "related_share": PERSONALISATION[version][1],
+                    "related_chance": 0.07,
+                    "max_jaccard": 0.8,
+                    "passed": True,
+                    "reason": "",
+                },
                 "passed": True,
             },
         )
@@ -324,3 +346,11 @@ def seed_dashboard_history(
 
 # The off-policy value each seeded version reached, for later ones to compare.
 BASELINE_VALUES = {1: 0.21, 2: 0.29, 3: 0.36}
+# Each seeded version's top-k overlap with no context and its same-category share.
+PERSONALISATION = {
+    1: (0.71, 0.12),
+    2: (0.52, 0.31),
+    3: (0.34, 0.48),
+    4: (0.58, 0.27),
+    5: (0.31, 0.52),
+}

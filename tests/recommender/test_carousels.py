@@ -56,6 +56,29 @@ def test_home_page_shows_the_recommended_for_you_carousel(catalog):
     assert [p.rstrip("/").rsplit("/", 1)[-1] for p in paths] == shown
 
 
+REASON = re.compile(
+    r'href="(/[^"?]*)\?imp=[^"]*">.*?(?:<p class="carousel-reason">([^<]*)</p>)?\s*</a>', re.S
+)
+
+
+def test_carousel_items_say_which_viewed_product_they_are_there_for(catalog, settings):
+    settings.RECOMMENDER_REASON_MIN_CONTRIBUTION = 0.0
+    checkpoint_activate(checkpoint=store_checkpoint(tiny_agent(steps=20), version=1))
+    client = Client()
+    for product in catalog[:3]:
+        assert client.get(product.get_absolute_url()).status_code == 200
+
+    html = client.get("/").content.decode()
+
+    reasons = dict(REASON.findall(html))
+    viewed = {f"Because you viewed {p.name}" for p in catalog[:3]}
+    assert len(reasons) == 8
+    assert any(reasons.values())
+    assert {text for text in reasons.values() if text} <= viewed
+    # A new visitor's carousel gives no reasons.
+    assert not any(dict(REASON.findall(Client().get("/").content.decode())).values())
+
+
 def test_product_page_shows_you_may_also_like_without_the_product_itself(catalog):
     client = Client()
     product = catalog[3]

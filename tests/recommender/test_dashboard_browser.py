@@ -107,6 +107,13 @@ def test_a_store_admin_sees_the_kpis_and_charts(live_server, browser, store_hist
     served = browser.find_elements(By.CSS_SELECTOR, ".rec-served tbody tr[data-process]")
     assert [row.get_attribute("data-state") for row in served] == ["ok"]
     assert "serves the active version" in served[0].text
+    # Each version's personalisation next to its CTR, and the baselines beside its estimate.
+    v3 = browser.find_element(By.CSS_SELECTOR, '.rec-table tr[data-version="3"]')
+    assert v3.text.split()[-3:] == ["0.34", "0.48", "(0.07)"]
+    baselines = browser.find_element(
+        By.CSS_SELECTOR, '.rec-checkpoints tr[data-version="3"] .rec-baselines'
+    )
+    assert "Co-occurrence: 0.270 [0.220, 0.320]" in baselines.text
 
     full_page_screenshot(browser, SCREENSHOT)
     assert SCREENSHOT.stat().st_size > 20_000

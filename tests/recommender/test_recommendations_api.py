@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import uuid
 
+import numpy as np
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from recommender.models import Impression, ImpressionItem, SoldOutSet
-from recommender.rl.types import Slot
+from recommender.rl.explain import reasons
+from recommender.rl.types import Observation, Slot
 from recommender.services import checkpoint_activate
+from recommender.serving import reason_scorer
 from shop.models import Product
-from tests.factories import ProductFactory
+from tests.factories import CategoryFactory, ProductFactory
 from tests.recommender.support import (
     RECOMMENDATIONS_URL,
     Shopper,
@@ -39,7 +43,8 @@ def test_answer_follows_the_contract(catalog):
     assert len(body["items"]) == 5
     assert [item["position"] for item in body["items"]] == list(range(5))
     for item in body["items"]:
-        assert set(item) == {"product", "position", "propensity"}
+        assert set(item) == {"product", "position", "propensity", "reason"}
+        assert item["reason"] is None  # a new session: nothing to be a reason
         assert set(item["product"]) == PRODUCT_FIELDS
         assert set(item["product"]["category"]) == {"id", "name", "slug"}
         assert item["product"]["in_stock"] is True
@@ -248,6 +253,14 @@ def test_the_schema_documents_the_endpoint(db):
     ):
         schema = answer["content"]["application/json"]["schema"]
         assert schema == {"$ref": "#/components/schemas/Error"}
+    # Each item's reason: the session's product behind it, or null.
+    components = response.json()["components"]["schemas"]
+    item = components["RecommendedItem"]["properties"]
+    assert "reason" in components["RecommendedItem"]["required"]
+    reason = item["reason"]
+    assert reason.get("nullable") is True or {"type": "null"} in reason.get("oneOf", [])
+    ref = (reason.get("allOf") or reason.get("oneOf"))[0]["$ref"].rsplit("/", 1)[-1]
+    assert set(components[ref]["properties"]) == {"product_id", "name"}
 
 
 def test_asking_for_recommendations_creates_no_cart(catalog):
@@ -284,3 +297,131 @@ def test_a_recommendation_needs_a_fixed_number_of_queries_however_long_the_visit
     assert [(i.product_id, i.propensity) for i in impression.items.order_by("position")] == [
         (item["product"]["id"], item["propensity"]) for item in body["items"]
     ]
+
+
+# ---------------------------------------------------------------------------
+# Reasons and near-duplicates
+# ---------------------------------------------------------------------------
+
+
+def _viewed(shopper: Shopper, products) -> None:
+    for product in products:
+        assert shopper.event("view", product.pk).status_code == 201
+
+
+@pytest.mark.parametrize("kind", ["per_item", "slateq"])
+def test_each_item_names_the_viewed_product_that_raised_it_most(catalog, settings, kind):
+    settings.RECOMMENDER_EPSILON = 0.0
+    settings.RECOMMENDER_REASON_MIN_CONTRIBUTION = 0.0
+    agent = tiny_agent(kind=kind, steps=20)
+    checkpoint_activate(checkpoint=store_checkpoint(agent, version=1))
+    shopper = Shopper()
+    _viewed(shopper, catalog[:3])
+
+    body = shopper.recommend(k=6)
+
+    impression = Impression.objects.get(pk=body["impression_id"])
+    state = Observation.from_dict(impression.state)
+    # What leaving each viewed product out of the session does to each item's Q,
+    # beyond what it does to the candidates' (here the whole catalog).
+    scorer = reason_scorer(agent, np.array(sorted(p.pk for p in catalog)))
+    expected = reasons(scorer, state, shown_ids(body), min_contribution=0.0)
+    names = {p.pk: p.name for p in catalog}
+    got = [item["reason"] for item in body["items"]]
+    assert got == [
+        None
+        if reason.item is None or reason.item == item
+        else {"product_id": reason.item, "name": names[reason.item]}
+        for item, reason in zip(shown_ids(body), expected, strict=True)
+    ]
+    assert any(got), "no item had a reason"
+    assert {r["product_id"] for r in got if r} <= {p.pk for p in catalog[:3]}
+
+
+def test_reasons_need_a_minimum_contribution_and_a_learned_policy(catalog, settings):
+    settings.RECOMMENDER_REASON_MIN_CONTRIBUTION = 1e9
+    shopper = Shopper()
+    _viewed(shopper, catalog[:3])
+    # The popularity fallback explains nothing.
+    assert [item["reason"] for item in shopper.recommend(k=4)["items"]] == [None] * 4
+
+    checkpoint_activate(checkpoint=store_checkpoint(tiny_agent(steps=20), version=1))
+    body = shopper.recommend(k=4)
+    assert body["policy"]["name"] == "dqn"
+    assert [item["reason"] for item in body["items"]] == [None] * 4
+
+
+def test_reasons_cost_no_extra_query(catalog, settings):
+    settings.RECOMMENDER_REASON_MIN_CONTRIBUTION = 0.0
+    checkpoint_activate(checkpoint=store_checkpoint(tiny_agent(steps=20), version=1))
+    shopper = Shopper()
+    _viewed(shopper, catalog[:3])
+    shopper.recommend(k=6)  # loads the policy and the candidates
+
+    def queries() -> tuple[int, int]:
+        with CaptureQueriesContext(connection) as context:
+            body = shopper.recommend(k=6)
+        return len(context.captured_queries), sum(
+            item["reason"] is not None for item in body["items"]
+        )
+
+    with_reasons, explained = queries()
+    settings.RECOMMENDER_REASON_MIN_CONTRIBUTION = 1e9
+    without_reasons, none = queries()
+    assert explained > 0 and none == 0
+    assert with_reasons == without_reasons
+
+
+def _near_duplicate_store() -> tuple[list, list]:
+    """Six colours of one tent (the best sellers) and six unrelated products."""
+    camping, other = CategoryFactory(name="Camping"), CategoryFactory(name="Kitchen")
+    tents = [
+        ProductFactory(
+            category=camping,
+            name="Kestrel Outdoor Ultralight Tent",
+            brand="Kestrel Outdoor",
+            colour=colour,
+            units_sold=100 - i,
+        )
+        for i, colour in enumerate(["Olive", "Sand", "Navy", "Rust", "Forest", "Slate"])
+    ]
+    others = [
+        ProductFactory(category=other, name=f"Ferro {noun}", brand="Ferro", units_sold=10 - i)
+        for i, noun in enumerate(["Skillet", "Wok", "Saucepan", "Stock Pot", "Dutch Oven", "Knife"])
+    ]
+    return tents, others
+
+
+@pytest.mark.parametrize("learned", [False, True])
+def test_a_slate_holds_one_product_of_each_near_duplicate_group(settings, learned):
+    settings.RECOMMENDER_EPSILON = 0.0
+    tents, others = _near_duplicate_store()
+    if learned:
+        checkpoint_activate(checkpoint=store_checkpoint(tiny_agent(), version=1))
+
+    body = Shopper().recommend(k=8)
+
+    shown = shown_ids(body)
+    assert len(shown) == 7  # one tent and the six others
+    assert len(set(shown) & {t.pk for t in tents}) == 1
+    assert set(shown) >= {p.pk for p in others}
+    if not learned:
+        assert shown[0] == tents[0].pk  # the best-selling colour stands for its group
+
+
+def test_propensities_are_over_the_products_that_remained_eligible(settings):
+    settings.RECOMMENDER_EPSILON = 0.5
+    tents, others = _near_duplicate_store()
+    sold = {p.pk: p.units_sold for p in [*tents, *others]}
+    group = {p.pk: "tent" if p in tents else p.pk for p in [*tents, *others]}
+    for _ in range(20):
+        body = Shopper().recommend(k=4)
+        eligible = set(sold)
+        for item in body["items"]:
+            product = item["product"]["id"]
+            assert product in eligible
+            greedy = max(eligible, key=sold.get)  # the fallback ranks by units sold
+            assert item["propensity"] == pytest.approx(
+                0.5 / len(eligible) + 0.5 * (product == greedy)
+            )
+            eligible = {p for p in eligible if group[p] != group[product]}

@@ -335,7 +335,8 @@ def test_products_added_after_training_are_scored_from_their_features(catalog):
     shopper = Shopper()
     assert _policy(shopper) == {"name": "dqn", "version": 1}
 
-    newcomer = ProductFactory(category=catalog[0].category, stock=5)
+    # Another brand: not a near-duplicate of any product, so it has a place of its own.
+    newcomer = ProductFactory(category=catalog[0].category, brand="Newcomer", stock=5)
     body = shopper.recommend(k=24)
 
     assert body["policy"] == {"name": "dqn", "version": 1}
@@ -508,3 +509,36 @@ def test_the_carousel_itself_needs_no_cache(catalog, unreachable_redis, rf):
     impression = Impression.objects.get()
     assert impression.policy_name == "dqn"
     assert all(item.url.endswith(f"?imp={impression.pk}") for item in carousel.items)
+
+
+class _Shifting:
+    """Q over items 1-20: a small preference for low ids; having viewed 5 raises
+    every item alike, having viewed 7 raises items 1 and 2 only."""
+
+    def q_values_batch(self, observations, item_ids):
+        ids = np.asarray(item_ids)
+        rows = []
+        for obs in observations:
+            q = -0.01 * ids
+            if 5 in obs.recent_items:
+                q = q + 1.0
+            if 7 in obs.recent_items:
+                q = q + np.isin(ids, [1, 2])
+            rows.append(q)
+        return np.array(rows)
+
+
+def test_a_session_item_that_raises_every_candidate_alike_explains_none():
+    from recommender.rl.explain import reasons
+    from recommender.serving import reason_scorer
+
+    state = Observation(slot=1, recent_items=(5, 7), recent_events=(0, 0), recent_ages=(9.0, 3.0))
+    scorer = reason_scorer(_Shifting(), np.arange(1, 21))
+
+    found = reasons(scorer, state, [1, 3], min_contribution=0.05)
+
+    assert found[0].item == 7 and found[0].contribution == pytest.approx(0.9)
+    assert found[1].item is None  # 5 lifted item 3 no more than the rest
+    # Judged by raw Q, 5 would be item 3's reason.
+    raw = reasons(_Shifting().q_values_batch, state, [1, 3], min_contribution=0.05)
+    assert raw[1].item == 5

@@ -318,8 +318,10 @@ def history(db, settings, monkeypatch):
     """Simulated shoppers through the store's full request stack over a
     60-product catalog, turned into transitions (their sessions are over)."""
     settings.RECOMMENDER_MIN_TRANSITIONS = 80
-    # The off-policy gate has tests of its own; here any trained policy may go live.
+    # The off-policy gate and the personalisation check have tests of their own;
+    # here any trained policy may go live.
     settings.RECOMMENDER_OPE_MARGIN = 1.0
+    settings.RECOMMENDER_PERSONALISATION_MAX_JACCARD = 1.1
     rng = np.random.default_rng(11)
     monkeypatch.setattr("recommender.recommendations._rng", lambda: rng)
     make_catalog(products=60, categories=6, stock=1000)

@@ -330,3 +330,20 @@ def test_q_components_add_up_to_q_and_name_what_varies_across_items():
     assert parts["item_bias"].shape == (1, len(catalog))
     assert parts["state_offset"].shape == (2, 1)
     np.testing.assert_allclose(sum(parts.values()), agent.q_table(observations), atol=1e-5)
+
+
+def test_near_duplicate_groups_keep_one_item_per_group_in_act_and_slates():
+    agent = DQNAgent(SMALL, catalog(12), n_categories=3)
+    ids = agent.catalog.ids
+    groups = ids % 4  # four groups of three
+    obs = observation()
+    greedy = agent.act(obs, ids, 6, np.random.default_rng(0), epsilon=0.0, groups=groups)
+    assert len(greedy.items) == 4  # one per group, however the items score
+    assert len(set((greedy.items % 4).tolist())) == 4
+    # Unknown candidates are dropped together with their group keys.
+    with_unknown = np.append(ids, 999)
+    keys = np.append(groups, 0)
+    explored = agent.act(obs, with_unknown, 3, np.random.default_rng(1), epsilon=0.5, groups=keys)
+    assert len(set((explored.items % 4).tolist())) == 3 and 999 not in explored.items
+    (batched,) = agent.slates([obs], [with_unknown], 6, [np.random.default_rng(0)], 0.0, [keys])
+    np.testing.assert_array_equal(batched.items, greedy.items)

@@ -113,3 +113,72 @@ def test_invalid_exploration_and_scores_are_rejected():
         SlateBuilder(temperature=0.0)
     with pytest.raises(ValueError, match="finite"):
         SlateBuilder().build(IDS, np.array([0, np.nan, 0, 0, 0]), 2, np.random.default_rng(0))
+
+
+# --- near-duplicate groups ------------------------------------------------------------
+
+# 11 and 13 are near-duplicates (the two best), and so are 10 and 14.
+GROUPS = np.array([1, 2, 3, 2, 1])
+
+
+def test_a_grouped_slate_takes_the_best_of_each_group_in_order():
+    slate = SlateBuilder().build(IDS, SCORES, 3, np.random.default_rng(0), groups=GROUPS)
+    # 13 (0.7) would come second without groups; it is 11's near-duplicate.
+    assert slate.items.tolist() == [11, 12, 14]
+    assert slate.propensities.tolist() == [1.0, 1.0, 1.0]
+    np.testing.assert_array_equal(slate.scores, SCORES[[1, 2, 4]])
+
+
+def test_a_grouped_slate_stops_when_the_groups_run_out():
+    slate = SlateBuilder(epsilon=0.5).build(IDS, SCORES, 5, np.random.default_rng(0), groups=GROUPS)
+    assert len(slate.items) == 3
+    assert sorted(GROUPS[np.searchsorted(IDS, slate.items)].tolist()) == [1, 2, 3]
+
+
+def test_grouped_greedy_looks_past_the_top_few_when_their_groups_are_taken():
+    # The 40 best candidates are one product in 40 colours: the second slot
+    # must come from beyond them.
+    scores = np.arange(100, 0, -1, dtype=np.float32)
+    groups = np.where(np.arange(100) < 40, 0, np.arange(100))
+    slate = SlateBuilder().build(np.arange(100), scores, 3, np.random.default_rng(0), groups=groups)
+    assert slate.items.tolist() == [0, 40, 41]
+
+
+def test_grouped_epsilon_greedy_propensities_are_over_the_remaining_groups():
+    epsilon = 0.4
+    rng = np.random.default_rng(1)
+    group_of = dict(zip(IDS.tolist(), GROUPS.tolist(), strict=True))
+    for _ in range(200):
+        slate = SlateBuilder(epsilon=epsilon).build(IDS, SCORES, 3, rng, groups=GROUPS)
+        remaining = dict(zip(IDS.tolist(), SCORES.tolist(), strict=True))
+        for item, propensity in zip(slate.items.tolist(), slate.propensities, strict=True):
+            assert item in remaining
+            best = max(remaining, key=remaining.get)
+            expected = (1 - epsilon) * (item == best) + epsilon / len(remaining)
+            assert propensity == pytest.approx(expected)
+            remaining = {i: s for i, s in remaining.items() if group_of[i] != group_of[item]}
+
+
+@pytest.mark.parametrize("builder", [SlateBuilder(epsilon=0.3), SlateBuilder(temperature=0.5)])
+def test_grouped_slate_frequencies_match_the_product_of_their_propensities(builder):
+    # The logged propensities are exact: each ordered slate turns up as often as
+    # the product of its per-slot propensities says.
+    draws = 20_000
+    rng = np.random.default_rng(2)
+    counts: dict[tuple, int] = {}
+    probability: dict[tuple, float] = {}
+    for _ in range(draws):
+        slate = builder.build(IDS, SCORES, 2, rng, groups=GROUPS)
+        key = tuple(slate.items.tolist())
+        assert GROUPS[np.searchsorted(IDS, key[0])] != GROUPS[np.searchsorted(IDS, key[1])]
+        counts[key] = counts.get(key, 0) + 1
+        probability[key] = float(np.prod(slate.propensities))
+    assert sum(probability.values()) == pytest.approx(1.0)  # every possible slate was seen
+    for key, count in counts.items():
+        p = probability[key]
+        assert abs(count / draws - p) < 4 * np.sqrt(p * (1 - p) / draws) + 1e-9
+
+
+def test_groups_must_match_the_candidates():
+    with pytest.raises(ValueError, match="groups"):
+        SlateBuilder().build(IDS, SCORES, 2, np.random.default_rng(0), groups=GROUPS[:3])

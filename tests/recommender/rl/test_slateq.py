@@ -338,3 +338,15 @@ def test_ranking_scores_order_the_candidates_as_the_served_greedy_slate():
         slate = agent.act(obs[row], candidates, 3, np.random.default_rng(0), epsilon=0.0)
         by_score = agent.catalog.ids[np.argsort(-scores[row], kind="stable")[:3]]
         assert slate.items.tolist() == by_score.tolist()
+
+
+def test_near_duplicate_groups_keep_one_item_per_group_in_a_slateq_slate():
+    agent, _ = trained_agent()
+    ids = agent.catalog.ids
+    obs = Observation(Slot.HOME, page_depth=1)
+    slate = agent.act(obs, ids, 3, np.random.default_rng(0), epsilon=0.0, groups=ids % 2)
+    assert len(slate.items) == 2  # only two groups
+    assert sorted((slate.items % 2).tolist()) == [0, 1]
+    unknown = np.append(ids, 999)
+    slate = agent.act(obs, unknown, 3, np.random.default_rng(0), 0.0, groups=unknown % 2)
+    assert len(slate.items) == 2 and 999 not in slate.items
