@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import random
+import secrets
 import signal
 import socket
 import statistics
@@ -56,6 +57,7 @@ BRANDS = ("Northwind", "Fjallraven", "Patagonia", "Arcteryx", "Muji", "Uniqlo", 
 COLOURS = ("navy", "olive", "black", "white", "red", "grey", "sand")
 MATERIALS = ("merino wool", "cotton", "linen", "nylon", "leather", "cashmere")
 SOLD_OUT_SHARE = 0.03
+SECRET_KEY = secrets.token_urlsafe(50)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -236,15 +238,29 @@ def server_env(static_root: str, *, carousels: bool) -> dict[str, str]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.production",
-        "DJANGO_SECRET_KEY": "bench-load-not-a-secret",
+        # Production settings refuse a weak key; a fresh one per run is never reused.
+        "DJANGO_SECRET_KEY": SECRET_KEY,
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_STATIC_ROOT": static_root,
         "DATABASE_URL": database_url(),
         "DJANGO_LOG_LEVEL": "WARNING",
-        # Every virtual shopper comes from one address: lift the event limits
-        # (a real client address sends a few events a second).
-        "API_EVENTS_THROTTLE": "1000000/min",
-        "API_EVENTS_ADDRESS_THROTTLE": "1000000/min",
+        # Plain HTTP straight to gunicorn, as behind the TLS-terminating proxy,
+        # but with no proxy to say so: no redirect to https, cookies over http.
+        "DJANGO_SECURE_SSL_REDIRECT": "false",
+        "DJANGO_SECURE_COOKIES": "false",
+        # Every virtual shopper comes from one address and clicks faster than a
+        # person: lift the per-session and per-address limits.
+        **{
+            f"API_{scope}_THROTTLE": "1000000/min"
+            for scope in (
+                "EVENTS",
+                "EVENTS_ADDRESS",
+                "RECOMMENDATIONS",
+                "RECOMMENDATIONS_ADDRESS",
+                "CART",
+                "CART_ADDRESS",
+            )
+        },
         "SHOP_CAROUSEL_PROVIDER": settings.SHOP_CAROUSEL_PROVIDER if carousels else "",
     }
     if settings.REDIS_URL:
