@@ -43,8 +43,15 @@ CACHE_RETRY_SECONDS = 30.0
 
 
 class _BudgetThrottle(SimpleRateThrottle):
-    """Rates read from settings at each request (DRF copies them at import),
-    and fail-open: with the cache down, requests pass."""
+    """A fixed-window counter per key, rates read from settings at each request
+    (DRF copies them at import), and fail-open: with the cache down, requests pass.
+
+    DRF's own throttle keeps every request's timestamp in one cache value and
+    rewrites the whole list on each request, so its cost grows with the rate
+    (a busy address's list has a thousand entries). Here a request costs one
+    atomic increment of a small counter. The price: a client may spend one
+    window's budget at the end of a window and the next one's at the start.
+    """
 
     _cache_down_until = 0.0  # process-wide, shared by every budget
 
@@ -56,11 +63,32 @@ class _BudgetThrottle(SimpleRateThrottle):
         if time.monotonic() < _BudgetThrottle._cache_down_until:
             return True
         try:
-            return super().allow_request(request, view)
+            return self._count(request, view)
         except Exception:
             logger.warning("Throttle cache unavailable; allowing requests", exc_info=True)
             _BudgetThrottle._cache_down_until = time.monotonic() + CACHE_RETRY_SECONDS
             return True
+
+    def _count(self, request, view) -> bool:
+        """Count the request in its window; False once the window's budget is spent."""
+        if self.rate is None:
+            return True
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        now = self.timer()
+        window = int(now // self.duration)
+        self.wait_seconds = (window + 1) * self.duration - now
+        key = f"{self.key}:{window}"
+        try:
+            count = self.cache.incr(key)
+        except ValueError:  # the window's first request (Django's incr of a missing key)
+            # add() is atomic: if another process created the counter meanwhile, count on it.
+            count = 1 if self.cache.add(key, 1, self.duration + 1) else self.cache.incr(key)
+        return count <= self.num_requests
+
+    def wait(self) -> float:
+        return self.wait_seconds
 
 
 class _PerVisit(_BudgetThrottle):

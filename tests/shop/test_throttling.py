@@ -90,7 +90,9 @@ def test_a_new_cookie_does_not_reset_the_address_budget(stocked, throttle_rates)
 def test_budgets_fail_open_and_stop_asking_a_failed_cache(stocked, throttle_rates, monkeypatch):
     throttle_rates(cart="1/min")
     failing = mock.Mock(side_effect=ConnectionError("redis is down"))
-    monkeypatch.setattr(throttling._BudgetThrottle, "cache", mock.Mock(get=failing))
+    monkeypatch.setattr(
+        throttling._BudgetThrottle, "cache", mock.Mock(get=failing, incr=failing, add=failing)
+    )
     client = _api_client()
 
     statuses = [
