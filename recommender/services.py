@@ -165,6 +165,14 @@ def _log_in_one_statement(
     the impression and its items when they are (or when forced), and reads the
     items' products with their categories; the items' foreign key to the
     impression is checked at commit (Django's foreign keys are deferred).
+
+    Outside a surrounding transaction its commit is asynchronous
+    (``synchronous_commit = off`` for this statement's transaction only): the
+    page does not wait for the disk. A crashed web worker loses nothing (the
+    row is in PostgreSQL); a crash of the database server itself may lose the
+    last fraction of a second of impressions, never half of one, and later
+    events naming a lost impression are refused as unknown. Orders, carts and
+    rewards keep synchronous commits.
     """
     ids = [item.product_id for item in items]
     head_values = _row_values(impression, connection)
@@ -173,7 +181,11 @@ def _log_in_one_statement(
         list(c) for c in zip(*(_row_values(item, connection) for item in items), strict=True)
     ]
     with connection.cursor() as cursor:
-        cursor.execute(_logging_sql(), (ids, *head_values, force, *item_columns, force, extra))
+        asynchronous = not connection.in_atomic_block
+        cursor.execute(
+            _logging_sql(),
+            (ids, asynchronous, *head_values, force, *item_columns, force, extra),
+        )
         rows = cursor.fetchall()
     available = bool(rows) and rows[0][0]
     product_fields, category_fields = _read_fields()
@@ -217,9 +229,10 @@ def _read_fields() -> tuple[list, list]:
 @cache
 def _logging_sql() -> str:
     """The statement of ``_log_in_one_statement``. Its parameters: the item
-    ids (an array), the impression's values, the force flag, one array per
-    item column, the force flag, the ids of other products to read (an array).
-    The same text for every slate size, so that psycopg parses it once."""
+    ids (an array), whether to commit asynchronously, the impression's values,
+    the force flag, one array per item column, the force flag, the ids of other
+    products to read (an array). The same text for every slate size, so that
+    psycopg parses it once."""
     connection = connections[router.db_for_write(Impression)]
     qn = connection.ops.quote_name
 
@@ -238,7 +251,12 @@ def _logging_sql() -> str:
     head, item = _written_fields(Impression), _written_fields(ImpressionItem)
     product_fields, category_fields = _read_fields()
     product, category = qn(Product._meta.db_table), qn(Category._meta.db_table)
-    return f"""WITH ids AS (SELECT %s::bigint[] AS ids),
+    # set_config(..., true) lasts to the end of the transaction: the statement's
+    # own when the flag is true (see _log_in_one_statement); ``ids`` is read
+    # below, so it runs.
+    return f"""WITH ids AS (SELECT %s::bigint[] AS ids,
+ set_config('synchronous_commit',
+  CASE WHEN %s THEN 'off' ELSE current_setting('synchronous_commit') END, true) AS commit_mode),
 available AS (
  SELECT cardinality(ids.ids) = (SELECT count(*) FROM {product} p
   WHERE p.id = ANY(ids.ids) AND p.is_active AND p.stock > 0) AS ok FROM ids),
