@@ -16,6 +16,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import numpy as np
+import torch
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, connections
@@ -157,6 +158,7 @@ def tiny_agent(*, steps: int = 3, seed: int = 0, kind: str | None = None) -> Age
     from a fresh one's)."""
     # As the trainer makes its first learner (recommender.training.learner_load).
     catalog = features.build_catalog()
+    torch.manual_seed(seed)  # the same weights every run: tests do not flake on an unlucky init
     n_categories = features.category_table_size(int(catalog.categories.max(initial=0)))
     agent = make_agent(
         kind or settings.RECOMMENDER_AGENT, dqn_config(), catalog, n_categories=n_categories

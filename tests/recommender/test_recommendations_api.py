@@ -353,6 +353,7 @@ def test_reasons_need_a_minimum_contribution_and_a_learned_policy(catalog, setti
 
 def test_reasons_cost_no_extra_query(catalog, settings):
     settings.RECOMMENDER_REASON_MIN_CONTRIBUTION = 0.0
+    settings.RECOMMENDER_EPSILON = 0.0  # the same greedy slate both times
     checkpoint_activate(checkpoint=store_checkpoint(tiny_agent(steps=20), version=1))
     shopper = Shopper()
     _viewed(shopper, catalog[:3])
