@@ -29,6 +29,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 
+from django.core.cache.backends.redis import RedisCache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from rest_framework.settings import api_settings
@@ -43,8 +44,9 @@ CACHE_RETRY_SECONDS = 30.0
 
 
 class _BudgetThrottle(SimpleRateThrottle):
-    """A fixed-window counter per key, rates read from settings at each request
-    (DRF copies them at import), and fail-open: with the cache down, requests pass.
+    """A counter per key for a window that the key's first request opens, rates
+    read from settings at each request (DRF copies them at import), and
+    fail-open: with the cache down, requests pass.
 
     DRF's own throttle keeps every request's timestamp in one cache value and
     rewrites the whole list on each request, so its cost grows with the rate
@@ -70,22 +72,38 @@ class _BudgetThrottle(SimpleRateThrottle):
             return True
 
     def _count(self, request, view) -> bool:
-        """Count the request in its window; False once the window's budget is spent."""
+        """Count the request in its key's window; False once the window's budget is spent."""
         if self.rate is None:
             return True
         self.key = self.get_cache_key(request, view)
         if self.key is None:
             return True
-        now = self.timer()
-        window = int(now // self.duration)
-        self.wait_seconds = (window + 1) * self.duration - now
-        key = f"{self.key}:{window}"
-        try:
-            count = self.cache.incr(key)
-        except ValueError:  # the window's first request (Django's incr of a missing key)
-            # add() is atomic: if another process created the counter meanwhile, count on it.
-            count = 1 if self.cache.add(key, 1, self.duration + 1) else self.cache.incr(key)
+        count, self.wait_seconds = self._increment(self.key)
         return count <= self.num_requests
+
+    def _increment(self, key: str) -> tuple[int, float]:
+        """Add one to the key's counter, which the first request of a window
+        creates to expire with the window; the count and the seconds left."""
+        ttl = int(self.duration)
+        if isinstance(self.cache, RedisCache):
+            # Django's incr() is an EXISTS then an INCR; this is one round trip.
+            # (``_cache`` is Django's client wrapper, the one its own methods use.)
+            client = self.cache._cache.get_client(write=True)
+            full_key = self.cache.make_and_validate_key(key)
+            pipeline = client.pipeline(transaction=False)
+            pipeline.set(full_key, 0, ex=ttl, nx=True)
+            pipeline.incr(full_key)
+            pipeline.ttl(full_key)
+            _, count, left = pipeline.execute()
+            return count, float(max(left, 1))
+        # Other caches (the demo's files, tests' memory): add() is atomic, and
+        # the window's end is not known here, so the wait is a whole window.
+        self.cache.add(key, 0, ttl)
+        try:
+            return self.cache.incr(key), float(ttl)
+        except ValueError:  # expired between add() and incr(): a new window
+            self.cache.add(key, 1, ttl)
+            return 1, float(ttl)
 
     def wait(self) -> float:
         return self.wait_seconds

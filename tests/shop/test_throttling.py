@@ -109,3 +109,55 @@ def test_budgets_fail_open_and_stop_asking_a_failed_cache(stocked, throttle_rate
     monkeypatch.setattr(throttling.time, "monotonic", lambda: later)
     client.post("/api/v1/cart/items/", {"product_id": stocked.pk, "quantity": 1}, format="json")
     assert failing.call_count == 2  # and asked again after CACHE_RETRY_SECONDS
+
+
+@pytest.fixture
+def redis_cache(settings):
+    """The production cache: Redis, under a key prefix of this test's own."""
+    import os
+    import uuid
+
+    import redis
+
+    try:
+        reachable = (
+            bool(settings.REDIS_URL)
+            and redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1).ping()
+        )
+    except redis.RedisError:
+        reachable = False
+    if not reachable:
+        if os.environ.get("REQUIRE_SERVICES") == "1":
+            pytest.fail("needs Redis (REDIS_URL=redis://...) but REQUIRE_SERVICES=1")
+        pytest.skip("needs Redis (REDIS_URL=redis://...)")
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": settings.REDIS_URL,
+            "KEY_PREFIX": f"throttle-test-{uuid.uuid4().hex}",
+        }
+    }
+    from django.core.cache import cache
+
+    yield cache
+    cache.clear()
+
+
+def test_on_redis_a_window_opens_with_its_first_request_and_expires(
+    stocked, throttle_rates, redis_cache
+):
+    throttle_rates(cart="2/min")
+    client = _api_client()
+
+    statuses = [
+        client.post("/api/v1/cart/items/", {"product_id": stocked.pk, "quantity": 1}, format="json")
+        for _ in range(3)
+    ]
+
+    assert [r.status_code for r in statuses] == [201, 201, 429]
+    assert 0 < int(statuses[2]["Retry-After"]) <= 60
+    # Each counter lives in Redis for one window, then makes room for the next.
+    client_redis = redis_cache._cache.get_client(write=True)
+    keys = client_redis.keys(f"*{redis_cache.key_prefix}*throttle_cart*")
+    assert len(keys) == 2  # per visit and per address
+    assert all(0 < client_redis.ttl(key) <= 60 for key in keys)
