@@ -53,6 +53,7 @@ THIRD_PARTY_APPS = [
 LOCAL_APPS = [
     "shop",
     "recommender",
+    "recommender.dashboard",
 ]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
@@ -333,7 +334,7 @@ RECOMMENDER_OPE_MIN_ESS = env.float("RECOMMENDER_OPE_MIN_ESS", default=30.0)
 RECOMMENDER_OPE_IMPRESSIONS = env.int("RECOMMENDER_OPE_IMPRESSIONS", default=5_000)
 # A candidate whose top-k, over recent logged states with context, is on average
 # at least this similar (Jaccard) to the top-k it gives a session with no context
-# ignores its state: it is kept, not activated (recommender/publishing.py). One item
+# ignores its state: it is kept, not activated (recommender/learning/publishing.py). One item
 # of eight swapped gives 7/9: below 0.8, the state changes about an item or more.
 RECOMMENDER_PERSONALISATION_MAX_JACCARD = env.float(
     "RECOMMENDER_PERSONALISATION_MAX_JACCARD", default=0.8
@@ -352,5 +353,5 @@ RECOMMENDER_SCHEDULE_TRAIN = env.int("RECOMMENDER_SCHEDULE_TRAIN", default=300)
 RECOMMENDER_SCHEDULE_SYNC_TARGET = env.int("RECOMMENDER_SCHEDULE_SYNC_TARGET", default=600)
 RECOMMENDER_SCHEDULE_ROLLUP = env.int("RECOMMENDER_SCHEDULE_ROLLUP", default=120)
 SHOP_CAROUSEL_PROVIDER = env(
-    "SHOP_CAROUSEL_PROVIDER", default="recommender.carousels.carousel_provider"
+    "SHOP_CAROUSEL_PROVIDER", default="recommender.serving.carousels.carousel_provider"
 )

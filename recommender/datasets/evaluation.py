@@ -14,17 +14,17 @@ import numpy as np
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from recommender import features
 from recommender.conf import dqn_config
-from recommender.datasets.models import LoggedDataset
 from recommender.datasets.selectors import dataset_catalog, dataset_feedback
 from recommender.models import Checkpoint
+from recommender.models.datasets import LoggedDataset
 from recommender.rl import checkpoint as checkpoint_io
 from recommender.rl import offline, ope
 from recommender.rl.agent import DQNAgent, category_count
 from recommender.rl.agents import Agent, agent_kind, load_agent
 from recommender.rl.checkpoint import CheckpointError, check_agent
 from recommender.rl.offline import LoggedFeedback, PolicyEvaluation
+from recommender.serving import features
 
 POLICIES = ("uniform", "logged", *offline.BASELINES, "checkpoint:<version>")
 _ALIASES = {

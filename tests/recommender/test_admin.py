@@ -13,9 +13,9 @@ import pytest
 from django.contrib.messages import get_messages
 from django.forms.models import model_to_dict
 
+from recommender.evaluation.stats import stats_rollup
 from recommender.models import Checkpoint, EventType, ImpressionStats, LoggedDataset
-from recommender.serving import sold_out_set
-from recommender.stats import stats_rollup
+from recommender.serving.server import sold_out_set
 from tests.recommender.factories import (
     CheckpointFactory,
     EventFactory,
@@ -51,7 +51,7 @@ def history():
     )
     transition = TransitionFactory(impression=impression, product=product, reward=1.0)
     run = TrainingRunFactory(started_at=T0, loss=0.125)
-    from recommender.history import history_plan
+    from recommender.simulation.history import history_plan
 
     simulated = history_plan(sessions=10, days=1, first_train=5, train_every=5, force=True)
     stats_rollup(since=T0, until=T0)  # nothing: empty range

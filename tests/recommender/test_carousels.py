@@ -11,7 +11,7 @@ from django.db import connection
 from django.test import Client
 
 from recommender.models import Event, EventType, Impression
-from recommender.services import checkpoint_activate
+from recommender.serving.checkpoints import checkpoint_activate
 from tests.factories import PASSWORD, UserFactory
 from tests.recommender.support import (
     Shopper,

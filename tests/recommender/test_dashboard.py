@@ -15,12 +15,12 @@ from django.utils.html import escape, strip_tags
 from django_celery_beat.models import PeriodicTask
 from kombu.exceptions import OperationalError
 
-from recommender import charts, selectors
+from recommender.dashboard import charts, selectors
+from recommender.dashboard.selectors import DateRange
+from recommender.evaluation.stats import stats_rollup
+from recommender.learning.schedules import schedules_ensure
+from recommender.learning.trainer_lock import ORPHANED_OUTCOME
 from recommender.models import Checkpoint, ServingHeartbeat
-from recommender.schedules import schedules_ensure
-from recommender.selectors import DateRange
-from recommender.stats import stats_rollup
-from recommender.trainer_lock import ORPHANED_OUTCOME
 from tests.recommender.factories import CheckpointFactory, ImpressionFactory, TrainingRunFactory
 from tests.recommender.support import loadable_weights
 
@@ -816,8 +816,8 @@ def settings_static():
 
 
 def test_a_history_being_written_is_shown_as_simulated_and_in_progress(superuser_client):
-    from recommender.history import history_plan
     from recommender.models import SimulatedHistory
+    from recommender.simulation.history import history_plan
 
     history = history_plan(sessions=1000, days=3, first_train=60, train_every=250)
     SimulatedHistory.objects.filter(pk=history.pk).update(

@@ -14,9 +14,9 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from recommender.evaluation.stats import stats_rollup
+from recommender.learning.schedules import schedules_ensure
 from recommender.models import Checkpoint, Impression
-from recommender.schedules import schedules_ensure
-from recommender.stats import stats_rollup
 from tests.browser import TEST_SCREENSHOTS, full_page_screenshot
 from tests.recommender.factories import SuperuserFactory, seed_dashboard_history
 from tests.recommender.support import loadable_weights

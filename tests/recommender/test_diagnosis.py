@@ -1,4 +1,4 @@
-"""recommender.diagnosis and ``manage.py diagnose_policy``: the probe's states
+"""recommender.evaluation.diagnosis and ``manage.py diagnose_policy``: the probe's states
 are the ones the store logs, its figures tell a state-blind policy from one
 that follows the shopper, and the command reports both views, writing nothing."""
 
@@ -12,11 +12,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from recommender import diagnosis
+from recommender.evaluation import diagnosis
 from recommender.models import Event, Impression, SoldOutSet
 from recommender.rl.slate import SlateBuilder
 from recommender.rl.types import ItemCatalog, Observation
-from recommender.services import checkpoint_activate
+from recommender.serving.checkpoints import checkpoint_activate
 from tests.recommender.support import Shopper, make_catalog, store_checkpoint, tiny_agent
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("recommender_isolation")]
@@ -45,7 +45,7 @@ class _ByCatalog:
     """A fake policy over the store's catalog with a given item scorer."""
 
     def __init__(self, score):
-        from recommender import features
+        from recommender.serving import features
 
         self.catalog: ItemCatalog = features.build_catalog()
         self._score = score

@@ -13,9 +13,9 @@ from django.db.models import Sum
 from django.test import Client
 from django.utils import timezone
 
+from recommender.feedback.events import EventRejected, event_record
+from recommender.learning.training import transitions_build
 from recommender.models import Event, EventType, Impression, Transition
-from recommender.services import EventRejected, event_record
-from recommender.training import transitions_build
 from shop.models import CartItem, Product
 from shop.services import cart_add_item, cart_get_or_create
 from tests.recommender.support import (
@@ -268,7 +268,7 @@ def test_the_add_to_cart_event_commits_with_the_cart_change_or_not_at_all(catalo
     def broken(**kwargs):
         raise RuntimeError("event store down")
 
-    monkeypatch.setattr("recommender.receivers.add_to_cart_record", broken)
+    monkeypatch.setattr("recommender.feedback.receivers.add_to_cart_record", broken)
     with pytest.raises(RuntimeError):
         cart_add_item(cart=cart, product=catalog[0], quantity=1, session_key=session_key)
 

@@ -1,6 +1,6 @@
 """A session's state as the policy sees it, read in one query whatever the
 length of the visit, and near-duplicate keys from product fields
-(recommender/features.py)."""
+(recommender/serving/features.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from recommender import features
-from recommender.features import near_duplicate_groups, near_duplicate_key
 from recommender.models import EventType
 from recommender.rl.types import EventType as RLEventType
 from recommender.rl.types import Slot
+from recommender.serving import features
+from recommender.serving.features import near_duplicate_groups, near_duplicate_key
 from tests.factories import (
     CartFactory,
     CartItemFactory,

@@ -12,9 +12,15 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from recommender import history, tasks
-from recommender.history import HistoryBusy, history_in_progress, history_plan, history_run
+from recommender import tasks
 from recommender.models import Checkpoint, Impression, SimulatedHistory, TrainingRun
+from recommender.simulation import history
+from recommender.simulation.history import (
+    HistoryBusy,
+    history_in_progress,
+    history_plan,
+    history_run,
+)
 from tests.recommender.factories import ImpressionFactory
 from tests.recommender.support import make_catalog
 
@@ -137,7 +143,7 @@ def test_in_progress_means_queued_or_running_with_a_heartbeat(db):
 
 def test_the_scheduled_tasks_stand_aside_while_a_history_is_written(db):
     plan()
-    with mock.patch("recommender.training.transitions_build") as build:
+    with mock.patch("recommender.learning.training.transitions_build") as build:
         assert tasks.build_transitions.run() == 0
     build.assert_not_called()
 

@@ -1,4 +1,4 @@
-"""recommender.publishing beyond the off-policy gate (tested with training in
+"""recommender.learning.publishing beyond the off-policy gate (tested with training in
 test_training.py): the personalisation check, the baselines' estimates beside
 each version, and off-policy slots that leave out near-duplicates."""
 
@@ -10,15 +10,21 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from recommender import features, publishing, training
+from recommender.learning import publishing, training
+from recommender.learning.training import policy_train, transitions_build
 from recommender.models import Checkpoint, Event, Impression
 from recommender.rl.agent import DQNAgent
 from recommender.rl.baselines import CooccurrencePolicy, PopularityPolicy, SameCategoryPolicy
 from recommender.rl.diagnostics import cold
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot
-from recommender.services import checkpoint_activate
-from recommender.traffic import InProcessShopClient, ShopperDriver, shopper_seeds, store_simulator
-from recommender.training import policy_train, transitions_build
+from recommender.serving import features
+from recommender.serving.checkpoints import checkpoint_activate
+from recommender.simulation.traffic import (
+    InProcessShopClient,
+    ShopperDriver,
+    shopper_seeds,
+    store_simulator,
+)
 from tests.recommender.support import Shopper, make_catalog
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("recommender_isolation")]
@@ -35,7 +41,7 @@ def history(db, settings, monkeypatch):
     settings.RECOMMENDER_TRAIN_STEPS = 5
     settings.RECOMMENDER_OPE_MARGIN = 1.0
     rng = np.random.default_rng(11)
-    monkeypatch.setattr("recommender.recommendations._rng", lambda: rng)
+    monkeypatch.setattr("recommender.serving.recommendations._rng", lambda: rng)
     make_catalog(products=60, categories=6, stock=1000)
     simulator = store_simulator(seed=3)
     for number, seed in enumerate(shopper_seeds(3, 40)):

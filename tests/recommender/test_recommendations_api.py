@@ -13,8 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from recommender.models import Impression, ImpressionItem, SoldOutSet
 from recommender.rl.explain import reasons
 from recommender.rl.types import Observation, Slot
-from recommender.services import checkpoint_activate
-from recommender.serving import reason_scorer
+from recommender.serving.checkpoints import checkpoint_activate
+from recommender.serving.server import reason_scorer
 from shop.models import Product
 from tests.factories import CategoryFactory, ProductFactory
 from tests.recommender.support import (

@@ -23,13 +23,13 @@ from django.utils import timezone
 from recommender.models import Checkpoint, Impression, ServingHeartbeat
 from recommender.rl.agents import Agent
 from recommender.rl.types import Observation
-from recommender.services import (
+from recommender.serving.checkpoints import (
     CheckpointLoadError,
     CheckpointStateError,
     checkpoint_activate,
     checkpoint_rollback,
 )
-from recommender.serving import policy_server
+from recommender.serving.server import policy_server
 from shop.models import Product
 from tests.factories import ProductFactory
 from tests.recommender.support import (
@@ -166,7 +166,7 @@ def test_an_unloadable_checkpoint_keeps_the_previous_version_serving(catalog, ca
     _activate(tiny_agent(), 1)
     assert _policy(shopper) == {"name": "dqn", "version": 1}
 
-    with caplog.at_level(logging.ERROR, logger="recommender.serving"):
+    with caplog.at_level(logging.ERROR, logger="recommender.serving.server"):
         _mark_active(2, weights)
         body = shopper.recommend()
 
@@ -308,7 +308,7 @@ def test_a_failing_heartbeat_does_not_fail_the_request(catalog, monkeypatch):
     def broken(**kwargs):
         raise RuntimeError("database is read-only")
 
-    monkeypatch.setattr("recommender.services.serving_heartbeat_record", broken)
+    monkeypatch.setattr("recommender.serving.heartbeats.serving_heartbeat_record", broken)
     _activate(tiny_agent(), 1)
 
     assert _policy() == {"name": "dqn", "version": 1}
@@ -416,7 +416,7 @@ import django
 django.setup()
 from django.urls import get_resolver
 get_resolver().url_patterns  # imports every view, the recommender's API too
-import recommender.carousels
+import recommender.serving.carousels
 print("torch" in sys.modules)
 """
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"}
@@ -494,7 +494,7 @@ def test_the_carousel_itself_needs_no_cache(catalog, unreachable_redis, rf):
     from django.contrib.auth.models import AnonymousUser
     from django.contrib.sessions.middleware import SessionMiddleware
 
-    from recommender.carousels import carousel_provider
+    from recommender.serving.carousels import carousel_provider
 
     _activate(tiny_agent(), 1)
     request = rf.get("/")
@@ -530,7 +530,7 @@ class _Shifting:
 
 def test_a_session_item_that_raises_every_candidate_alike_explains_none():
     from recommender.rl.explain import reasons
-    from recommender.serving import reason_scorer
+    from recommender.serving.server import reason_scorer
 
     state = Observation(slot=1, recent_items=(5, 7), recent_events=(0, 0), recent_ages=(9.0, 3.0))
     scorer = reason_scorer(_Shifting(), np.arange(1, 21))

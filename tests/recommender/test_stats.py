@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
+from recommender.evaluation.stats import stats_rolled_up_until, stats_rollup, stats_rollup_catch_up
 from recommender.models import ImpressionStats
-from recommender.stats import stats_rolled_up_until, stats_rollup, stats_rollup_catch_up
 from tests.recommender.factories import ImpressionFactory
 
 pytestmark = pytest.mark.django_db

@@ -13,15 +13,15 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from recommender import trainer_lock
-from recommender.models import TrainerLease, TrainingRun
-from recommender.trainer_lock import (
+from recommender.learning import trainer_lock
+from recommender.learning.trainer_lock import (
     ADVISORY_LOCK_KEY,
     ORPHANED_OUTCOME,
     TrainerBusy,
     TrainerLockLost,
 )
-from recommender.training import target_sync
+from recommender.learning.training import target_sync
+from recommender.models import TrainerLease, TrainingRun
 from tests.recommender.factories import TrainingRunFactory
 from tests.recommender.support import trainer_lock_is_free
 

@@ -16,8 +16,16 @@ from django.core.management import CommandError, call_command
 from django.core.management.base import SystemCheckError
 from django.utils import timezone
 
-from recommender import features, publishing, tasks, training
+from recommender import tasks
 from recommender.conf import AGENT_KINDS
+from recommender.learning import publishing, training
+from recommender.learning.schedules import SCHEDULES, schedules_ensure
+from recommender.learning.training import (
+    TrainerBusy,
+    policy_train,
+    target_sync,
+    transitions_build,
+)
 from recommender.models import (
     Checkpoint,
     Event,
@@ -32,14 +40,13 @@ from recommender.rl.agents import AGENTS, agent_kind, load_agent
 from recommender.rl.config import DQNConfig
 from recommender.rl.slateq import group_slates
 from recommender.rl.types import Observation, Slot
-from recommender.schedules import SCHEDULES, schedules_ensure
-from recommender.serving import policy_server, sold_out_set
-from recommender.traffic import InProcessShopClient, ShopperDriver, shopper_seeds, store_simulator
-from recommender.training import (
-    TrainerBusy,
-    policy_train,
-    target_sync,
-    transitions_build,
+from recommender.serving import features
+from recommender.serving.server import policy_server, sold_out_set
+from recommender.simulation.traffic import (
+    InProcessShopClient,
+    ShopperDriver,
+    shopper_seeds,
+    store_simulator,
 )
 from tests.recommender.factories import (
     EventFactory,
@@ -323,7 +330,7 @@ def history(db, settings, monkeypatch):
     settings.RECOMMENDER_OPE_MARGIN = 1.0
     settings.RECOMMENDER_PERSONALISATION_MAX_JACCARD = 1.1
     rng = np.random.default_rng(11)
-    monkeypatch.setattr("recommender.recommendations._rng", lambda: rng)
+    monkeypatch.setattr("recommender.serving.recommendations._rng", lambda: rng)
     make_catalog(products=60, categories=6, stock=1000)
     simulator = store_simulator(seed=3)
     for number, seed in enumerate(shopper_seeds(3, 40)):

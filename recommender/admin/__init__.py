@@ -37,7 +37,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from recommender import dashboard, selectors, services
+from recommender.dashboard import page as dashboard
+from recommender.dashboard import selectors
 from recommender.models import (
     Checkpoint,
     Dashboard,
@@ -50,6 +51,7 @@ from recommender.models import (
     TrainingRun,
     Transition,
 )
+from recommender.serving import checkpoints
 
 # ---------------------------------------------------------------------------
 # Shared behaviour
@@ -589,15 +591,15 @@ class CheckpointAdmin(admin.ModelAdmin):
 def _activate(request: HttpRequest, checkpoint: Checkpoint) -> None:
     previous = selectors.active_checkpoint()
     try:
-        services.checkpoint_activate(checkpoint=checkpoint)
-    except services.CheckpointLoadError as error:
+        checkpoints.checkpoint_activate(checkpoint=checkpoint)
+    except checkpoints.CheckpointLoadError as error:
         messages.error(
             request,
             f"Could not activate v{checkpoint.version}: it does not load as the web processes "
             f"would load it ({error.reason}). The active version is unchanged.",
         )
         return
-    except services.CheckpointStateError as error:
+    except checkpoints.CheckpointStateError as error:
         messages.error(request, f"Could not activate v{checkpoint.version}: {error}")
         return
     if previous is not None and previous.pk != checkpoint.pk:
@@ -613,8 +615,8 @@ def _activate(request: HttpRequest, checkpoint: Checkpoint) -> None:
 def _roll_back(request: HttpRequest) -> None:
     previous = selectors.active_checkpoint()
     try:
-        rollback = services.checkpoint_rollback()
-    except services.CheckpointStateError as error:
+        rollback = checkpoints.checkpoint_rollback()
+    except checkpoints.CheckpointStateError as error:
         messages.error(request, f"Could not roll back: {error}")
         return
     rejected = f"; v{previous.version} was rejected" if previous is not None else ""

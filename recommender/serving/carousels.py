@@ -9,7 +9,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.utils.http import urlencode
 
-from recommender.recommendations import IMPRESSION_PARAM, recommend, record_page_view
+from recommender.serving.recommendations import IMPRESSION_PARAM, recommend, record_page_view
 from shop.carousels import Carousel, CarouselItem
 from shop.models import Product
 from shop.throttling import RECOMMENDATIONS, allows

@@ -10,9 +10,9 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from recommender.feedback.events import EventRejected, event_record
 from recommender.models import Event, EventType, SlotName
-from recommender.recommendations import recommend
-from recommender.services import EventRejected, event_record
+from recommender.serving.recommendations import recommend
 from shop.api.serializers import ErrorSerializer, ProductSerializer
 from shop.api.views import CSRF_ERROR, ShopApiView
 from shop.models import Product

@@ -38,9 +38,9 @@ from django.conf import settings
 from django.db.models import BooleanField, Q, Subquery, Value
 from django.utils import timezone
 
-from recommender import features
 from recommender.models import Checkpoint, SoldOutSet
 from recommender.rl.types import ItemCatalog, Observation, Slate, Slot
+from recommender.serving import features
 from shop.models import Product
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def load_servable(weights: bytes | memoryview, catalog: ItemCatalog | None = Non
     """A checkpoint's policy, loaded as every web process loads it (over
     ``catalog``, default the current one) and asked for one greedy slate.
     Raises whatever would stop it serving; activation calls this first
-    (recommender.services)."""
+    (recommender.serving.checkpoints)."""
     from recommender.rl.agents import load_agent
     from recommender.rl.runtime import configure_torch_threads
 
@@ -273,7 +273,7 @@ class PolicyServer:
             settings.RECOMMENDER_HEARTBEAT_SECONDS
         ):
             return
-        from recommender.services import serving_heartbeat_record
+        from recommender.serving.heartbeats import serving_heartbeat_record
 
         try:
             serving_heartbeat_record(

@@ -12,10 +12,11 @@ import numpy as np
 from django.db import transaction
 from django.http import HttpRequest
 
-from recommender import features
+from recommender.feedback.events import EventRejected, event_record
+from recommender.feedback.impressions import LoggedImpression, impression_log
 from recommender.models import Event, EventType, Impression
-from recommender.services import EventRejected, LoggedImpression, event_record, impression_log
-from recommender.serving import ServedSlate, policy_server
+from recommender.serving import features
+from recommender.serving.server import ServedSlate, policy_server
 from shop.models import Product
 from shop.sessions import visit_key
 from shop.throttling import EVENTS, allows

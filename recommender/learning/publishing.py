@@ -19,7 +19,6 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
-from recommender import features
 from recommender.models import Checkpoint, Event, Impression, TrainingRun
 from recommender.models import Transition as TransitionRow
 from recommender.rl import ope
@@ -36,7 +35,8 @@ from recommender.rl.checkpoint import CheckpointError, check_agent
 from recommender.rl.diagnostics import personalisation_report
 from recommender.rl.explain import session_items
 from recommender.rl.types import ItemCatalog, Observation
-from recommender.services import checkpoint_activate
+from recommender.serving import features
+from recommender.serving.checkpoints import checkpoint_activate
 from shop.models import Product
 
 logger = logging.getLogger(__name__)

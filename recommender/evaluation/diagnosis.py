@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from django.conf import settings
 
-from recommender import features
 from recommender.models import Checkpoint, Impression
 from recommender.rl.diagnostics import (
     PersonalisationReport,
@@ -36,7 +35,8 @@ from recommender.rl.diagnostics import (
 )
 from recommender.rl.explain import reasons, session_items
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot
-from recommender.serving import reason_scorer
+from recommender.serving import features
+from recommender.serving.server import reason_scorer
 from shop.models import Product
 
 SLOTS = (("home", Slot.HOME), ("product", Slot.PRODUCT), ("cart", Slot.CART))

@@ -22,6 +22,7 @@ from django.db.models.functions import Coalesce, Trunc
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from recommender.evaluation.stats import FALLBACK_VERSION, stats_rolled_up_until
 from recommender.models import (
     Checkpoint,
     Impression,
@@ -31,7 +32,6 @@ from recommender.models import (
     TrainingRun,
 )
 from recommender.rl import ope
-from recommender.stats import FALLBACK_VERSION, stats_rolled_up_until
 
 Bucket = Literal["hour", "day"]
 
@@ -437,7 +437,7 @@ class GuardCheck:
 @dataclass(frozen=True)
 class Personalisation:
     """How much a version's ranking depends on the shopper's state, as its
-    publication check measured it (recommender.publishing.personalisation_check)."""
+    publication check measured it (recommender.learning.publishing.personalisation_check)."""
 
     jaccard_vs_cold: float | None  # top-k overlap with no context: 1 ignores the state
     mean_jaccard: float | None  # top-k overlap between states: 1 is one carousel for all
@@ -474,7 +474,7 @@ def personalisation_by_version(versions: Iterable[int]) -> dict[int, Personalisa
     return {version: found for version, checks in rows if (found := personalisation(checks))}
 
 
-# The baselines of recommender.publishing.baseline_comparison, as admins read them.
+# The baselines of recommender.learning.publishing.baseline_comparison, as admins read them.
 BASELINE_LABELS = (
     ("popularity", "Popularity"),
     ("same_category", "Same category"),

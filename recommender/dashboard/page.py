@@ -17,10 +17,10 @@ from django.http import QueryDict
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from recommender import charts, selectors
-from recommender.history import history_in_progress, history_latest
+from recommender.dashboard import charts, selectors
+from recommender.dashboard.selectors import Bucket, DateRange, PolicySeries, Timeseries, Totals
 from recommender.models import SlotName, TrainingRun
-from recommender.selectors import Bucket, DateRange, PolicySeries, Timeseries, Totals
+from recommender.simulation.history import history_in_progress, history_latest
 
 logger = logging.getLogger(__name__)
 

@@ -241,9 +241,3 @@ def near_duplicate_groups(keys: Iterable[tuple]) -> np.ndarray:
     """One integer per key, equal for equal keys (``SlateBuilder``'s groups)."""
     numbers: dict[tuple, int] = {}
     return np.fromiter((numbers.setdefault(key, len(numbers)) for key in keys), dtype=np.int64)
-
-
-def purchase_reward(*, line_value: float, base: float, per_unit_price: float) -> float:
-    """Price-aware purchase reward: a base per purchased line plus a share of
-    the line's value (price x quantity), so dearer purchases are worth more."""
-    return base + per_unit_price * line_value

@@ -31,7 +31,7 @@ from django.utils import timezone
 from recommender.models import Impression, SimulatedHistory
 
 if TYPE_CHECKING:  # the simulator imports torch: web processes load it lazily
-    from recommender.traffic import TrafficStats
+    from recommender.simulation.traffic import TrafficStats
 
 logger = logging.getLogger(__name__)
 
@@ -157,8 +157,8 @@ def history_run(*, history_id: int, on_progress: ProgressCallback | None = None)
     Raises HistoryBusy when another worker is writing it. A history that was
     finished already is returned unchanged (with no traffic).
     """
-    from recommender.stats import stats_rollup
-    from recommender.traffic import (
+    from recommender.evaluation.stats import stats_rollup
+    from recommender.simulation.traffic import (
         InProcessShopClient,
         ShopperDriver,
         TrafficStats,
@@ -227,8 +227,13 @@ def _trains_after(done: int, history: SimulatedHistory) -> bool:
 
 def _train(sessions_done: int) -> str:
     """Build transitions and train at the simulated time, as beat would have."""
-    from recommender.serving import policy_server
-    from recommender.training import TrainerBusy, policy_train, target_sync, transitions_build
+    from recommender.learning.training import (
+        TrainerBusy,
+        policy_train,
+        target_sync,
+        transitions_build,
+    )
+    from recommender.serving.server import policy_server
 
     transitions_build()
     try:

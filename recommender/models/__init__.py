@@ -9,7 +9,7 @@ databases without session locks). Checkpoint: a published, versioned
 policy the web processes serve. TrainingRun: one task run.
 Hourly stats are pre-aggregated in ImpressionStats for the dashboard.
 Imported logs (LoggedDataset, LoggedItem, LoggedRow) live in
-recommender/datasets/models.py, apart from the live tables.
+recommender/models/datasets.py, apart from the live tables.
 """
 
 import uuid
@@ -262,7 +262,7 @@ class TrainerLease(models.Model):
     """Who holds the trainer lock where the database has no session locks
     (SQLite): one row, renewed by its holder while it lives, free again once
     ``expires_at`` has passed. On PostgreSQL an advisory lock is used instead
-    (recommender/trainer_lock.py)."""
+    (recommender/learning/trainer_lock.py)."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
     holder = models.CharField(max_length=80, blank=True, help_text="host:pid:token; empty: free.")
@@ -420,5 +420,5 @@ class SimulatedHistory(models.Model):
         return self.sessions_done / self.sessions_total if self.sessions_total else 1.0
 
 
-# Imported logs: defined apart (recommender/datasets/models.py says why), part of this app.
-from recommender.datasets.models import LoggedDataset, LoggedItem, LoggedRow  # noqa: E402, F401
+# Imported logs: defined apart (recommender/models/datasets.py says why), part of this app.
+from recommender.models.datasets import LoggedDataset, LoggedItem, LoggedRow  # noqa: E402, F401

@@ -3,7 +3,7 @@ training, target-network sync and guarded checkpoint publication.
 
 Celery tasks (recommender/tasks.py) and management commands call these same
 functions. The RL core never sees an ORM object: rows are turned into
-recommender.rl types here and in recommender/features.py.
+recommender.rl types here and in recommender/serving/features.py.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from django.db import transaction
 from django.db.models import Max, Q, Sum
 from django.utils import timezone
 
-from recommender import features
 from recommender.conf import dqn_config
+
+# TrainerBusy is part of this module's interface: the tasks retry on it.
+from recommender.learning.trainer_lock import TrainerBusy, trainer_lock  # noqa: F401
 from recommender.models import (
     Event,
     Impression,
@@ -37,9 +39,7 @@ from recommender.rl.agents import Agent, agent_kind, load_agent, make_agent
 from recommender.rl.checkpoint import check_agent
 from recommender.rl.types import ItemCatalog, Observation
 from recommender.rl.types import Transition as RLTransition
-
-# TrainerBusy is part of this module's interface: the tasks retry on it.
-from recommender.trainer_lock import TrainerBusy, trainer_lock  # noqa: F401
+from recommender.serving import features
 
 logger = logging.getLogger(__name__)
 
@@ -304,7 +304,7 @@ def policy_train(*, triggered_by: str = "schedule", steps: int | None = None) ->
             run.loss = float(stats.loss)
             run.mean_q = float(stats.mean_q)
             run.epsilon = float(stats.epsilon)
-            from recommender.publishing import checkpoint_publish
+            from recommender.learning.publishing import checkpoint_publish
 
             checkpoint = checkpoint_publish(agent=agent, catalog=catalog, run=run)
             outcome = f"Published v{checkpoint.version} ({checkpoint.status})."

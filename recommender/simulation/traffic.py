@@ -277,7 +277,7 @@ class ShopperDriver:
 
 def store_simulator(*, seed: int = 0) -> ShopperSimulator:
     """The simulated shopper population over the store's current catalog."""
-    from recommender.features import build_catalog
+    from recommender.serving.features import build_catalog
 
     catalog = build_catalog()
     if len(catalog) == 0:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from django.dispatch import receiver
 
+from recommender.feedback.events import add_to_cart_record, add_to_cart_reverse, event_record
 from recommender.models import Event, EventType
-from recommender.services import add_to_cart_record, add_to_cart_reverse, event_record
 from shop.signals import cart_item_added, cart_item_removed, order_placed
 
 
