@@ -97,10 +97,11 @@ class RecommendationsApi(ShopApiView):
         if data["slot"] == SlotName.PRODUCT:
             product = get_object_or_404(Product, pk=data["product_id"], is_active=True)
         rec = recommend(
-            request._request,
+            session_key=visit_key(request.session),
+            user_id=request.user.pk if request.user.is_authenticated else None,
             slot=data["slot"],
             k=data.get("k") or settings.RECOMMENDER_DEFAULT_K,
-            product=product,
+            product_id=product.pk if product else None,
         )
         by_id = {p.pk: (p, reason) for p, reason in zip(rec.products, rec.reasons, strict=True)}
         items = [

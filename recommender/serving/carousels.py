@@ -12,6 +12,7 @@ from django.utils.http import urlencode
 from recommender.serving.recommendations import IMPRESSION_PARAM, recommend, record_page_view
 from shop.carousels import Carousel, CarouselItem
 from shop.models import Product
+from shop.sessions import visit_key
 from shop.throttling import RECOMMENDATIONS, allows
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,13 @@ def carousel_provider(
         if not allows(request, RECOMMENDATIONS):
             # Over the impression budget: the page is served without a carousel.
             return None
-        rec = recommend(request, slot=slot, k=settings.RECOMMENDER_DEFAULT_K, product=product)
+        rec = recommend(
+            session_key=visit_key(request.session),
+            user_id=request.user.pk if request.user.is_authenticated else None,
+            slot=slot,
+            k=settings.RECOMMENDER_DEFAULT_K,
+            product_id=product.pk if product else None,
+        )
     except Exception:
         # The page matters more than its carousel.
         logger.exception("No carousel for slot %s", slot)

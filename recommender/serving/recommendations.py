@@ -41,22 +41,20 @@ def _rng() -> np.random.Generator:
 
 
 def recommend(
-    request: HttpRequest, *, slot: str, k: int, product: Product | None = None
+    *, session_key: str, user_id: int | None, slot: str, k: int, product_id: int | None = None
 ) -> Recommendation:
-    """Serve and log a slate for this request's session."""
-    session_key = visit_key(request.session)
-    user_id = request.user.pk if request.user.is_authenticated else None
+    """Serve and log a slate of ``k`` products in ``slot`` for one shopper's
+    visit (``session_key``, ``user_id`` when signed in); ``product_id`` is the
+    product whose page shows it. Views, the API, the simulator and tasks call
+    it alike: it needs no request."""
     observation = features.session_observation(
-        session_key=session_key,
-        user_id=user_id,
-        slot=slot,
-        product_id=product.pk if product else None,
+        session_key=session_key, user_id=user_id, slot=slot, product_id=product_id
     )
     # The observation already read the cart; cart_for_request would create an
     # empty Cart row for every visitor (and crawler) who merely sees a carousel.
     exclude = set(observation.cart_items)
-    if product is not None:
-        exclude.add(product.pk)
+    if product_id is not None:
+        exclude.add(product_id)
     rng = _rng()
 
     def log(served: ServedSlate, *, check: bool) -> LoggedImpression | None:
@@ -64,7 +62,7 @@ def recommend(
             session_key=session_key,
             user_id=user_id,
             slot=slot,
-            product_id=product.pk if product else None,
+            product_id=product_id,
             observation=observation,
             slate=served.slate,
             policy_name=served.policy_name,
