@@ -89,7 +89,7 @@ TEMPLATES = [
 ]
 
 # ---------------------------------------------------------------------------
-# Database: persistent connections (CONN_MAX_AGE=0 cost ~4x throughput here)
+# Database: persistent connections (a connection per request costs throughput)
 # ---------------------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
@@ -322,6 +322,9 @@ RECOMMENDER_AGENT = env.str("RECOMMENDER_AGENT", default="per_item")
 _dqn_defaults = DQNConfig()
 RECOMMENDER_GAMMA = env.float("RECOMMENDER_GAMMA", default=_dqn_defaults.gamma)
 RECOMMENDER_TRAIN_STEPS = env.int("RECOMMENDER_TRAIN_STEPS", default=300)
+# Seed of each training run's random draws (replay sampling, exploration);
+# unset, each run draws one. Either way the run records it.
+RECOMMENDER_TRAIN_SEED = env.int("RECOMMENDER_TRAIN_SEED", default=None)
 RECOMMENDER_REPLAY_WINDOW = env.int("RECOMMENDER_REPLAY_WINDOW", default=50_000)
 RECOMMENDER_MIN_TRANSITIONS = env.int("RECOMMENDER_MIN_TRANSITIONS", default=500)
 RECOMMENDER_MAX_ABS_REWARD = env.float(

@@ -408,6 +408,7 @@ class TrainingRunAdmin(HistoryAdmin):
         "loss",
         "mean_q",
         "epsilon",
+        "seed",
         "replay_size",
         "outcome",
     )

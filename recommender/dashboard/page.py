@@ -1,6 +1,6 @@
 """The recommendation dashboard in the Django admin: its filter form, the
 page's context (selectors in, charts out) and the queueing of learning-loop
-tasks from its buttons. URLs and views are wired in recommender/admin.py."""
+tasks from its buttons. URLs and views are wired in recommender/admin/."""
 
 from __future__ import annotations
 
@@ -341,6 +341,10 @@ def dashboard_context(filters: DashboardFilters, *, now: datetime) -> dict[str, 
         "serving_processes": served_by,
         "not_served_by": sum(row.state in ("failed", "differs") for row in served_by),
         "heartbeat_seconds": settings.RECOMMENDER_HEARTBEAT_SECONDS,
+        # What shoppers are served, read where serving reads it (the training
+        # runs' ε is the training schedule's, a different number).
+        "served_epsilon": settings.RECOMMENDER_EPSILON,
+        "carousel_size": settings.RECOMMENDER_DEFAULT_K,
         "scheduled_tasks": selectors.scheduled_tasks(),
         "rolled_up_until": selectors.stats_rolled_up_until(),
     }

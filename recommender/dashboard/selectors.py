@@ -22,6 +22,7 @@ from django.db.models.functions import Coalesce, Trunc
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from recommender.evaluation.reports import GuardCheck, GuardReport, OffPolicyEvaluation
 from recommender.evaluation.stats import FALLBACK_VERSION, stats_rolled_up_until
 from recommender.models import (
     Checkpoint,
@@ -428,13 +429,6 @@ class EstimateComparison:
 
 
 @dataclass(frozen=True)
-class GuardCheck:
-    name: str
-    label: str
-    passed: bool
-
-
-@dataclass(frozen=True)
 class Personalisation:
     """How much a version's ranking depends on the shopper's state, as its
     publication check measured it (recommender.learning.publishing.personalisation_check)."""
@@ -449,11 +443,11 @@ class Personalisation:
     reason: str
 
 
-def personalisation(checks: Any) -> Personalisation | None:
+def personalisation(guard: GuardReport | None) -> Personalisation | None:
     """A checkpoint's personalisation figures, None when it has none (older
     trainers, malformed)."""
-    found = checks.get("personalisation") if isinstance(checks, dict) else None
-    if not isinstance(found, dict):
+    found = guard.personalisation if guard is not None else None
+    if not found:
         return None
     n_states = _number(found.get("n_states"))
     return Personalisation(
@@ -463,7 +457,7 @@ def personalisation(checks: Any) -> Personalisation | None:
         related_chance=_number(found.get("related_chance")),
         n_states=int(n_states) if n_states is not None else None,
         max_jaccard=_number(found.get("max_jaccard")),
-        passed=_flag(checks.get("personalised")),
+        passed=guard.personalised,
         reason=found.get("reason") if isinstance(found.get("reason"), str) else "",
     )
 
@@ -471,7 +465,11 @@ def personalisation(checks: Any) -> Personalisation | None:
 def personalisation_by_version(versions: Iterable[int]) -> dict[int, Personalisation]:
     """The personalisation of each of these versions that has it (one query)."""
     rows = Checkpoint.objects.filter(version__in=list(versions)).values_list("version", "checks")
-    return {version: found for version, checks in rows if (found := personalisation(checks))}
+    return {
+        version: found
+        for version, checks in rows
+        if (found := personalisation(GuardReport.from_dict(checks)))
+    }
 
 
 # The baselines of recommender.learning.publishing.baseline_comparison, as admins read them.
@@ -547,6 +545,7 @@ class CheckpointRow:
     baseline_version: int | None
     n_impressions: int | None
     margin: float | None
+    epsilon: float | None  # the exploration rate the estimates assume: the one served
     effective_impressions: float | None  # the candidate's SNIPS effective sample size
     min_effective_impressions: float | None  # below it the gate judged nothing
     evaluation_passed: bool | None
@@ -576,19 +575,6 @@ def _estimate(value: Any) -> Estimate | None:
     return Estimate(estimate.value, _number(estimate.ci_low), _number(estimate.ci_high))
 
 
-# The trainer's checks first, in the order they run; any others after, by
-# name (JSON object key order does not survive PostgreSQL's jsonb).
-KNOWN_CHECKS = ("finite_weights", "q_sane")
-
-
-def _check_order(name: str) -> tuple[int, str]:
-    return (KNOWN_CHECKS.index(name), "") if name in KNOWN_CHECKS else (len(KNOWN_CHECKS), name)
-
-
-def _flag(value: Any) -> bool | None:
-    return value if isinstance(value, bool) else None
-
-
 # How RECOMMENDER_AGENT's kinds are named to admins.
 AGENT_LABELS = {"slateq": "SlateQ", "per_item": "per-item DQN"}
 
@@ -604,38 +590,36 @@ def checkpoint_agent(checkpoint: Checkpoint) -> str | None:
 
 
 def checkpoint_row(checkpoint: Checkpoint, *, has_rollback_target: bool) -> CheckpointRow:
-    """Read a checkpoint's guard checks and off-policy evaluation, tolerating
-    any missing or malformed key (older trainers wrote fewer of them)."""
-    checks = checkpoint.checks if isinstance(checkpoint.checks, dict) else {}
-    evaluation = checkpoint.evaluation if isinstance(checkpoint.evaluation, dict) else {}
-    baseline = evaluation.get("active") if isinstance(evaluation.get("active"), dict) else {}
-    snips = evaluation.get("snips") if isinstance(evaluation.get("snips"), dict) else {}
-    q_min, q_max = _number(checks.get("q_min")), _number(checks.get("q_max"))
-    n_impressions = _number(evaluation.get("n_impressions"))
-    baseline_version = _number(baseline.get("version"))
+    """Read a checkpoint's guard checks and off-policy evaluation as the
+    publisher wrote them (``recommender.evaluation.reports``), tolerating any
+    missing or malformed value (older trainers wrote fewer of them)."""
+    guard = GuardReport.from_dict(checkpoint.checks)
+    evaluation = OffPolicyEvaluation.from_dict(checkpoint.evaluation)
+    baseline = evaluation.active if evaluation else {}
+    estimates = evaluation.estimates if evaluation else {}
     status = checkpoint.status
     return CheckpointRow(
         checkpoint=checkpoint,
         agent=checkpoint_agent(checkpoint),
-        personalisation=personalisation(checks),
-        baselines=baseline_comparison(evaluation),
-        checks=[
-            GuardCheck(name, name.replace("_", " ").capitalize(), checks[name])
-            for name in sorted(checks, key=_check_order)
-            if name != "passed" and isinstance(checks[name], bool)
-        ],
-        checks_passed=_flag(checks.get("passed")),
-        q_range=(q_min, q_max) if q_min is not None and q_max is not None else None,
+        personalisation=personalisation(guard),
+        baselines=baseline_comparison(checkpoint.evaluation),
+        # Checks not judged (None) are not shown as passed or failed.
+        checks=[check for check in guard.checks if check.passed is not None] if guard else [],
+        checks_passed=guard.passed if guard else None,
+        q_range=(guard.q_min, guard.q_max)
+        if guard and guard.q_min is not None and guard.q_max is not None
+        else None,
         estimates=[
-            EstimateComparison(label, _estimate(evaluation.get(key)), _estimate(baseline.get(key)))
+            EstimateComparison(label, _estimate(estimates.get(key)), _estimate(baseline.get(key)))
             for key, label in ESTIMATORS
         ],
-        baseline_version=int(baseline_version) if baseline_version is not None else None,
-        n_impressions=int(n_impressions) if n_impressions is not None else None,
-        margin=_number(evaluation.get("margin")),
-        effective_impressions=_number(snips.get("ess")),
-        min_effective_impressions=_number(evaluation.get("min_ess")),
-        evaluation_passed=_flag(evaluation.get("passed")),
+        baseline_version=evaluation.active_version if evaluation else None,
+        n_impressions=evaluation.n_impressions if evaluation else None,
+        margin=evaluation.margin if evaluation else None,
+        epsilon=evaluation.epsilon if evaluation else None,
+        effective_impressions=evaluation.effective_impressions if evaluation else None,
+        min_effective_impressions=evaluation.min_ess if evaluation else None,
+        evaluation_passed=evaluation.passed if evaluation else None,
         can_activate=status != Checkpoint.Status.ACTIVE and checkpoint.servable,
         can_roll_back=status == Checkpoint.Status.ACTIVE and has_rollback_target,
     )

@@ -16,6 +16,7 @@ from django.db.models import Max
 
 from recommender.conf import dqn_config
 from recommender.datasets.selectors import dataset_catalog, dataset_feedback
+from recommender.evaluation.reports import GuardReport
 from recommender.models import Checkpoint
 from recommender.models.datasets import LoggedDataset
 from recommender.rl import checkpoint as checkpoint_io
@@ -302,11 +303,9 @@ def policy_train_offline(
         dataset.name, "candidate", "test", candidate, _notes(candidate)
     )
     sample = [feedback.observations[r] for r in test_rows[:200]]
-    checks = {
-        key: (None if isinstance(value, float) and math.isnan(value) else value)
-        for key, value in check_agent(agent, sample, max_abs_reward=config.max_abs_reward).items()
-    }
-    checks["passed"] = bool(checks.get("ok"))
+    checks = GuardReport.from_agent_check(
+        check_agent(agent, sample, max_abs_reward=config.max_abs_reward)
+    ).to_dict()
     evaluation = {
         **{k: candidate.estimates[k].to_dict() for k in ("ips", "snips", "dr")},
         "active": {

@@ -8,7 +8,6 @@ on the same kind of logged impressions, fitted on the events before them."""
 from __future__ import annotations
 
 import logging
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
+from recommender.evaluation.reports import GuardReport, OffPolicyEvaluation, finite_json
 from recommender.models import Checkpoint, Event, Impression, TrainingRun
 from recommender.models import Transition as TransitionRow
 from recommender.rl import ope
@@ -397,7 +397,7 @@ def personalisation_check(
     passed = report["jaccard_vs_cold"] < max_jaccard
     verb = "below" if passed else "not below"
     return {
-        **_finite_json(report),
+        **finite_json(report),
         "passed": bool(passed),
         "max_jaccard": max_jaccard,
         "reason": (
@@ -411,88 +411,97 @@ def checkpoint_publish(*, agent: Agent, catalog: ItemCatalog, run: TrainingRun) 
     """Store the learner as the next version; activate it if every guard passes
     (and RECOMMENDER_AUTO_ACTIVATE), otherwise keep it as rejected with the
     reasons, so an admin can still inspect or force-activate it."""
-    margin = settings.RECOMMENDER_OPE_MARGIN
-    epsilon = settings.RECOMMENDER_EPSILON
     logged = logged_slates(catalog=catalog, limit=settings.RECOMMENDER_OPE_IMPRESSIONS)
-    checks = _jsonable_dict(
-        check_agent(
-            agent,
-            logged.observations[:200],
-            max_abs_reward=settings.RECOMMENDER_MAX_ABS_REWARD,
-        )
+    guard = guard_report(agent, logged.observations)
+    evaluation = offpolicy_gate(agent, logged, catalog)
+    return _store(agent, run=run, guard=guard, evaluation=evaluation)
+
+
+def guard_report(agent: Agent, observations: Sequence[Observation]) -> GuardReport:
+    """Finite weights, finite and bounded Q values on logged states, and (when
+    those hold: rankings of non-finite Q values mean nothing) personalisation."""
+    checked = check_agent(
+        agent, observations[:200], max_abs_reward=settings.RECOMMENDER_MAX_ABS_REWARD
     )
+    sound = checked["finite_weights"] and checked["q_finite"] and checked["q_within_bound"]
     max_jaccard = settings.RECOMMENDER_PERSONALISATION_MAX_JACCARD
-    if checks.get("ok"):
+    if sound:
         personalisation = personalisation_check(
             agent,
-            logged.observations[: settings.RECOMMENDER_PERSONALISATION_STATES],
+            observations[: settings.RECOMMENDER_PERSONALISATION_STATES],
             k=settings.RECOMMENDER_DEFAULT_K,
             max_jaccard=max_jaccard,
         )
     else:
-        # Rankings of non-finite Q values mean nothing.
         reason = "not judged: the weights or Q values failed their checks"
         personalisation = {"passed": True, "max_jaccard": max_jaccard, "reason": reason}
-    # True / False when judged, None (shown as nothing) when there was nothing to judge.
-    checks["personalised"] = (
-        personalisation["passed"] if "jaccard_vs_cold" in personalisation else None
-    )
-    checks["personalisation"] = personalisation
-    checks["passed"] = bool(checks.get("ok")) and personalisation["passed"]
+    return GuardReport.from_agent_check(checked, personalisation)
 
+
+def _comparison_agent(catalog: ItemCatalog) -> tuple[Checkpoint | None, Agent | None]:
+    """The active version to compare with, loaded; (None, None) when there is
+    none or it does not load (then the logged policy is the comparison)."""
     active = Checkpoint.objects.filter(status=Checkpoint.Status.ACTIVE).first()
-    baseline_agent = None
-    if active is not None:
-        try:
-            baseline_agent = load_agent(bytes(active.weights), catalog=catalog)
-        except CheckpointError:
-            # A corrupt active version (web processes already fall back from
-            # it) must not block every new one: compare with the logged policy.
-            logger.exception("Active checkpoint v%s cannot be loaded", active.version)
-            active = None
-    groups = catalog_groups(catalog)
-    candidate_value = policy_value(agent, logged, epsilon=epsilon, groups=groups)
-    baseline_value = policy_value(baseline_agent, logged, epsilon=epsilon, groups=groups)
+    if active is None:
+        return None, None
+    try:
+        return active, load_agent(bytes(active.weights), catalog=catalog)
+    except CheckpointError:
+        # A corrupt active version (web processes already fall back from
+        # it) must not block every new one: compare with the logged policy.
+        logger.exception("Active checkpoint v%s cannot be loaded", active.version)
+        return None, None
+
+
+def _gate_verdict(candidate_value: dict, baseline_value: dict, n_logged: int) -> tuple[bool, str]:
+    """Reject only on evidence: the candidate's whole 95% interval lies below the
+    active version's estimate less the margin (importance-weighted estimates are
+    noisy; a point comparison would reject good versions)."""
     candidate_high = candidate_value["snips"]["ci95"][1]
     candidate_ess = candidate_value["snips"]["ess"] or 0.0
     baseline_snips = baseline_value["snips"]["value"]
-    min_ess = settings.RECOMMENDER_OPE_MIN_ESS
-    if len(logged) == 0 or candidate_high is None or baseline_snips is None:
-        ope_passed, reason = True, "no logged impressions with final rewards yet"
-    elif candidate_ess < min_ess:
+    min_ess, margin = settings.RECOMMENDER_OPE_MIN_ESS, settings.RECOMMENDER_OPE_MARGIN
+    if n_logged == 0 or candidate_high is None or baseline_snips is None:
+        return True, "no logged impressions with final rewards yet"
+    if candidate_ess < min_ess:
         # The weights pile onto the few logged rows where the logger happened to
         # choose as the candidate would: a bootstrap over them is no evidence.
-        ope_passed = True
-        reason = (
+        return True, (
             f"SNIPS {candidate_value['snips']['value']:.4f} rests on {candidate_ess:.1f} "
             f"effective impressions, fewer than {min_ess:g}: too few to judge"
         )
-    else:
-        # Reject only on evidence: the candidate's whole 95% interval lies below
-        # the active version's estimate less the margin. Importance-weighted
-        # estimates are noisy; a point comparison would reject good versions.
-        floor = baseline_snips - margin * abs(baseline_snips)
-        ope_passed = candidate_high >= floor
-        reason = (
-            f"SNIPS {candidate_value['snips']['value']:.4f} "
-            f"(95% CI up to {candidate_high:.4f}) vs floor {floor:.4f}"
-        )
-    evaluation = {
-        **candidate_value,
+    floor = baseline_snips - margin * abs(baseline_snips)
+    return candidate_high >= floor, (
+        f"SNIPS {candidate_value['snips']['value']:.4f} "
+        f"(95% CI up to {candidate_high:.4f}) vs floor {floor:.4f}"
+    )
+
+
+def offpolicy_gate(agent: Agent, logged: LoggedSlates, catalog: ItemCatalog) -> OffPolicyEvaluation:
+    """The candidate's off-policy estimates beside the active version's (or the
+    logging policy's) and the classic baselines', at the ε shoppers are served."""
+    epsilon = settings.RECOMMENDER_EPSILON
+    active, baseline_agent = _comparison_agent(catalog)
+    groups = catalog_groups(catalog)
+    candidate_value = policy_value(agent, logged, epsilon=epsilon, groups=groups)
+    baseline_value = policy_value(baseline_agent, logged, epsilon=epsilon, groups=groups)
+    passed, reason = _gate_verdict(candidate_value, baseline_value, len(logged))
+    return OffPolicyEvaluation(
+        estimates=candidate_value,
         # What it was compared with: the active version, or with none active
         # the logging policy itself (version null).
-        "active": {
+        active={
             "policy": f"v{active.version}" if active else "logged policy",
             "version": active.version if active else None,
             **baseline_value,
         },
-        "n_impressions": len(logged),
-        "epsilon": epsilon,
-        "margin": margin,
-        "min_ess": min_ess,
-        "passed": bool(ope_passed),
-        "reason": reason,
-        "baselines": baseline_comparison(
+        n_impressions=len(logged),
+        epsilon=epsilon,
+        margin=settings.RECOMMENDER_OPE_MARGIN,
+        min_ess=settings.RECOMMENDER_OPE_MIN_ESS,
+        passed=bool(passed),
+        reason=reason,
+        baselines=baseline_comparison(
             agent,
             logged,
             catalog,
@@ -500,55 +509,35 @@ def checkpoint_publish(*, agent: Agent, catalog: ItemCatalog, run: TrainingRun) 
             groups=groups,
             candidate_value=candidate_value,
         ),
-    }
-    passed = checks["passed"] and ope_passed
+    )
+
+
+def _store(
+    agent: Agent, *, run: TrainingRun, guard: GuardReport, evaluation: OffPolicyEvaluation
+) -> Checkpoint:
+    """The next version, a candidate (activated when auto-activation is on) or rejected."""
+    passed = guard.passed and bool(evaluation.passed)
     with transaction.atomic():
         version = (Checkpoint.objects.aggregate(v=Max("version"))["v"] or 0) + 1
         checkpoint = Checkpoint.objects.create(
             version=version,
             weights=agent.save(),
             config={"agent": agent_kind(agent), **agent.config.to_dict()},
-            checks=checks,
-            evaluation=evaluation,
+            checks=guard.to_dict(),
+            evaluation=evaluation.to_dict(),
             training_run=run,
             status=Checkpoint.Status.CANDIDATE if passed else Checkpoint.Status.REJECTED,
-            note="" if passed else _rejection_note(checks, evaluation),
+            note="" if passed else _rejection_note(guard, evaluation),
         )
         if passed and settings.RECOMMENDER_AUTO_ACTIVATE:
             checkpoint = checkpoint_activate(checkpoint=checkpoint)
     return checkpoint
 
 
-def _rejection_note(checks: dict, evaluation: dict) -> str:
-    reasons = []
-    if not checks.get("finite_weights"):
-        reasons.append("non-finite weights")
-    if not checks.get("q_finite") or not checks.get("q_within_bound"):
-        reasons.append("Q values out of bounds")
-    if checks.get("personalised") is False:
-        jaccard = checks["personalisation"].get("jaccard_vs_cold")
-        reasons.append(f"ignores the shopper's state (Jaccard with no context {jaccard:.2f})")
-    if not evaluation["passed"]:
-        reasons.append(f"off-policy estimate too low ({evaluation['reason']})")
+def _rejection_note(guard: GuardReport, evaluation: OffPolicyEvaluation) -> str:
+    reasons = guard.failures
+    if not evaluation.passed:
+        reasons.append(f"off-policy estimate too low ({evaluation.reason})")
     note = "Rejected: " + ", ".join(reasons) + "."
     # Checkpoint.note holds 200 characters; the checks and evaluation keep the details.
     return note if len(note) <= 200 else note[:199] + "…"
-
-
-def _finite_json(value):
-    """``value`` with every non-finite float (nested too) as null: JSON columns reject NaN."""
-    if isinstance(value, dict):
-        return {key: _finite_json(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite_json(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _jsonable_dict(report: dict) -> dict:
-    """JSON columns reject NaN: store missing numbers as null."""
-    return {
-        key: (None if isinstance(value, float) and math.isnan(value) else value)
-        for key, value in report.items()
-    }

@@ -263,6 +263,15 @@ def run_skip(*, kind: str, triggered_by: str, outcome: str) -> TrainingRun:
     )
 
 
+def training_seed() -> int:
+    """RECOMMENDER_TRAIN_SEED, or a fresh one from the OS when it is unset; the
+    run records it, so any run can be repeated on the same log and learner."""
+    seed = settings.RECOMMENDER_TRAIN_SEED
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint32)[0])
+    return int(seed)
+
+
 def policy_train(*, triggered_by: str = "schedule", steps: int | None = None) -> TrainingRun:
     """Replay training for ``steps`` gradient steps over the recent window,
     then publish a candidate checkpoint and activate it if it passes the guards.
@@ -291,7 +300,8 @@ def policy_train(*, triggered_by: str = "schedule", steps: int | None = None) ->
             agent, catalog = learner_load()
             replay = agent.make_replay(capacity=len(transitions))
             replay.add_many(transitions, catalog)
-            rng = np.random.default_rng()
+            run.seed = training_seed()
+            rng = np.random.default_rng(run.seed)
             stats = agent.train_steps(replay, steps, rng)
             # A learner whose weights diverged (NaN/inf) is not kept: loading
             # refuses non-finite weights, so saving it would fail every later run.

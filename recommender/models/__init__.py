@@ -315,6 +315,11 @@ class TrainingRun(models.Model):
     loss = models.FloatField(null=True, blank=True)
     mean_q = models.FloatField(null=True, blank=True)
     epsilon = models.FloatField(null=True, blank=True)
+    seed = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="The seed of the run's random draws (RECOMMENDER_TRAIN_SEED, or drawn).",
+    )
     replay_size = models.PositiveIntegerField(default=0)
     duration_s = models.FloatField(null=True, blank=True)
     outcome = models.TextField(blank=True)
@@ -363,7 +368,7 @@ class ImpressionStats(models.Model):
 class Dashboard(ImpressionStats):
     """The recommendation dashboard's entry in the admin. A proxy (no table)
     so the admin lists it under Recommender and serves it at
-    /admin/recommender/dashboard/ (see recommender/admin.py)."""
+    /admin/recommender/dashboard/ (see recommender/admin/)."""
 
     class Meta:
         proxy = True

@@ -17,6 +17,7 @@ from kombu.exceptions import OperationalError
 
 from recommender.dashboard import charts, selectors
 from recommender.dashboard.selectors import DateRange
+from recommender.evaluation.reports import GuardReport
 from recommender.evaluation.stats import stats_rollup
 from recommender.learning.schedules import schedules_ensure
 from recommender.learning.trainer_lock import ORPHANED_OUTCOME
@@ -312,13 +313,14 @@ def test_checkpoints_table_shows_checks_and_estimates_against_the_active(superus
     CheckpointFactory(
         version=2,
         config={"agent": "slateq", "gamma": 0.9},
-        checks={
-            "finite_weights": True,
-            "q_sane": False,
-            "q_min": -1.0,
-            "q_max": 250.0,
-            "passed": False,
-        },
+        checks=GuardReport(
+            finite_weights=True,
+            q_finite=True,
+            q_within_bound=False,
+            personalised=None,
+            q_min=-1.0,
+            q_max=250.0,
+        ).to_dict(),
         evaluation={
             "ips": {"value": 0.412, "ci95": [0.38, 0.445]},
             "active": {"version": 1, "ips": {"value": 0.4, "ci95": [0.37, 0.43]}},
@@ -335,7 +337,8 @@ def test_checkpoints_table_shows_checks_and_estimates_against_the_active(superus
     )
     assert row.startswith("v2 SlateQ")
     assert "Rejected" in row
-    assert "✓ Finite weights" in row and "✗ Q sane" in row
+    assert "✓ Finite weights" in row and "✓ Finite Q values" in row
+    assert "✗ Q within bound" in row and "Ok" not in row
     assert "Q in [-1.00, 250.00]" in row
     assert "0.412 [0.380, 0.445] v1: 0.400" in row
     assert "✗ failed" in row and "5,000 impressions" in row

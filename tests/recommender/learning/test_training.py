@@ -6,20 +6,13 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
-from io import StringIO
 
 import numpy as np
 import pytest
 import torch
-from celery.exceptions import Retry
-from django.core.management import CommandError, call_command
-from django.core.management.base import SystemCheckError
 from django.utils import timezone
 
-from recommender import tasks
-from recommender.conf import AGENT_KINDS
 from recommender.learning import publishing, training
-from recommender.learning.schedules import SCHEDULES, schedules_ensure
 from recommender.learning.training import (
     TrainerBusy,
     policy_train,
@@ -36,18 +29,12 @@ from recommender.models import (
     Transition,
 )
 from recommender.rl.agent import DQNAgent
-from recommender.rl.agents import AGENTS, agent_kind, load_agent
+from recommender.rl.agents import agent_kind, load_agent
 from recommender.rl.config import DQNConfig
 from recommender.rl.slateq import group_slates
 from recommender.rl.types import Observation, Slot
 from recommender.serving import features
 from recommender.serving.server import policy_server, sold_out_set
-from recommender.simulation.traffic import (
-    InProcessShopClient,
-    ShopperDriver,
-    shopper_seeds,
-    store_simulator,
-)
 from tests.recommender.factories import (
     EventFactory,
     ImpressionFactory,
@@ -321,27 +308,8 @@ def test_training_with_too_few_transitions_is_skipped(now, products, settings):
 
 
 @pytest.fixture
-def history(db, settings, monkeypatch):
-    """Simulated shoppers through the store's full request stack over a
-    60-product catalog, turned into transitions (their sessions are over)."""
-    settings.RECOMMENDER_MIN_TRANSITIONS = 80
-    # The off-policy gate and the personalisation check have tests of their own;
-    # here any trained policy may go live.
-    settings.RECOMMENDER_OPE_MARGIN = 1.0
-    settings.RECOMMENDER_PERSONALISATION_MAX_JACCARD = 1.1
-    rng = np.random.default_rng(11)
-    monkeypatch.setattr("recommender.serving.recommendations._rng", lambda: rng)
-    make_catalog(products=60, categories=6, stock=1000)
-    simulator = store_simulator(seed=3)
-    for number, seed in enumerate(shopper_seeds(3, 40)):
-        ShopperDriver(InProcessShopClient()).run(
-            simulator.new_shopper(int(seed)), session_number=number
-        )
-        if Impression.objects.count() * 8 >= 96:
-            break
-    result = transitions_build(now=timezone.now() + timedelta(hours=1))
-    assert result.created >= 80
-    return result
+def history(shopper_history):
+    return shopper_history
 
 
 def _estimate_ok(estimate: dict) -> bool:
@@ -573,75 +541,6 @@ def test_the_lock_is_released_when_training_fails(now, products, settings, monke
     assert trainer_lock_is_free()
 
 
-def test_the_tasks_call_the_same_services(now, products, settings):
-    settings.RECOMMENDER_MIN_TRANSITIONS = 500
-    _impression("s", timezone.now() - timedelta(hours=2), [(products[0], 0.5)])
-
-    built = tasks.build_transitions.apply()
-    trained = tasks.train_policy.apply(kwargs={"triggered_by": "admin"})
-    synced = tasks.sync_target_network.apply()
-
-    assert built.result == 1
-    assert Transition.objects.count() == 1
-    train_run = TrainingRun.objects.get(pk=trained.result)
-    assert (train_run.kind, train_run.status, train_run.triggered_by) == (
-        "train",
-        "skipped",
-        "admin",
-    )
-    sync_run = TrainingRun.objects.get(pk=synced.result)
-    assert (sync_run.kind, sync_run.status) == ("sync_target", "skipped")
-
-
-def test_the_train_task_retries_while_the_trainer_is_busy(db, monkeypatch):
-    calls = []
-
-    def busy_twice(*, triggered_by, steps):
-        calls.append(triggered_by)
-        if len(calls) < 3:
-            raise TrainerBusy("Another training run is in progress.")
-        return TrainingRun(pk=42)
-
-    monkeypatch.setattr(training, "policy_train", busy_twice)
-
-    result = tasks.train_policy.apply(kwargs={"triggered_by": "admin"})
-
-    assert result.successful()
-    assert result.result == 42
-    assert calls == ["admin"] * 3
-
-
-def test_the_train_task_gives_up_after_its_retries(db):
-    with another_trainer():
-        result = tasks.train_policy.apply()
-
-    assert result.failed()
-    assert isinstance(result.result, TrainerBusy)
-    assert not TrainingRun.objects.exists()
-    assert tasks.train_policy.autoretry_for == (TrainerBusy,)
-    assert tasks.sync_target_network.autoretry_for == (TrainerBusy,)
-    assert tasks.train_policy.max_retries >= 1
-    assert tasks.train_policy.retry_backoff
-
-
-def test_a_direct_call_of_the_task_raises_retry(db, monkeypatch):
-    """Run in a worker, autoretry turns TrainerBusy into a Retry that Celery
-    reschedules (with backoff)."""
-
-    def busy(**kwargs):
-        raise TrainerBusy("busy")
-
-    monkeypatch.setattr(training, "target_sync", busy)
-    task = tasks.sync_target_network
-    task.push_request(id="t-1", retries=0, is_eager=False, called_directly=False)
-    monkeypatch.setattr(task, "apply_async", lambda *args, **kwargs: None)
-    try:
-        with pytest.raises(Retry):
-            task.run()
-    finally:
-        task.pop_request()
-
-
 # ---------------------------------------------------------------------------
 # Target network sync
 # ---------------------------------------------------------------------------
@@ -683,202 +582,36 @@ def test_target_sync_without_a_learner_is_skipped(db):
 
 
 # ---------------------------------------------------------------------------
-# Management commands: the same services
+# Reproducible training: a run records its seed
 # ---------------------------------------------------------------------------
 
 
-def _call(*args) -> str:
-    out = StringIO()
-    call_command(*args, stdout=out)
-    return out.getvalue()
-
-
-def test_commands_with_nothing_to_learn_from(db, settings):
-    settings.RECOMMENDER_MIN_TRANSITIONS = 500
-
-    assert _call("build_transitions") == "0 transitions from 0 impressions.\n"
-    assert "skipped: Not enough transitions yet: 0 of 500 needed." in _call(
-        "train_policy", "--steps", "5"
-    )
-    assert _call("sync_target_network") == "skipped: No learner yet: nothing to sync.\n"
-    assert list(TrainingRun.objects.values_list("kind", "triggered_by").order_by("started_at")) == [
-        ("train", "command"),
-        ("sync_target", "command"),
-    ]
-
-
-def test_commands_build_train_and_sync(history, monkeypatch):
-    # The history fixture built its transitions already; fresh impressions remain none.
-    assert _call("build_transitions") == "0 transitions from 0 impressions.\n"
-
-    trained = _call("train_policy", "--steps", "5")
-    synced = _call("sync_target_network")
-
-    assert "succeeded: Published v1 (active)." in trained
-    assert "steps=5 loss=" in trained
-    assert synced == "succeeded: Target network synced at step 5.\n"
-    assert Checkpoint.objects.get().status == Checkpoint.Status.ACTIVE
-
-
-def test_commands_refuse_while_the_trainer_is_busy(db):
-    with another_trainer():
-        with pytest.raises(CommandError, match="in progress"):
-            _call("train_policy")
-        with pytest.raises(CommandError, match="in progress"):
-            _call("sync_target_network")
+def _train_from_scratch() -> tuple[TrainingRun, bytes]:
+    """One run on the logged history from a new learner (as on first use)."""
+    TrainerState.objects.all().delete()
+    run = policy_train(triggered_by="test")
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.outcome
+    return run, bytes(Checkpoint.objects.get(training_run=run).weights)
 
 
 @pytest.mark.slow
-def test_simulate_traffic_drives_a_live_store(live_server, transactional_db):
-    make_catalog(products=24, categories=4, stock=1000)
+def test_the_same_log_and_seed_give_the_same_checkpoint(shopper_history, settings):
+    settings.RECOMMENDER_TRAIN_SEED = 1234
+    first, first_weights = _train_from_scratch()
+    second, second_weights = _train_from_scratch()
+    settings.RECOMMENDER_TRAIN_SEED = 4321
+    other, other_weights = _train_from_scratch()
 
-    output = _call(
-        "simulate_traffic", "--base-url", live_server.url, "--sessions", "5", "--seed", "1"
-    )
-
-    lines = output.strip().splitlines()
-    assert lines[0].startswith("5 sessions, ")
-    assert "(0 refused)" in lines[0]
-    assert lines[1].split() == ["policy", "carousels", "clicks", "CTR"]
-    popularity = next(line for line in lines[2:] if line.startswith("popularity"))
-    carousels = int(popularity.split()[1])
-    assert carousels == Impression.objects.count() > 0
-    assert popularity.rstrip().endswith("%")
-
-
-def test_simulate_traffic_names_an_unreachable_store(db):
-    make_catalog(products=4, categories=1)
-
-    with pytest.raises(CommandError, match="Cannot reach the store"):
-        _call("simulate_traffic", "--base-url", "http://127.0.0.1:1", "--sessions", "1")
+    assert (first.seed, second.seed, other.seed) == (1234, 1234, 4321)
+    assert first_weights == second_weights
+    assert other_weights != first_weights
 
 
 @pytest.mark.slow
-def test_seed_history_lays_out_a_trained_past_once(db, settings):
-    settings.RECOMMENDER_MIN_TRANSITIONS = 50
-    settings.RECOMMENDER_TRAIN_STEPS = 3
-    settings.RECOMMENDER_OPE_MARGIN = 1.0
-    make_catalog(products=40, categories=5, stock=1000)
-    started = timezone.now()
+def test_an_unseeded_run_records_the_seed_it_drew(shopper_history, settings):
+    settings.RECOMMENDER_TRAIN_SEED = None
+    first, _ = _train_from_scratch()
+    second, _ = _train_from_scratch()
 
-    output = _call(
-        "seed_history",
-        "--sessions",
-        "20",
-        "--train-every",
-        "10",
-        "--days",
-        "0.1",
-        "--verbosity",
-        "0",
-    )
-
-    assert output.startswith("20 sessions, ")
-    impressions = Impression.objects.order_by("created_at")
-    assert impressions.count() > 20
-    span = impressions.last().created_at - impressions.first().created_at
-    assert impressions.first().created_at < started - timedelta(hours=1.5)
-    assert span > timedelta(hours=1.5)
-    assert impressions.last().created_at <= timezone.now()
-    runs = TrainingRun.objects.filter(kind=TrainingRun.Kind.TRAIN, triggered_by="seed_history")
-    assert runs.filter(status=TrainingRun.Status.SUCCEEDED).exists()
-    assert Checkpoint.objects.filter(status=Checkpoint.Status.ACTIVE).exists()
-    assert TrainingRun.objects.filter(kind=TrainingRun.Kind.SYNC_TARGET).exists()
-    counts = (Impression.objects.count(), Event.objects.count(), Checkpoint.objects.count())
-
-    again = _call("seed_history", "--sessions", "20", "--days", "0.1")
-
-    assert "History already present" in again
-    assert (Impression.objects.count(), Event.objects.count(), Checkpoint.objects.count()) == counts
-
-
-def test_seed_history_drives_a_store_on_its_production_security_settings(db, settings):
-    """Under production settings every request used to be refused (400: the test
-    client's host; then 301 to HTTPS), and the command still exited 0."""
-    settings.ALLOWED_HOSTS = ["shop.example.com"]
-    settings.SECURE_SSL_REDIRECT = True
-    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = True
-    settings.RECOMMENDER_MIN_TRANSITIONS = 10**6  # no training: not what this is about
-    make_catalog(products=24, categories=4, stock=1000)
-
-    output = _call("seed_history", "--sessions", "4", "--days", "0.1", "--verbosity", "0")
-
-    assert output.startswith("4 sessions, ")
-    assert "(0 refused)" in output
-    assert Impression.objects.count() >= 4
-
-
-def test_seed_history_fails_when_the_store_refuses_its_requests(db, throttle_rates):
-    throttle_rates(recommendations="1/min")  # each shopper's second carousel is refused
-    make_catalog(products=24, categories=4, stock=1000)
-
-    with pytest.raises(CommandError, match=r"requests were refused \(HTTP 429 x\d+\)\. 429:"):
-        _call("seed_history", "--sessions", "4", "--days", "0.1", "--verbosity", "0")
-
-
-@pytest.mark.slow
-def test_simulate_traffic_fails_when_the_store_refuses_its_requests(
-    live_server, transactional_db, settings
-):
-    settings.ALLOWED_HOSTS = ["shop.example.com"]  # not the live server's 127.0.0.1
-    make_catalog(products=24, categories=4, stock=1000)
-
-    with pytest.raises(CommandError, match=r"of (\d+) requests were refused \(HTTP 400 x\1\)"):
-        _call("simulate_traffic", "--base-url", live_server.url, "--sessions", "3")
-
-
-# ---------------------------------------------------------------------------
-# Beat schedules
-# ---------------------------------------------------------------------------
-
-
-def test_migrate_creates_the_beat_schedules(db, settings):
-    from django_celery_beat.models import PeriodicTask
-
-    tasks_by_name = dict(
-        PeriodicTask.objects.filter(name__in=SCHEDULES).values_list("name", "task")
-    )
-
-    assert tasks_by_name == {name: task for name, (task, _) in SCHEDULES.items()}
-    assert set(tasks_by_name.values()) == {
-        "recommender.tasks.build_transitions",
-        "recommender.tasks.train_policy",
-        "recommender.tasks.sync_target_network",
-        "recommender.tasks.rollup_stats",
-    }
-    for name, (_, setting) in SCHEDULES.items():
-        task = PeriodicTask.objects.get(name=name)
-        assert task.enabled
-        assert task.interval.every == getattr(settings, setting)
-        assert task.interval.period == "seconds"
-
-
-def test_schedules_are_not_reset_over_an_admins_changes(db):
-    from django_celery_beat.models import IntervalSchedule, PeriodicTask
-
-    task = PeriodicTask.objects.get(name="recommender: train policy")
-    task.interval, _ = IntervalSchedule.objects.get_or_create(every=3600, period="seconds")
-    task.enabled = False
-    task.save()
-
-    assert schedules_ensure() == 0
-
-    task.refresh_from_db()
-    assert (task.interval.every, task.enabled) == (3600, False)
-
-
-def test_scheduled_tasks_are_registered_with_celery():
-    from config.celery_app import app
-
-    for task, _ in SCHEDULES.values():
-        assert task in app.tasks
-
-
-def test_an_unknown_agent_kind_fails_the_system_check(settings):
-    settings.RECOMMENDER_AGENT = "slatq"
-
-    with pytest.raises(SystemCheckError, match="RECOMMENDER_AGENT is 'slatq'"):
-        call_command("check")
-    settings.RECOMMENDER_AGENT = "per_item"
-    call_command("check")
-    assert set(AGENT_KINDS) == set(AGENTS)  # the check's list is the registry's
+    assert first.seed is not None and second.seed is not None
+    assert first.seed != second.seed
