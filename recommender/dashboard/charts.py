@@ -114,6 +114,35 @@ def time_label(moment: datetime, *, step_days: bool) -> str:
     return f"{local:%H:%M}"
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """Where a chart's plot area lies, and how time and value map into it."""
+
+    width: int
+    height: int
+    x_start: datetime
+    x_end: datetime
+    y_low: float
+    y_high: float
+
+    @property
+    def plot_w(self) -> float:
+        return self.width - MARGIN_LEFT - MARGIN_RIGHT
+
+    @property
+    def axis_y(self) -> float:
+        return self.height - MARGIN_BOTTOM
+
+    def x_of(self, moment: datetime) -> float:
+        span_s = (self.x_end - self.x_start).total_seconds()
+        return MARGIN_LEFT + self.plot_w * (moment - self.x_start).total_seconds() / span_s
+
+    def y_of(self, value: float) -> float:
+        plot_h = self.height - MARGIN_TOP - MARGIN_BOTTOM
+        span = (self.y_high - self.y_low) or 1.0
+        return MARGIN_TOP + plot_h * (1 - (value - self.y_low) / span)
+
+
 def line_chart(
     *,
     title: str,
@@ -132,8 +161,6 @@ def line_chart(
     """An SVG line chart over time, with a legend, y grid and time axis.
     ``markers`` are labelled moments (a new version going live) drawn as thin
     vertical lines."""
-    plot_w = width - MARGIN_LEFT - MARGIN_RIGHT
-    plot_h = height - MARGIN_TOP - MARGIN_BOTTOM
     values = [v for line in lines for _, v in line.points if math.isfinite(v)]
     out: list[str] = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
@@ -152,43 +179,48 @@ def line_chart(
     if include_zero:
         low, high = min(low, 0.0), max(high, 0.0)
     ticks = nice_ticks(low, high)
-    y_low, y_high = ticks[0], ticks[-1]
-    span_s = (x_end - x_start).total_seconds()
+    frame = _Frame(width, height, x_start, x_end, ticks[0], ticks[-1])
+    out += _y_grid(frame, ticks, y_format)
+    out += _time_axis(frame)
+    out += _markers(frame, markers)
+    describe = point_label or (lambda m: f"{timezone.localtime(m):%b %d %H:%M}")
+    n_points = sum(len(line.points) for line in lines)
+    for line in lines:
+        out += _series(frame, line, max_gap, describe, y_format, dots=n_points <= MAX_MARKERS)
+    out += _legend(frame, lines)
+    out.append("</svg>")
+    return mark_safe("".join(out))
 
-    def x_of(moment: datetime) -> float:
-        return MARGIN_LEFT + plot_w * (moment - x_start).total_seconds() / span_s
 
-    def y_of(value: float) -> float:
-        return MARGIN_TOP + plot_h * (1 - (value - y_low) / ((y_high - y_low) or 1.0))
-
-    # Y grid and labels.
+def _y_grid(frame: _Frame, ticks: list[float], y_format: Callable[[float], str]) -> list[str]:
+    """Horizontal grid lines at the value ticks, labelled on the left."""
+    out = []
     for tick in ticks:
-        y = y_of(tick)
+        y = frame.y_of(tick)
         out.append(
-            f'<line class="chart-grid" x1="{MARGIN_LEFT}" x2="{width - MARGIN_RIGHT}" '
+            f'<line class="chart-grid" x1="{MARGIN_LEFT}" x2="{frame.width - MARGIN_RIGHT}" '
             f'y1="{y:.1f}" y2="{y:.1f}" stroke="currentColor" stroke-opacity="0.15"/>'
             f'<text x="{MARGIN_LEFT - 6}" y="{y + 3.5:.1f}" text-anchor="end" opacity="0.75">'
             f"{escape(y_format(tick))}</text>"
         )
-    # Time axis.
-    axis_y = MARGIN_TOP + plot_h
-    out.append(
-        f'<line class="chart-axis" x1="{MARGIN_LEFT}" x2="{width - MARGIN_RIGHT}" '
+    return out
+
+
+def _time_axis(frame: _Frame) -> list[str]:
+    """The time axis with its ticks, labels kept inside the picture at the edges."""
+    axis_y = frame.axis_y
+    out = [
+        f'<line class="chart-axis" x1="{MARGIN_LEFT}" x2="{frame.width - MARGIN_RIGHT}" '
         f'y1="{axis_y}" y2="{axis_y}" stroke="currentColor" stroke-opacity="0.4"/>'
-    )
-
-    def describe_marker(moment: datetime) -> str:
-        return f"{timezone.localtime(moment):%b %d %H:%M}"
-
-    x_ticks = time_ticks(x_start, x_end)
+    ]
+    x_ticks = time_ticks(frame.x_start, frame.x_end)
     step_days = len(x_ticks) > 1 and (x_ticks[1] - x_ticks[0]) >= timedelta(days=1)
     for tick in x_ticks:
-        x = x_of(tick)
+        x = frame.x_of(tick)
         label = time_label(tick, step_days=step_days)
-        # Keep labels at the plot's edges inside the picture.
         half = CHAR_WIDTH * len(label) / 2
         anchor = "middle"
-        if x + half > width - 2:
+        if x + half > frame.width - 2:
             anchor = "end"
         elif x - half < 2:
             anchor = "start"
@@ -198,16 +230,20 @@ def line_chart(
             f'<text x="{x:.1f}" y="{axis_y + 16}" text-anchor="{anchor}" opacity="0.75">'
             f"{escape(label)}</text>"
         )
+    return out
 
-    # Markers: thin vertical lines, labelled unless too close to the previous label.
+
+def _markers(frame: _Frame, markers: Sequence[tuple[datetime, str]]) -> list[str]:
+    """Thin vertical lines, labelled unless too close to the previous label."""
+    out = []
     last_label_x = float("-inf")
     for moment, label in markers:
-        if not x_start <= moment <= x_end:
+        if not frame.x_start <= moment <= frame.x_end:
             continue
-        x = x_of(moment)
+        x = frame.x_of(moment)
         out.append(
             f'<g class="chart-marker" data-label="{escape(label)}"><line x1="{x:.1f}" '
-            f'x2="{x:.1f}" y1="{MARGIN_TOP}" y2="{axis_y}" stroke="currentColor" '
+            f'x2="{x:.1f}" y1="{MARGIN_TOP}" y2="{frame.axis_y}" stroke="currentColor" '
             f'stroke-opacity="0.35" stroke-dasharray="2 3"/>'
         )
         if x - last_label_x >= CHAR_WIDTH * (len(label) + 1):
@@ -215,50 +251,72 @@ def line_chart(
                 f'<text x="{x + 3:.1f}" y="{MARGIN_TOP + 10}" opacity="0.7">{escape(label)}</text>'
             )
             last_label_x = x
-        out.append(f"<title>{escape(label)} · {escape(describe_marker(moment))}</title></g>")
+        moment_text = f"{timezone.localtime(moment):%b %d %H:%M}"
+        out.append(f"<title>{escape(label)} · {escape(moment_text)}</title></g>")
+    return out
 
-    # Lines, split where a series has no data for longer than max_gap.
-    n_points = sum(len(line.points) for line in lines)
-    describe = point_label or (lambda m: f"{timezone.localtime(m):%b %d %H:%M}")
-    for line in lines:
-        # Dashed lines (the fallback) are a reference: drawn lighter and thinner.
-        style = (
-            ' stroke-dasharray="5 4" stroke-width="1.5" stroke-opacity="0.85"'
-            if line.dashed
-            else ' stroke-width="2"'
+
+def _segments(
+    frame: _Frame, line: Line, max_gap: timedelta | None
+) -> list[list[tuple[float, float]]]:
+    """The line's points in plot coordinates, split where it has no data for
+    longer than ``max_gap`` or a value is not finite."""
+    segments: list[list[tuple[float, float]]] = []
+    previous: datetime | None = None
+    for moment, value in line.points:
+        if not math.isfinite(value):
+            previous = None
+            continue
+        if previous is None or (max_gap is not None and moment - previous > max_gap):
+            segments.append([])
+        segments[-1].append((frame.x_of(moment), frame.y_of(value)))
+        previous = moment
+    return segments
+
+
+def _series(
+    frame: _Frame,
+    line: Line,
+    max_gap: timedelta | None,
+    describe: Callable[[datetime], str],
+    y_format: Callable[[float], str],
+    *,
+    dots: bool,
+) -> list[str]:
+    """One series: its polylines and, when the chart is not too dense, a dot
+    per point with its value as a tooltip."""
+    # Dashed lines (the fallback) are a reference: drawn lighter and thinner.
+    style = (
+        ' stroke-dasharray="5 4" stroke-width="1.5" stroke-opacity="0.85"'
+        if line.dashed
+        else ' stroke-width="2"'
+    )
+    out = [f'<g class="chart-series" data-label="{escape(line.label)}">']
+    for segment in _segments(frame, line, max_gap):
+        coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in segment)
+        out.append(
+            f'<polyline points="{coords}" fill="none" stroke="{line.colour}" '
+            f'stroke-linejoin="round" stroke-linecap="round"{style}/>'
         )
-        segments: list[list[tuple[float, float]]] = []
-        previous: datetime | None = None
+    if dots:
         for moment, value in line.points:
-            if not math.isfinite(value):
-                previous = None
-                continue
-            if previous is None or (max_gap is not None and moment - previous > max_gap):
-                segments.append([])
-            segments[-1].append((x_of(moment), y_of(value)))
-            previous = moment
-        out.append(f'<g class="chart-series" data-label="{escape(line.label)}">')
-        for segment in segments:
-            coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in segment)
-            out.append(
-                f'<polyline points="{coords}" fill="none" stroke="{line.colour}" '
-                f'stroke-linejoin="round" stroke-linecap="round"{style}/>'
-            )
-        if n_points <= MAX_MARKERS:
-            for moment, value in line.points:
-                if math.isfinite(value):
-                    out.append(
-                        f'<circle cx="{x_of(moment):.1f}" cy="{y_of(value):.1f}" r="2.6" '
-                        f'fill="{line.colour}"><title>{escape(line.label)} · '
-                        f"{escape(describe(moment))}: {escape(y_format(value))}</title></circle>"
-                    )
-        out.append("</g>")
+            if math.isfinite(value):
+                out.append(
+                    f'<circle cx="{frame.x_of(moment):.1f}" cy="{frame.y_of(value):.1f}" r="2.6" '
+                    f'fill="{line.colour}"><title>{escape(line.label)} · '
+                    f"{escape(describe(moment))}: {escape(y_format(value))}</title></circle>"
+                )
+    out.append("</g>")
+    return out
 
-    # Legend along the top, wrapping onto a second row if needed.
+
+def _legend(frame: _Frame, lines: Sequence[Line]) -> list[str]:
+    """The legend along the top, wrapping onto a second row if needed."""
+    out = []
     x, y = MARGIN_LEFT, 14.0
     for line in lines:
         item_w = 26 + CHAR_WIDTH * len(line.label) + 14
-        if x + item_w > width - MARGIN_RIGHT and x > MARGIN_LEFT:
+        if x + item_w > frame.width - MARGIN_RIGHT and x > MARGIN_LEFT:
             x, y = MARGIN_LEFT, y + 15
         dash = ' stroke-dasharray="5 4"' if line.dashed else ""
         out.append(
@@ -267,5 +325,4 @@ def line_chart(
             f'<text x="{x + 26}" y="{y:.1f}">{escape(line.label)}</text></g>'
         )
         x += item_w
-    out.append("</svg>")
-    return mark_safe("".join(out))
+    return out
