@@ -805,7 +805,10 @@ def test_the_learning_trend_is_one_learned_line_against_the_fallback(superuser_c
 
 def test_the_epsilon_header_is_not_upper_cased(superuser_client):
     html = superuser_client.get(URL).content.decode()
-    assert '<th class="num rec-symbol" title="Exploration rate (epsilon)">ε</th>' in html
+    assert (
+        '<th class="num rec-symbol" title="The training schedule\'s exploration rate '
+        '(shoppers are served RECOMMENDER_EPSILON)">Training ε</th>'
+    ) in html
     css = (settings_static() / "recommender" / "dashboard.css").read_text()
     assert ".rec-table th.rec-symbol { text-transform: none; }" in css
 
