@@ -65,12 +65,13 @@ test: install-dev browser-deps ## Install everything and run the whole test suit
 	@rc=0; DJANGO_SETTINGS_MODULE=config.settings.test $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected"; rc=0; fi; exit $$rc
 
-test-fast: install-dev ## Run the tests that need no browser and no services
-	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) -m pytest -m "not browser and not integration" $(PYTEST_ARGS)
+test-fast: install-dev ## Run the tests that need no browser, no services and little time (not slow)
+	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) -m pytest -m "not browser and not integration and not slow" $(PYTEST_ARGS)
 
-lint: install-dev ## Lint and check formatting with ruff
+lint: install-dev ## Lint, check formatting (ruff) and the import contracts (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install-dev ## Format and auto-fix with ruff
 	$(BIN)/ruff format .
@@ -83,4 +84,4 @@ bench: install-dev ## Run every benchmark and record its table in bench/RESULTS.
 	$(PY) -m bench.run $(BENCHES) -- $(ARGS)
 
 clean: ## Remove the SQLite database, generated media, broker files and caches
-	rm -rf db.sqlite3* media var staticfiles .pytest_cache .ruff_cache
+	rm -rf db.sqlite3* media var staticfiles .pytest_cache .ruff_cache .import_linter_cache

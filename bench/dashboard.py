@@ -438,8 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     from django.test.utils import setup_databases, teardown_databases
     from django.utils import timezone
 
+    from recommender.evaluation.stats import stats_rollup
     from recommender.models import Event, Impression, ImpressionStats
-    from recommender.stats import stats_rollup
 
     if connection.vendor != "postgresql":
         print("bench.dashboard needs PostgreSQL: set DATABASE_URL=postgres://...", file=sys.stderr)

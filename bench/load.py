@@ -177,12 +177,12 @@ def publish_checkpoint() -> int:
     import numpy as np
     from django.conf import settings
 
-    from recommender import features
     from recommender.conf import dqn_config
     from recommender.models import Checkpoint
     from recommender.rl.agents import agent_kind, make_agent
     from recommender.rl.types import Observation, Slot, Transition
-    from recommender.services import checkpoint_activate
+    from recommender.serving import features
+    from recommender.serving.checkpoints import checkpoint_activate
 
     catalog = features.build_catalog()
     n_categories = features.category_table_size(int(catalog.categories.max(initial=0)))
@@ -444,7 +444,7 @@ def queries_per_request(product_slug: str, cart_products: list[int]) -> dict[str
     from django.test import Client
     from django.test.utils import CaptureQueriesContext, override_settings
 
-    from recommender.serving import policy_server
+    from recommender.serving.server import policy_server
 
     client = Client()
     client.get("/api/v1/cart/")
@@ -483,7 +483,7 @@ def refresh_costs(runs: int = 10) -> dict[str, float]:
     comparison reading every product's stock (what each refresh did before)."""
     from django.test.utils import override_settings
 
-    from recommender.serving import PolicyServer
+    from recommender.serving.server import PolicyServer
     from shop.models import Product
 
     server = PolicyServer()
@@ -542,8 +542,8 @@ def log_costs(*, train: bool) -> dict:
     from django.test.utils import override_settings
     from django.utils import timezone
 
+    from recommender.learning.training import policy_train, transitions_build
     from recommender.models import Event, Impression, ImpressionItem, Transition
-    from recommender.training import policy_train, transitions_build
 
     tables = {
         "impression": Impression,
@@ -644,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     from django.db import connection
     from django.test.utils import setup_databases, teardown_databases
 
-    from recommender.serving import policy_server
+    from recommender.serving.server import policy_server
 
     if connection.vendor != "postgresql":
         print("bench.load needs PostgreSQL: set DATABASE_URL=postgres://...", file=sys.stderr)

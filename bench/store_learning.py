@@ -79,9 +79,9 @@ def first_run(kind: str, seed: int) -> dict:
     from django.test.utils import override_settings
     from django.utils import timezone
 
+    from recommender.learning.training import policy_train, transitions_build
     from recommender.models import Checkpoint
-    from recommender.serving import policy_server
-    from recommender.training import policy_train, transitions_build
+    from recommender.serving.server import policy_server
     from shop.demo import catalog_seed
 
     start = time.perf_counter()
@@ -91,7 +91,7 @@ def first_run(kind: str, seed: int) -> dict:
         override_settings(
             CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
             MEDIA_ROOT=media,
-            SHOP_CAROUSEL_PROVIDER="recommender.carousels.carousel_provider",
+            SHOP_CAROUSEL_PROVIDER="recommender.serving.carousels.carousel_provider",
             RECOMMENDER_AGENT=kind,
             RECOMMENDER_MIN_TRANSITIONS=10,
             # Whatever the first run learns goes live: that is what is measured.
@@ -101,7 +101,7 @@ def first_run(kind: str, seed: int) -> dict:
             RECOMMENDER_ELIGIBILITY_TTL=0,
         ),
         # The slates' exploration draws, seeded like the shoppers.
-        mock.patch("recommender.recommendations._rng", lambda: rng),
+        mock.patch("recommender.serving.recommendations._rng", lambda: rng),
     ):
         call_command("flush", interactive=False, verbosity=0)
         cache.clear()
@@ -121,7 +121,7 @@ def first_run(kind: str, seed: int) -> dict:
 
 
 def _traffic(seed: int) -> None:
-    from recommender.traffic import (
+    from recommender.simulation.traffic import (
         InProcessShopClient,
         ShopperDriver,
         shopper_seeds,

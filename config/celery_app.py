@@ -14,8 +14,8 @@ app.autodiscover_tasks()
 
 @worker_process_init.connect
 def _limit_torch_threads(**_kwargs) -> None:
-    # More than one torch thread per prefork child made serving ~20x slower on
-    # 2 cores, and torch must not run in the parent before fork (OpenMP hangs):
+    # Prefork children share the cores, so each gets one torch thread (more
+    # oversubscribe them), and torch must not run in the parent before fork (OpenMP hangs):
     # configure it in each child only. Training runs here: keep freed memory for
     # reuse instead of faulting it in again on every replay step.
     from recommender.rl.runtime import configure_torch_threads, keep_freed_memory

@@ -4,7 +4,7 @@ from django.db.models.signals import post_migrate
 
 
 def _ensure_schedules(sender, **kwargs) -> None:
-    from recommender.schedules import schedules_ensure
+    from recommender.learning.schedules import schedules_ensure
 
     schedules_ensure()
 
@@ -14,8 +14,8 @@ class RecommenderConfig(AppConfig):
     verbose_name = "Recommender"
 
     def ready(self) -> None:
-        from recommender import receivers  # noqa: F401  (connects the shop's signals)
         from recommender.conf import check_settings
+        from recommender.feedback import receivers  # noqa: F401  (connects the shop's signals)
 
         checks.register(check_settings)
 

@@ -7,14 +7,15 @@ import logging
 
 from celery import shared_task
 
-from recommender import history, training
-from recommender.stats import stats_rollup_catch_up
+from recommender.evaluation.stats import stats_rollup_catch_up
+from recommender.learning import training
+from recommender.simulation import history
 
 logger = logging.getLogger(__name__)
 
 
 # While a simulated history is being written it builds transitions, trains and
-# rolls up at its own simulated times (recommender/history.py): the scheduled
+# rolls up at its own simulated times (recommender/simulation/history.py): the scheduled
 # tasks stand aside, or they would cut its sessions short and interleave
 # real-time checkpoints with back-dated ones.
 HISTORY_NOTE = "Skipped: a simulated history is being written, and it trains as it goes."

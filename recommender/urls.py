@@ -1,6 +1,6 @@
 from django.urls import path
 
-from recommender.api import EventsApi, RecommendationsApi
+from recommender.serving.api import EventsApi, RecommendationsApi
 
 urlpatterns = [
     path("recommendations/", RecommendationsApi.as_view(), name="api-recommendations"),

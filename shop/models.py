@@ -59,7 +59,7 @@ class Product(models.Model):
             models.Index(fields=["-units_sold"]),
             models.Index(fields=["price"]),
             # The few products that cannot be sold now: what the recommender's
-            # web processes re-read every few seconds (recommender/serving.py).
+            # web processes re-read every few seconds (recommender/serving/server.py).
             models.Index(
                 fields=["id"],
                 condition=models.Q(stock=0) | models.Q(is_active=False),

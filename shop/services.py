@@ -217,9 +217,34 @@ def order_place(
     items = list(cart.items.all())
     if not items:
         raise EmptyCart()
+    products = _products_in_stock(items)
+    order = _order_create(
+        cart=cart,
+        token=token,
+        subtotal=sum(
+            (products[item.product_id].price * item.quantity for item in items), Decimal("0.00")
+        ),
+        email=email,
+        name=name,
+        address=address,
+        session_key=session_key,
+    )
+    if not order.created:
+        return order
+    _order_lines_write(order.order, items, products)
+    _cart_empty(cart)
+    order_placed.send(sender=Order, order=order.order, session_key=order.order.session_key or None)
+    # After commit: a receipt for an order that was rolled back would be a lie.
+    transaction.on_commit(partial(order_receipt_send, order_id=order.order.pk))
+    return order
+
+
+def _products_in_stock(items: list[CartItem]) -> dict[int, Product]:
+    """The cart's products, row-locked, by id; raises OutOfStock listing every
+    line the stock cannot cover."""
     # Lock in primary-key order (see module docstring) and read stock from
     # the locked rows: another checkout may have sold units since the page loaded.
-    products = list(
+    products = (
         Product.objects.select_for_update()
         .filter(pk__in=[item.product_id for item in items])
         .order_by("pk")
@@ -237,10 +262,21 @@ def order_place(
     ]
     if shortages:
         raise OutOfStock(shortages)
+    return by_id
 
-    subtotal = sum(
-        (by_id[item.product_id].price * item.quantity for item in items), Decimal("0.00")
-    )
+
+def _order_create(
+    *,
+    cart: Cart,
+    token: uuid.UUID,
+    subtotal: Decimal,
+    email: str,
+    name: str,
+    address: str,
+    session_key: str | None,
+) -> PlacedOrder:
+    """The order row with its delivery fee; the order a concurrent checkout with
+    the same token committed first (created=False) where row locks are not enforced."""
     delivery_fee = delivery_rule().fee_for(subtotal)
     try:
         # A savepoint, so a lost race on the unique key leaves this
@@ -263,30 +299,33 @@ def order_place(
         if previous is None:
             raise
         return PlacedOrder(previous, created=False)
+    return PlacedOrder(order, created=True)
 
+
+def _order_lines_write(order: Order, items: list[CartItem], products: dict[int, Product]) -> None:
+    """The order's lines at today's prices, and the units taken from stock."""
     OrderLine.objects.bulk_create(
         OrderLine(
             order=order,
-            product=by_id[item.product_id],
-            product_name=by_id[item.product_id].name,
-            unit_price=by_id[item.product_id].price,
+            product=products[item.product_id],
+            product_name=products[item.product_id].name,
+            unit_price=products[item.product_id].price,
             quantity=item.quantity,
         )
         for item in items
     )
     for item in items:
-        product = by_id[item.product_id]
+        product = products[item.product_id]
         product.stock -= item.quantity
         product.units_sold += item.quantity
-    Product.objects.bulk_update(products, ["stock", "units_sold"])
+    Product.objects.bulk_update(list(products.values()), ["stock", "units_sold"])
 
+
+def _cart_empty(cart: Cart) -> None:
+    """Empty the cart and give it a fresh checkout token for the next order."""
     cart.items.all().delete()
     cart.checkout_token = uuid.uuid4()
     cart.save(update_fields=["checkout_token", "updated_at"])
-    order_placed.send(sender=Order, order=order, session_key=order.session_key or None)
-    # After commit: a receipt for an order that was rolled back would be a lie.
-    transaction.on_commit(partial(order_receipt_send, order_id=order.pk))
-    return PlacedOrder(order, created=True)
 
 
 def order_receipt_send(*, order_id: int) -> bool:

@@ -34,7 +34,7 @@ def product(db):
 def _fresh_policy_server():
     """Each test starts with the web process's policy and eligibility caches
     empty: product ids cached by an earlier test's database must not leak."""
-    from recommender.serving import policy_server
+    from recommender.serving.server import policy_server
 
     policy_server.refresh()
     yield

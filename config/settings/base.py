@@ -53,6 +53,7 @@ THIRD_PARTY_APPS = [
 LOCAL_APPS = [
     "shop",
     "recommender",
+    "recommender.dashboard",
 ]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
@@ -88,7 +89,7 @@ TEMPLATES = [
 ]
 
 # ---------------------------------------------------------------------------
-# Database: persistent connections (CONN_MAX_AGE=0 cost ~4x throughput here)
+# Database: persistent connections (a connection per request costs throughput)
 # ---------------------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
@@ -321,6 +322,9 @@ RECOMMENDER_AGENT = env.str("RECOMMENDER_AGENT", default="per_item")
 _dqn_defaults = DQNConfig()
 RECOMMENDER_GAMMA = env.float("RECOMMENDER_GAMMA", default=_dqn_defaults.gamma)
 RECOMMENDER_TRAIN_STEPS = env.int("RECOMMENDER_TRAIN_STEPS", default=300)
+# Seed of each training run's random draws (replay sampling, exploration);
+# unset, each run draws one. Either way the run records it.
+RECOMMENDER_TRAIN_SEED = env.int("RECOMMENDER_TRAIN_SEED", default=None)
 RECOMMENDER_REPLAY_WINDOW = env.int("RECOMMENDER_REPLAY_WINDOW", default=50_000)
 RECOMMENDER_MIN_TRANSITIONS = env.int("RECOMMENDER_MIN_TRANSITIONS", default=500)
 RECOMMENDER_MAX_ABS_REWARD = env.float(
@@ -333,7 +337,7 @@ RECOMMENDER_OPE_MIN_ESS = env.float("RECOMMENDER_OPE_MIN_ESS", default=30.0)
 RECOMMENDER_OPE_IMPRESSIONS = env.int("RECOMMENDER_OPE_IMPRESSIONS", default=5_000)
 # A candidate whose top-k, over recent logged states with context, is on average
 # at least this similar (Jaccard) to the top-k it gives a session with no context
-# ignores its state: it is kept, not activated (recommender/publishing.py). One item
+# ignores its state: it is kept, not activated (recommender/learning/publishing.py). One item
 # of eight swapped gives 7/9: below 0.8, the state changes about an item or more.
 RECOMMENDER_PERSONALISATION_MAX_JACCARD = env.float(
     "RECOMMENDER_PERSONALISATION_MAX_JACCARD", default=0.8
@@ -352,5 +356,5 @@ RECOMMENDER_SCHEDULE_TRAIN = env.int("RECOMMENDER_SCHEDULE_TRAIN", default=300)
 RECOMMENDER_SCHEDULE_SYNC_TARGET = env.int("RECOMMENDER_SCHEDULE_SYNC_TARGET", default=600)
 RECOMMENDER_SCHEDULE_ROLLUP = env.int("RECOMMENDER_SCHEDULE_ROLLUP", default=120)
 SHOP_CAROUSEL_PROVIDER = env(
-    "SHOP_CAROUSEL_PROVIDER", default="recommender.carousels.carousel_provider"
+    "SHOP_CAROUSEL_PROVIDER", default="recommender.serving.carousels.carousel_provider"
 )

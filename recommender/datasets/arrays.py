@@ -27,7 +27,7 @@ REWARDS = ("click", "reward")
 
 def catalog_from_records(items: Sequence[ItemRecord]) -> ItemCatalog:
     """The items as the model reads them, in item id order. A store export's
-    items need their attributes from ``recommender.features`` first (the
+    items need their attributes from ``recommender.serving.features`` first (the
     import computes them)."""
     items = sorted(items, key=lambda item: item.item_id)
     width = len(items[0].attributes) if items else 0

@@ -14,17 +14,18 @@ import numpy as np
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from recommender import features
 from recommender.conf import dqn_config
-from recommender.datasets.models import LoggedDataset
 from recommender.datasets.selectors import dataset_catalog, dataset_feedback
+from recommender.evaluation.reports import GuardReport
 from recommender.models import Checkpoint
+from recommender.models.datasets import LoggedDataset
 from recommender.rl import checkpoint as checkpoint_io
 from recommender.rl import offline, ope
 from recommender.rl.agent import DQNAgent, category_count
 from recommender.rl.agents import Agent, agent_kind, load_agent
 from recommender.rl.checkpoint import CheckpointError, check_agent
 from recommender.rl.offline import LoggedFeedback, PolicyEvaluation
+from recommender.serving import features
 
 POLICIES = ("uniform", "logged", *offline.BASELINES, "checkpoint:<version>")
 _ALIASES = {
@@ -302,11 +303,9 @@ def policy_train_offline(
         dataset.name, "candidate", "test", candidate, _notes(candidate)
     )
     sample = [feedback.observations[r] for r in test_rows[:200]]
-    checks = {
-        key: (None if isinstance(value, float) and math.isnan(value) else value)
-        for key, value in check_agent(agent, sample, max_abs_reward=config.max_abs_reward).items()
-    }
-    checks["passed"] = bool(checks.get("ok"))
+    checks = GuardReport.from_agent_check(
+        check_agent(agent, sample, max_abs_reward=config.max_abs_reward)
+    ).to_dict()
     evaluation = {
         **{k: candidate.estimates[k].to_dict() for k in ("ips", "snips", "dr")},
         "active": {

@@ -279,7 +279,7 @@ def _read_obd_rows(path: Path, item_ids: set[int]) -> Iterator[RowRecord]:
 
 def _read_store_items(path: Path) -> list[ItemRecord]:
     """Items with their raw features; attributes are left empty here: the store
-    computes them with its own feature code (``recommender.features``)."""
+    computes them with its own feature code (``recommender.serving.features``)."""
     out = []
     seen: set[int] = set()
     with path.open(newline="") as handle:

@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 
 from recommender.datasets import arrays
 from recommender.datasets.formats import ItemRecord, RowRecord
-from recommender.datasets.models import LoggedDataset
+from recommender.models.datasets import LoggedDataset
 from recommender.rl.offline import LoggedFeedback
 from recommender.rl.types import ItemCatalog
 

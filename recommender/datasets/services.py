@@ -13,11 +13,11 @@ from pathlib import Path
 from django.db import transaction
 from django.db.models import Q
 
-from recommender import features
 from recommender.datasets import formats
-from recommender.datasets.models import LoggedDataset, LoggedItem, LoggedRow
 from recommender.models import Event, EventType, Impression
 from recommender.models import Transition as TransitionRow
+from recommender.models.datasets import LoggedDataset, LoggedItem, LoggedRow
+from recommender.serving import features
 from shop.models import Product
 
 _SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")

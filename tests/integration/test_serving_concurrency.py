@@ -1,7 +1,7 @@
 """Shoppers served at once on the real PostgreSQL: every carousel answered is
 logged with its exact propensities, and every click and add-to-cart earns its
-reward on the impression that showed the item (recommender/services.py,
-recommender/serving.py, recommender/recommendations.py)."""
+reward on the impression that showed the item (recommender/feedback/events.py,
+recommender/serving/server.py, recommender/serving/recommendations.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django.core.cache import cache
 from django.db import connection
 
 from recommender.models import Event, EventType, Impression
-from recommender.serving import policy_server
+from recommender.serving.server import policy_server
 from tests.recommender.support import Shopper, make_catalog, store_checkpoint, tiny_agent
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -27,12 +27,12 @@ K = 4
 def store(real_services, settings, tmp_path):
     """A catalog with an active checkpoint; the candidates and the policy are
     re-read on every request, so the shoppers' threads also race the refreshes."""
-    from recommender.services import checkpoint_activate
+    from recommender.serving.checkpoints import checkpoint_activate
 
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     cache.clear()
     settings.MEDIA_ROOT = str(tmp_path / "media")
-    settings.SHOP_CAROUSEL_PROVIDER = "recommender.carousels.carousel_provider"
+    settings.SHOP_CAROUSEL_PROVIDER = "recommender.serving.carousels.carousel_provider"
     settings.RECOMMENDER_RELOAD_SECONDS = 0
     settings.RECOMMENDER_ELIGIBILITY_TTL = 0
     settings.RECOMMENDER_EPSILON = 0.3  # explore: propensities below 1 as well

@@ -5,10 +5,22 @@ browser."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import numpy as np
 import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
+from django.utils import timezone
 
+from recommender.learning.training import transitions_build
+from recommender.models import Impression
+from recommender.simulation.traffic import (
+    InProcessShopClient,
+    ShopperDriver,
+    shopper_seeds,
+    store_simulator,
+)
 from tests.browser import browser  # noqa: F401  (the selenium driver fixture)
 from tests.recommender.factories import StaffFactory, SuperuserFactory, UserFactory
 from tests.recommender.support import isolate, make_catalog
@@ -62,3 +74,31 @@ def shopper_client(db) -> Client:
     client = Client()
     client.force_login(UserFactory(username="shopper"))
     return client
+
+
+@pytest.fixture
+def shopper_history(db, settings, monkeypatch):
+    """Simulated shoppers through the store's full request stack over a
+    60-product catalog, turned into transitions (their sessions are over):
+    enough for the real trainer to train and publish a tiny policy."""
+    settings.RECOMMENDER_ATTRIBUTION_WINDOW = 600
+    settings.RECOMMENDER_SESSION_IDLE = 900
+    settings.RECOMMENDER_TRAIN_STEPS = 5
+    settings.RECOMMENDER_MIN_TRANSITIONS = 80
+    # The off-policy gate and the personalisation check have tests of their own;
+    # here any trained policy may go live.
+    settings.RECOMMENDER_OPE_MARGIN = 1.0
+    settings.RECOMMENDER_PERSONALISATION_MAX_JACCARD = 1.1
+    rng = np.random.default_rng(11)
+    monkeypatch.setattr("recommender.serving.recommendations._rng", lambda: rng)
+    make_catalog(products=60, categories=6, stock=1000)
+    simulator = store_simulator(seed=3)
+    for number, seed in enumerate(shopper_seeds(3, 40)):
+        ShopperDriver(InProcessShopClient()).run(
+            simulator.new_shopper(int(seed)), session_number=number
+        )
+        if Impression.objects.count() * 8 >= 96:
+            break
+    result = transitions_build(now=timezone.now() + timedelta(hours=1))
+    assert result.created >= 80
+    return result

@@ -13,6 +13,7 @@ from decimal import Decimal
 import factory
 from django.utils import timezone
 
+from recommender.evaluation.reports import GuardReport
 from recommender.models import (
     Checkpoint,
     Event,
@@ -112,14 +113,16 @@ class CheckpointFactory(factory.django.DjangoModelFactory):
     # logs the failure and serves popularity (tests that serve a real policy store
     # one with tests.recommender.support.store_checkpoint).
     weights = factory.LazyFunction(lambda: b"placeholder checkpoint bytes " * 16)
+    # Written as the publisher writes them (recommender.evaluation.reports).
     checks = factory.LazyFunction(
-        lambda: {
-            "finite_weights": True,
-            "q_sane": True,
-            "q_min": -0.4,
-            "q_max": 6.2,
-            "passed": True,
-        }
+        lambda: GuardReport(
+            finite_weights=True,
+            q_finite=True,
+            q_within_bound=True,
+            personalised=None,
+            q_min=-0.4,
+            q_max=6.2,
+        ).to_dict()
     )
     evaluation = factory.LazyFunction(
         lambda: {
@@ -314,13 +317,14 @@ def seed_dashboard_history(
             activated_at=at(fraction) if status in (active, retired) else None,
             evaluation=evaluation(value, baseline_version, passed),
             note=note,
-            checks={
-                "finite_weights": True,
-                "q_sane": True,
-                "q_min": -0.3 + 0.05 * version,
-                "q_max": 4.0 + 0.4 * version,
-                "personalised": True,
-                "personalisation": {
+            checks=GuardReport(
+                finite_weights=True,
+                q_finite=True,
+                q_within_bound=True,
+                personalised=True,
+                q_min=-0.3 + 0.05 * version,
+                q_max=4.0 + 0.4 * version,
+                personalisation={
                     "n_states": 300,
                     "k": 8,
                     "jaccard_vs_cold": PERSONALISATION[version][0],
@@ -331,8 +335,7 @@ def seed_dashboard_history(
                     "passed": True,
                     "reason": "",
                 },
-                "passed": True,
-            },
+            ).to_dict(),
         )
         # created_at is auto_now_add: place each version where it was trained.
         Checkpoint.objects.filter(pk=checkpoint.pk).update(

@@ -23,14 +23,14 @@ from django.db import connection, connections
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from recommender import features
 from recommender.conf import dqn_config
+from recommender.learning.trainer_lock import ADVISORY_LOCK_KEY
 from recommender.models import Checkpoint, TrainerLease
 from recommender.rl.agents import Agent, agent_kind, make_agent
 from recommender.rl.types import Observation, Slot
 from recommender.rl.types import Transition as RLTransition
-from recommender.serving import policy_server
-from recommender.trainer_lock import ADVISORY_LOCK_KEY
+from recommender.serving import features
+from recommender.serving.server import policy_server
 from tests.factories import CategoryFactory, ProductFactory
 
 RECOMMENDATIONS_URL = "/api/v1/recommendations/"
@@ -55,7 +55,7 @@ def isolate(settings, tmp_path) -> Iterator[None]:
     }
     cache.clear()
     settings.MEDIA_ROOT = str(tmp_path / "media")
-    settings.SHOP_CAROUSEL_PROVIDER = "recommender.carousels.carousel_provider"
+    settings.SHOP_CAROUSEL_PROVIDER = "recommender.serving.carousels.carousel_provider"
     settings.RECOMMENDER_RELOAD_SECONDS = 0
     settings.RECOMMENDER_ELIGIBILITY_TTL = 0
     policy_server.__init__()
@@ -156,7 +156,7 @@ def tiny_agent(*, steps: int = 3, seed: int = 0, kind: str | None = None) -> Age
     """An agent of ``kind`` (default: RECOMMENDER_AGENT) over the store's current
     catalog, trained a few steps on made-up transitions (so its weights differ
     from a fresh one's)."""
-    # As the trainer makes its first learner (recommender.training.learner_load).
+    # As the trainer makes its first learner (recommender.learning.training.learner_load).
     catalog = features.build_catalog()
     torch.manual_seed(seed)  # the same weights every run: tests do not flake on an unlucky init
     n_categories = features.category_table_size(int(catalog.categories.max(initial=0)))

@@ -1,8 +1,12 @@
 """The store's learner configuration and the settings it comes from."""
 
+import pytest
 from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 
-from recommender.conf import check_settings, dqn_config
+from recommender.conf import AGENT_KINDS, check_settings, dqn_config
+from recommender.rl.agents import AGENTS
 from recommender.rl.config import DQNConfig
 
 
@@ -29,3 +33,13 @@ def test_an_unknown_agent_kind_is_a_system_check_error(settings):
     settings.RECOMMENDER_AGENT = "per-item"
     (error,) = check_settings()
     assert error.id == "recommender.E001" and "per_item" in error.hint
+
+
+def test_an_unknown_agent_kind_fails_the_system_check(settings):
+    settings.RECOMMENDER_AGENT = "slatq"
+
+    with pytest.raises(SystemCheckError, match="RECOMMENDER_AGENT is 'slatq'"):
+        call_command("check")
+    settings.RECOMMENDER_AGENT = "per_item"
+    call_command("check")
+    assert set(AGENT_KINDS) == set(AGENTS)  # the check's list is the registry's

@@ -26,7 +26,7 @@ SHOTS = TEST_SCREENSHOTS / "newcomer"
 def demo_store(transactional_db, settings):
     # The whole store, as `make demo` runs it: the recommender fills the
     # carousels (the popularity fallback, with no trained version yet).
-    settings.SHOP_CAROUSEL_PROVIDER = "recommender.carousels.carousel_provider"
+    settings.SHOP_CAROUSEL_PROVIDER = "recommender.serving.carousels.carousel_provider"
     settings.RECOMMENDER_ELIGIBILITY_TTL = 0
     call_command("seed_demo", "--products", "70", "--no-admin", verbosity=0, stdout=StringIO())
 

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from recommender.models import Checkpoint
-from recommender.services import (
+from recommender.serving.checkpoints import (
     CheckpointStateError,
     checkpoint_activate,
     checkpoint_rollback,

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from recommender.training import transitions_build
+from recommender.learning.training import transitions_build
 
 
 class Command(BaseCommand):

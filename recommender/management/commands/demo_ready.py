@@ -15,8 +15,8 @@ import urllib.request
 
 from django.core.management.base import BaseCommand, CommandError
 
-from recommender.history import history_latest
 from recommender.models import Checkpoint, SimulatedHistory
+from recommender.simulation.history import history_latest
 
 
 class Command(BaseCommand):

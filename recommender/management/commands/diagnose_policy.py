@@ -6,7 +6,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from recommender.diagnosis import PolicyDiagnosis, diagnose
+from recommender.evaluation.diagnosis import PolicyDiagnosis, diagnose
 from recommender.models import Checkpoint
 from recommender.rl.checkpoint import CheckpointError
 

@@ -10,7 +10,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from recommender.history import HistoryBusy, history_plan, history_run
+from recommender.simulation.history import HistoryBusy, history_plan, history_run
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from recommender.traffic import (
+from recommender.simulation.traffic import (
     HttpShopClient,
     ShopperDriver,
     TrafficStats,

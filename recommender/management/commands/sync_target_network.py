@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from recommender.training import TrainerBusy, target_sync
+from recommender.learning.training import TrainerBusy, target_sync
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from recommender.learning.training import TrainerBusy, policy_train
 from recommender.models import TrainingRun
-from recommender.training import TrainerBusy, policy_train
 
 
 class Command(BaseCommand):

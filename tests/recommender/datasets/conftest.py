@@ -13,9 +13,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from recommender.datasets.services import dataset_import
+from recommender.learning.training import transitions_build
 from recommender.models import Impression
-from recommender.traffic import InProcessShopClient, ShopperDriver, shopper_seeds, store_simulator
-from recommender.training import transitions_build
+from recommender.simulation.traffic import (
+    InProcessShopClient,
+    ShopperDriver,
+    shopper_seeds,
+    store_simulator,
+)
 from tests.recommender.support import make_catalog
 
 OBD = Path(settings.BASE_DIR) / "data" / "open_bandit_dataset"
@@ -47,7 +52,7 @@ def store_history(db, settings, monkeypatch):
     sessions over and turned into transitions: what export_logged_feedback
     exports."""
     rng = np.random.default_rng(5)
-    monkeypatch.setattr("recommender.recommendations._rng", lambda: rng)
+    monkeypatch.setattr("recommender.serving.recommendations._rng", lambda: rng)
     make_catalog(products=30, categories=4, stock=2)  # little stock: some sell out
     simulator = store_simulator(seed=2)
     for number, seed in enumerate(shopper_seeds(2, 12)):

@@ -6,8 +6,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from recommender.datasets.models import LoggedDataset
 from recommender.models import Checkpoint
+from recommender.models.datasets import LoggedDataset
 from tests.recommender.datasets.conftest import RANDOM
 from tests.recommender.datasets.test_formats import rewrite
 

@@ -6,7 +6,7 @@ import csv
 import numpy as np
 import pytest
 
-from recommender import services
+from recommender.dashboard.selectors import checkpoints_table
 from recommender.datasets.evaluation import (
     PolicyError,
     normalise_policy,
@@ -17,7 +17,7 @@ from recommender.datasets.services import dataset_import, feedback_export
 from recommender.models import Checkpoint
 from recommender.rl import ope
 from recommender.rl.agents import load_agent
-from recommender.selectors import checkpoints_table
+from recommender.serving import checkpoints
 from tests.recommender.datasets.conftest import BTS
 from tests.recommender.support import store_checkpoint, tiny_agent
 
@@ -163,8 +163,10 @@ def test_training_on_a_log_stores_a_candidate_judged_against_the_baselines(obd_b
 def test_a_checkpoint_trained_on_another_shops_log_cannot_be_served(obd_bts, superuser_client):
     checkpoint = policy_train_offline(dataset=obd_bts, steps=5, n_bootstrap=20).checkpoint
     assert not checkpoint.servable
-    with pytest.raises(services.CheckpointStateError, match="trained offline on dataset 'obd-bts'"):
-        services.checkpoint_activate(checkpoint=checkpoint)
+    with pytest.raises(
+        checkpoints.CheckpointStateError, match="trained offline on dataset 'obd-bts'"
+    ):
+        checkpoints.checkpoint_activate(checkpoint=checkpoint)
     assert not Checkpoint.objects.filter(status=Checkpoint.Status.ACTIVE).exists()
     (row,) = [r for r in checkpoints_table() if r.checkpoint.pk == checkpoint.pk]
     assert not row.can_activate

@@ -10,9 +10,9 @@ from recommender.datasets.selectors import (
     dataset_get,
 )
 from recommender.datasets.services import dataset_import, feedback_export
-from recommender.features import build_catalog
 from recommender.models import Transition
 from recommender.rl.types import EventType, Observation
+from recommender.serving.features import build_catalog
 
 pytestmark = pytest.mark.django_db
 

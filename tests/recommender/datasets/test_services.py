@@ -6,7 +6,6 @@ import csv
 import pytest
 
 from recommender.datasets import formats
-from recommender.datasets.models import LoggedDataset, LoggedItem, LoggedRow
 from recommender.datasets.services import (
     DatasetImportError,
     dataset_import,
@@ -14,6 +13,7 @@ from recommender.datasets.services import (
     session_digest,
 )
 from recommender.models import Event, EventType, Impression, Transition
+from recommender.models.datasets import LoggedDataset, LoggedItem, LoggedRow
 from tests.recommender.datasets.conftest import BTS, RANDOM
 from tests.recommender.datasets.test_formats import rewrite
 

@@ -1,0 +1,55 @@
+"""The shop's carousel provider (settings.SHOP_CAROUSEL_PROVIDER): fills the
+home, product and cart carousels with the recommender's slates."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.utils.http import urlencode
+
+from recommender.serving.recommendations import IMPRESSION_PARAM, recommend, record_page_view
+from shop.carousels import Carousel, CarouselItem
+from shop.models import Product
+from shop.sessions import visit_key
+from shop.throttling import RECOMMENDATIONS, allows
+
+logger = logging.getLogger(__name__)
+
+
+def carousel_provider(
+    request: HttpRequest, *, slot: str, product: Product | None = None
+) -> Carousel | None:
+    """A logged slate for this page; None (no carousel) if even the fallback fails.
+
+    On a product page the view (and the carousel click that led here) is
+    recorded first, so it is part of the state this carousel is chosen for.
+    """
+    try:
+        if product is not None and request.method == "GET":
+            record_page_view(request, product=product)
+        if not allows(request, RECOMMENDATIONS):
+            # Over the impression budget: the page is served without a carousel.
+            return None
+        rec = recommend(
+            session_key=visit_key(request.session),
+            user_id=request.user.pk if request.user.is_authenticated else None,
+            slot=slot,
+            k=settings.RECOMMENDER_DEFAULT_K,
+            product_id=product.pk if product else None,
+        )
+    except Exception:
+        # The page matters more than its carousel.
+        logger.exception("No carousel for slot %s", slot)
+        return None
+    query = urlencode({IMPRESSION_PARAM: str(rec.impression.pk)})
+    return Carousel(
+        slot=slot,
+        items=[
+            CarouselItem.from_product(
+                p, url=f"{p.get_absolute_url()}?{query}", reason=reason.name if reason else ""
+            )
+            for p, reason in zip(rec.products, rec.reasons, strict=True)
+        ],
+    )

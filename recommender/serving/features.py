@@ -1,0 +1,243 @@
+"""The one place where ORM rows become the RL core's plain arrays.
+
+Everything the policy sees (catalog features, session observations) is built
+here, so the core stays free of Django and the simulator can produce the same
+shapes directly.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from functools import cache
+
+import numpy as np
+from django.db import connections, router
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from recommender.models import Event, EventType, Impression
+from recommender.rl.types import EventType as RLEventType
+from recommender.rl.types import ItemCatalog, Observation, Slot
+from shop.models import Cart, CartItem, Order, OrderLine, Product
+
+# Attribute layout: one-hot buckets of brand, colour and material, hashed with
+# a stable hash so a product keeps its features across processes and restarts.
+BRAND_BUCKETS = 16
+COLOUR_BUCKETS = 12
+MATERIAL_BUCKETS = 8
+N_ATTRIBUTES = BRAND_BUCKETS + COLOUR_BUCKETS + MATERIAL_BUCKETS
+# Category embeddings are indexed by category primary key; keys beyond a
+# model's table share its "unknown category" row until a larger model is trained.
+MIN_CATEGORY_TABLE = 64
+
+MAX_RECENT_EVENTS = 20
+MAX_HISTORY_ITEMS = 20
+RECENT_HORIZON = timedelta(hours=24)
+
+SLOT_BY_NAME = {"home": Slot.HOME, "cart": Slot.CART, "product": Slot.PRODUCT}
+EVENT_CODE = {
+    EventType.VIEW: RLEventType.VIEW,
+    EventType.CLICK: RLEventType.CLICK,
+    EventType.ADD_TO_CART: RLEventType.ADD_TO_CART,
+    EventType.PURCHASE: RLEventType.PURCHASE,
+}
+
+
+def _bucket(value: str, buckets: int) -> int:
+    return zlib.crc32(value.strip().lower().encode()) % buckets
+
+
+def category_table_size(max_category_id: int) -> int:
+    return max(MIN_CATEGORY_TABLE, max_category_id + 1)
+
+
+def catalog_from_rows(rows: Iterable[tuple]) -> ItemCatalog:
+    """Build an ItemCatalog from (id, category_id, price, brand, colour, material) rows."""
+    rows = list(rows)
+    n = len(rows)
+    ids = np.empty(n, dtype=np.int64)
+    categories = np.empty(n, dtype=np.int64)
+    prices = np.empty(n, dtype=np.float32)
+    attributes = np.zeros((n, N_ATTRIBUTES), dtype=np.float32)
+    for row, (pk, category_id, price, brand, colour, material) in enumerate(rows):
+        ids[row] = pk
+        categories[row] = category_id
+        prices[row] = float(price)
+        if brand:
+            attributes[row, _bucket(brand, BRAND_BUCKETS)] = 1.0
+        if colour:
+            attributes[row, BRAND_BUCKETS + _bucket(colour, COLOUR_BUCKETS)] = 1.0
+        if material:
+            attributes[
+                row, BRAND_BUCKETS + COLOUR_BUCKETS + _bucket(material, MATERIAL_BUCKETS)
+            ] = 1.0
+    return ItemCatalog(ids=ids, categories=categories, prices=prices, attributes=attributes)
+
+
+def catalog_rows(products: QuerySet[Product] | None = None) -> list[tuple]:
+    products = products if products is not None else Product.objects.filter(is_active=True)
+    return list(
+        products.order_by("pk").values_list(
+            "pk", "category_id", "price", "brand", "colour", "material"
+        )
+    )
+
+
+def build_catalog() -> ItemCatalog:
+    """Every active product as model features (stock does not matter here:
+    eligibility is decided per request)."""
+    return catalog_from_rows(catalog_rows())
+
+
+def build_catalog_and_groups() -> tuple[ItemCatalog, np.ndarray]:
+    """``build_catalog`` and, aligned with its rows, each product's
+    near-duplicate group (``near_duplicate_groups``), from one read."""
+    rows = list(
+        Product.objects.filter(is_active=True)
+        .order_by("pk")
+        .values_list("pk", "category_id", "price", "brand", "colour", "material", "name")
+    )
+    groups = near_duplicate_groups(
+        near_duplicate_key(category_id=category, brand=brand, name=name, colour=colour)
+        for _, category, _, brand, colour, _, name in rows
+    )
+    return catalog_from_rows(row[:6] for row in rows), groups
+
+
+def session_observation(
+    *,
+    session_key: str,
+    user_id: int | None,
+    slot: str,
+    product_id: int | None = None,
+    now: datetime | None = None,
+) -> Observation:
+    """The state of a shopper session at a recommendation request.
+
+    One query (``_STATE_SQL``) whatever the length of the visit: its recent
+    events, its cart, a signed-in shopper's purchases and its page depth.
+    """
+    now = now or timezone.now()
+    recent: list[tuple] = []
+    cart: list[tuple] = []
+    history: list[tuple] = []
+    depth = 0
+    for kind, item, text, at, seq in _state_rows(
+        session_key=session_key, user_id=user_id, since=now - RECENT_HORIZON
+    ):
+        if kind == _RECENT:
+            recent.append((at, seq, item, text))
+        elif kind == _CART:
+            cart.append((at, seq, item))
+        elif kind == _HISTORY:
+            history.append((at, seq, item))
+        elif text is not None:
+            # Every impression logs the depth it was served at, so this request
+            # is one deeper than the session's latest (no count that grows
+            # with the visit).
+            depth = int(text) + 1
+    # The branches come back in no particular order: oldest first, as
+    # Observation expects, ties broken by primary key.
+    recent.sort(key=lambda row: row[:2])
+    cart.sort(key=lambda row: row[:2])
+    history.sort(key=lambda row: row[:2])
+    return Observation(
+        slot=SLOT_BY_NAME[slot],
+        current_item=product_id,
+        recent_items=tuple(item for _, _, item, _ in recent),
+        recent_events=tuple(int(EVENT_CODE[t]) for _, _, _, t in recent),
+        recent_ages=tuple(max(0.0, (now - at).total_seconds()) for at, _, _, _ in recent),
+        cart_items=tuple(item for _, _, item in cart),
+        history_items=tuple(item for _, _, item in history),
+        page_depth=depth,
+    )
+
+
+# Row kinds of _STATE_SQL.
+_RECENT, _CART, _HISTORY, _DEPTH = range(4)
+
+_STATE_SQL = """
+SELECT 0, e.product_id, e.type, e.created_at, e.id FROM {event} e WHERE e.id IN (
+    SELECT id FROM {event} WHERE session_key = %s AND created_at >= %s
+    ORDER BY created_at DESC, id DESC LIMIT {max_recent})
+UNION ALL
+SELECT 1, ci.product_id, NULL, ci.added_at, ci.id FROM {cart_item} ci
+    JOIN {cart} c ON c.id = ci.cart_id WHERE c.{cart_owner} = %s
+UNION ALL
+SELECT 2, ol.product_id, NULL, o.created_at, ol.id FROM {order_line} ol
+    JOIN {order} o ON o.id = ol.order_id WHERE ol.id IN (
+        SELECT l.id FROM {order_line} l JOIN {order} h ON h.id = l.order_id
+        WHERE h.user_id = %s ORDER BY h.created_at DESC, l.id DESC LIMIT {max_history})
+UNION ALL
+SELECT 3, NULL, {depth}, i.created_at, 0 FROM {impression} i WHERE i.id IN (
+    SELECT id FROM {impression} WHERE session_key = %s ORDER BY created_at DESC LIMIT 1)
+"""
+"""A session's state as (kind, product id, text, time, primary key) rows, one
+UNION ALL of indexed reads: the MAX_RECENT_EVENTS latest events since the
+horizon, the cart's lines (the user's cart when signed in, else the
+session's), a signed-in shopper's MAX_HISTORY_ITEMS latest purchased lines
+(none for a guest: ``user_id = NULL`` matches nothing) and the page depth
+logged by the session's latest impression. LIMITs sit in ``IN`` subqueries
+because SQLite allows none in the branches of a compound SELECT. Raw SQL
+because building the same union with the ORM cost more than running it."""
+
+
+@cache
+def _state_sql(vendor: str, by_user: bool) -> str:
+    if vendor == "postgresql":
+        depth = "(i.state ->> 'page_depth')"
+    else:
+        depth = "json_extract(i.state, '$.page_depth')"
+    return _STATE_SQL.format(
+        event=Event._meta.db_table,
+        cart_item=CartItem._meta.db_table,
+        cart=Cart._meta.db_table,
+        cart_owner="user_id" if by_user else "session_key",
+        order_line=OrderLine._meta.db_table,
+        order=Order._meta.db_table,
+        impression=Impression._meta.db_table,
+        depth=depth,
+        max_recent=MAX_RECENT_EVENTS,
+        max_history=MAX_HISTORY_ITEMS,
+    )
+
+
+def _state_rows(*, session_key: str, user_id: int | None, since: datetime) -> list[tuple]:
+    connection = connections[router.db_for_read(Event)]
+    params = (
+        session_key,
+        connection.ops.adapt_datetimefield_value(since),
+        user_id or session_key,
+        user_id,
+        session_key,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(_state_sql(connection.vendor, bool(user_id)), params)
+        rows = cursor.fetchall()
+    if connection.vendor == "sqlite":
+        # Raw rows skip the ORM's converters: SQLite returns naive UTC text.
+        convert = connection.ops.convert_datetimefield_value
+        rows = [(k, p, t, convert(at, None, connection), s) for k, p, t, at, s in rows]
+    return rows
+
+
+_WORD = re.compile(r"[^\W\d_][\w'-]*")
+
+
+def near_duplicate_key(*, category_id: int, brand: str, name: str, colour: str = "") -> tuple:
+    """What makes two products near-duplicates in a carousel: the same category,
+    brand and product noun (the name's last word, colour words left out), e.g.
+    two tents of one brand, or one sweater in two colours."""
+    colour_words = {w.casefold() for w in _WORD.findall(colour or "")}
+    words = [w.casefold() for w in _WORD.findall(name or "")]
+    nouns = [w for w in words if w not in colour_words] or words
+    return (category_id, (brand or "").strip().casefold(), nouns[-1] if nouns else "")
+
+
+def near_duplicate_groups(keys: Iterable[tuple]) -> np.ndarray:
+    """One integer per key, equal for equal keys (``SlateBuilder``'s groups)."""
+    numbers: dict[tuple, int] = {}
+    return np.fromiter((numbers.setdefault(key, len(numbers)) for key in keys), dtype=np.int64)

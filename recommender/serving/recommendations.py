@@ -1,0 +1,148 @@
+"""One recommendation request, end to end: observe the session, choose a
+slate with the active policy (or the fallback) and log it as an impression.
+Used by the HTML carousels and by GET /api/v1/recommendations/."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.db import transaction
+from django.http import HttpRequest
+
+from recommender.feedback.events import EventRejected, event_record
+from recommender.feedback.impressions import LoggedImpression, impression_log
+from recommender.models import Event, EventType, Impression
+from recommender.serving import features
+from recommender.serving.server import ServedSlate, policy_server
+from shop.models import Product
+from shop.sessions import visit_key
+from shop.throttling import EVENTS, allows
+
+logger = logging.getLogger(__name__)
+
+IMPRESSION_PARAM = "imp"
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    impression: Impression
+    served: ServedSlate
+    products: list[Product]  # in slate order
+    # Per product, the session's product that raised its score most ("Because
+    # you viewed ..."), or None.
+    reasons: list[Product | None] = field(default_factory=list)
+
+
+def _rng() -> np.random.Generator:
+    return np.random.default_rng()
+
+
+def recommend(
+    *, session_key: str, user_id: int | None, slot: str, k: int, product_id: int | None = None
+) -> Recommendation:
+    """Serve and log a slate of ``k`` products in ``slot`` for one shopper's
+    visit (``session_key``, ``user_id`` when signed in); ``product_id`` is the
+    product whose page shows it. Views, the API, the simulator and tasks call
+    it alike: it needs no request."""
+    observation = features.session_observation(
+        session_key=session_key, user_id=user_id, slot=slot, product_id=product_id
+    )
+    # The observation already read the cart; cart_for_request would create an
+    # empty Cart row for every visitor (and crawler) who merely sees a carousel.
+    exclude = set(observation.cart_items)
+    if product_id is not None:
+        exclude.add(product_id)
+    rng = _rng()
+
+    def log(served: ServedSlate, *, check: bool) -> LoggedImpression | None:
+        return impression_log(
+            session_key=session_key,
+            user_id=user_id,
+            slot=slot,
+            product_id=product_id,
+            observation=observation,
+            slate=served.slate,
+            policy_name=served.policy_name,
+            policy_version=served.policy_version,
+            epsilon=served.epsilon,
+            sold_out_id=served.sold_out_id,
+            available_only=check,
+            # The reasons' products come with the slate's, in the same query.
+            also_read=[int(a) for a in served.reasons or () if a is not None],
+        )
+
+    served = policy_server.recommend(observation, k=k, exclude=exclude, rng=rng)
+    logged = log(served, check=True)
+    if logged is None:
+        # An item sold out or was retired since the candidates were cached:
+        # nothing was logged; draw again from a fresh list and serve that.
+        served = policy_server.recommend(observation, k=k, exclude=exclude, rng=rng, fresh=True)
+        logged = log(served, check=False)
+    # Slates served without reasons (the fallback) have none for any item.
+    reasons = served.reasons or (None,) * len(served.slate.items)
+    by_id = {p.pk: p for p in logged.products}
+    shown = [
+        (by_id[int(item)], logged.also.get(int(anchor)) if anchor is not None else None)
+        for item, anchor in zip(served.slate.items, reasons, strict=True)
+        if int(item) in by_id
+    ]
+    return Recommendation(
+        impression=logged.impression,
+        served=served,
+        products=[product for product, _ in shown],
+        reasons=[reason for _, reason in shown],
+    )
+
+
+def record_page_view(request: HttpRequest, *, product: Product) -> None:
+    """Log a product page view, and the carousel click that led to it when the
+    link carried an impression id (so clicks need no JavaScript)."""
+    session_key = visit_key(request.session)
+    user_id = request.user.pk if request.user.is_authenticated else None
+    impression_id = _impression_id(request.GET.get(IMPRESSION_PARAM))
+    if impression_id is None:
+        # The common case costs one INSERT.
+        event_record(
+            type=EventType.VIEW,
+            product=product,
+            session_key=session_key,
+            user_id=user_id,
+            source=Event.Source.SERVER,
+        )
+        return
+    with transaction.atomic():
+        event_record(
+            type=EventType.VIEW,
+            product=product,
+            session_key=session_key,
+            user_id=user_id,
+            source=Event.Source.SERVER,
+        )
+        if not allows(request, EVENTS):
+            # The same budget as clicks sent to the events API.
+            logger.info("Click on impression %s not recorded: over the budget", impression_id)
+            return
+        try:
+            with transaction.atomic():
+                event_record(
+                    type=EventType.CLICK,
+                    product=product,
+                    session_key=session_key,
+                    user_id=user_id,
+                    impression_id=impression_id,
+                    source=Event.Source.SERVER,
+                )
+        except EventRejected:
+            # A shared or stale link: the view counts, the click earns nothing.
+            logger.info("Ignored carousel click with foreign impression %s", impression_id)
+
+
+def _impression_id(raw: str | None) -> uuid.UUID | None:
+    """The impression a carousel link names; None for none or garbage (the view still counts)."""
+    try:
+        return uuid.UUID(raw) if raw else None
+    except ValueError:
+        return None

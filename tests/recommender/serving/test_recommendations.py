@@ -1,0 +1,51 @@
+"""recommender.serving.recommendations: one slate served and logged for a
+shopper's visit, from plain arguments (no request), as the views, the API, the
+simulator and tasks call it."""
+
+from __future__ import annotations
+
+import pytest
+
+from recommender.feedback.events import event_record
+from recommender.models import Event, EventType, Impression
+from recommender.serving.recommendations import recommend
+from tests.factories import UserFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("recommender_isolation")]
+
+
+def test_recommend_serves_and_logs_a_slate_for_the_visit_it_is_given(catalog):
+    user = UserFactory()
+    rec = recommend(session_key="visit-1", user_id=user.pk, slot="home", k=3)
+
+    assert len(rec.products) == 3
+    logged = Impression.objects.get(pk=rec.impression.pk)
+    assert (logged.session_key, logged.user_id, logged.slot) == ("visit-1", user.pk, "home")
+    assert [item.product_id for item in logged.items.order_by("position")] == [
+        p.pk for p in rec.products
+    ]
+
+
+def test_the_page_product_is_not_recommended_on_its_own_page_and_is_logged(catalog):
+    on_page = catalog[0]
+    rec = recommend(
+        session_key="visit-2", user_id=None, slot="product", k=len(catalog), product_id=on_page.pk
+    )
+
+    assert on_page.pk not in {p.pk for p in rec.products}
+    assert Impression.objects.get(pk=rec.impression.pk).product_id == on_page.pk
+
+
+def test_a_view_of_the_session_shapes_its_observation(catalog):
+    viewed = catalog[1]
+    event_record(
+        type=EventType.VIEW,
+        product=viewed,
+        session_key="visit-3",
+        user_id=None,
+        source=Event.Source.SERVER,
+    )
+    rec = recommend(session_key="visit-3", user_id=None, slot="home", k=2)
+
+    impression = Impression.objects.get(pk=rec.impression.pk)
+    assert viewed.pk in impression.state["recent_items"]

@@ -1,0 +1,136 @@
+"""recommender.tasks: the Celery tasks call the same services as the commands,
+retry while the trainer is busy and stand aside while a history is written."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from celery.exceptions import Retry
+from django.utils import timezone
+
+from recommender import tasks
+from recommender.learning import training
+from recommender.learning.training import (
+    TrainerBusy,
+)
+from recommender.models import (
+    Impression,
+    TrainingRun,
+    Transition,
+)
+from recommender.rl.types import Observation, Slot
+from tests.recommender.factories import ImpressionFactory, ImpressionItemFactory
+from tests.recommender.support import (
+    another_trainer,
+    make_catalog,
+)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("recommender_isolation")]
+
+
+WINDOW = 600
+IDLE = 900
+
+
+@pytest.fixture(autouse=True)
+def loop_settings(settings):
+    settings.RECOMMENDER_ATTRIBUTION_WINDOW = WINDOW
+    settings.RECOMMENDER_SESSION_IDLE = IDLE
+    settings.RECOMMENDER_TRAIN_STEPS = 5
+
+
+@pytest.fixture
+def now():
+    return timezone.now().replace(microsecond=0)
+
+
+@pytest.fixture
+def products(db):
+    return make_catalog(products=4, categories=2)
+
+
+@pytest.fixture
+def history(shopper_history):
+    return shopper_history
+
+
+def _impression(session: str, at, items: list[tuple]) -> Impression:
+    """An impression at ``at`` showing (product, propensity) pairs in order."""
+    impression = ImpressionFactory(
+        session_key=session, created_at=at, state=Observation(slot=Slot.HOME).to_dict()
+    )
+    for position, (product, propensity) in enumerate(items):
+        ImpressionItemFactory(
+            impression=impression, product=product, position=position, propensity=propensity
+        )
+    return impression
+
+
+def test_the_tasks_call_the_same_services(now, products, settings):
+    settings.RECOMMENDER_MIN_TRANSITIONS = 500
+    _impression("s", timezone.now() - timedelta(hours=2), [(products[0], 0.5)])
+
+    built = tasks.build_transitions.apply()
+    trained = tasks.train_policy.apply(kwargs={"triggered_by": "admin"})
+    synced = tasks.sync_target_network.apply()
+
+    assert built.result == 1
+    assert Transition.objects.count() == 1
+    train_run = TrainingRun.objects.get(pk=trained.result)
+    assert (train_run.kind, train_run.status, train_run.triggered_by) == (
+        "train",
+        "skipped",
+        "admin",
+    )
+    sync_run = TrainingRun.objects.get(pk=synced.result)
+    assert (sync_run.kind, sync_run.status) == ("sync_target", "skipped")
+
+
+def test_the_train_task_retries_while_the_trainer_is_busy(db, monkeypatch):
+    calls = []
+
+    def busy_twice(*, triggered_by, steps):
+        calls.append(triggered_by)
+        if len(calls) < 3:
+            raise TrainerBusy("Another training run is in progress.")
+        return TrainingRun(pk=42)
+
+    monkeypatch.setattr(training, "policy_train", busy_twice)
+
+    result = tasks.train_policy.apply(kwargs={"triggered_by": "admin"})
+
+    assert result.successful()
+    assert result.result == 42
+    assert calls == ["admin"] * 3
+
+
+def test_the_train_task_gives_up_after_its_retries(db):
+    with another_trainer():
+        result = tasks.train_policy.apply()
+
+    assert result.failed()
+    assert isinstance(result.result, TrainerBusy)
+    assert not TrainingRun.objects.exists()
+    assert tasks.train_policy.autoretry_for == (TrainerBusy,)
+    assert tasks.sync_target_network.autoretry_for == (TrainerBusy,)
+    assert tasks.train_policy.max_retries >= 1
+    assert tasks.train_policy.retry_backoff
+
+
+def test_a_direct_call_of_the_task_raises_retry(db, monkeypatch):
+    """Run in a worker, autoretry turns TrainerBusy into a Retry that Celery
+    reschedules (with backoff)."""
+
+    def busy(**kwargs):
+        raise TrainerBusy("busy")
+
+    monkeypatch.setattr(training, "target_sync", busy)
+    task = tasks.sync_target_network
+    task.push_request(id="t-1", retries=0, is_eager=False, called_directly=False)
+    monkeypatch.setattr(task, "apply_async", lambda *args, **kwargs: None)
+    try:
+        with pytest.raises(Retry):
+            task.run()
+    finally:
+        task.pop_request()
