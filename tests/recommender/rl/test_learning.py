@@ -20,6 +20,7 @@ from recommender.rl.slateq import SlateQAgent
 REQUIRED_MARGIN = 2.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("slateq", [False, True], ids=["per-item", "slateq"])
 def test_short_dqn_training_beats_random_by_a_wide_margin(slateq):
     configure_torch_threads(1)

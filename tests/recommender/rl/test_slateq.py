@@ -201,6 +201,7 @@ def test_a_next_set_smaller_than_the_slate_is_valued_as_that_short_slate():
     assert target == pytest.approx(1.0 + 0.5 * next_value, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_the_click_model_learns_that_later_positions_get_fewer_clicks():
     """Clicks logged from a known position-biased logit: the learned attention
     falls with the position like the true one."""

@@ -425,7 +425,7 @@ print("torch" in sys.modules)
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=Path(__file__).resolve().parents[3],
         env=env,
     )
     assert result.stdout.split() == ["False"]
