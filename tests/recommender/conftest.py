@@ -23,7 +23,7 @@ from recommender.simulation.traffic import (
 )
 from tests.browser import browser  # noqa: F401  (the selenium driver fixture)
 from tests.recommender.factories import StaffFactory, SuperuserFactory, UserFactory
-from tests.recommender.support import isolate, make_catalog
+from tests.recommender.support import LOOP_IDLE, LOOP_WINDOW, isolate, make_catalog
 
 
 @pytest.fixture
@@ -102,3 +102,29 @@ def shopper_history(db, settings, monkeypatch):
     result = transitions_build(now=timezone.now() + timedelta(hours=1))
     assert result.created >= 80
     return result
+
+
+# The learning loop's tests (transitions, tasks, commands): short windows and runs.
+
+
+@pytest.fixture
+def loop_settings(settings):
+    settings.RECOMMENDER_ATTRIBUTION_WINDOW = LOOP_WINDOW
+    settings.RECOMMENDER_SESSION_IDLE = LOOP_IDLE
+    settings.RECOMMENDER_TRAIN_STEPS = 5
+
+
+@pytest.fixture
+def now():
+    return timezone.now().replace(microsecond=0)
+
+
+@pytest.fixture
+def products(db):
+    """Four products in two categories."""
+    return make_catalog(products=4, categories=2)
+
+
+@pytest.fixture
+def history(shopper_history):
+    return shopper_history

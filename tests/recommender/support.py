@@ -63,6 +63,11 @@ def isolate(settings, tmp_path) -> Iterator[None]:
     policy_server.__init__()
 
 
+# The learning loop's tests: attribution window and session idle time, seconds.
+LOOP_WINDOW = 600
+LOOP_IDLE = 900
+
+
 # ---------------------------------------------------------------------------
 # Catalogs
 # ---------------------------------------------------------------------------

@@ -23,36 +23,12 @@ from recommender.rl.types import Observation, Slot
 from tests.recommender.factories import ImpressionFactory, ImpressionItemFactory
 from tests.recommender.support import (
     another_trainer,
-    make_catalog,
 )
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("recommender_isolation")]
-
-
-WINDOW = 600
-IDLE = 900
-
-
-@pytest.fixture(autouse=True)
-def loop_settings(settings):
-    settings.RECOMMENDER_ATTRIBUTION_WINDOW = WINDOW
-    settings.RECOMMENDER_SESSION_IDLE = IDLE
-    settings.RECOMMENDER_TRAIN_STEPS = 5
-
-
-@pytest.fixture
-def now():
-    return timezone.now().replace(microsecond=0)
-
-
-@pytest.fixture
-def products(db):
-    return make_catalog(products=4, categories=2)
-
-
-@pytest.fixture
-def history(shopper_history):
-    return shopper_history
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("recommender_isolation", "loop_settings"),
+]
 
 
 def _impression(session: str, at, items: list[tuple]) -> Impression:

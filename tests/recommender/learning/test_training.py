@@ -10,7 +10,6 @@ from datetime import timedelta
 import numpy as np
 import pytest
 import torch
-from django.utils import timezone
 
 from recommender.learning import publishing, training
 from recommender.learning.training import (
@@ -41,24 +40,21 @@ from tests.recommender.factories import (
     ImpressionItemFactory,
 )
 from tests.recommender.support import (
+    LOOP_IDLE as IDLE,
+)
+from tests.recommender.support import (
+    LOOP_WINDOW as WINDOW,
+)
+from tests.recommender.support import (
     Shopper,
     another_trainer,
-    make_catalog,
     trainer_lock_is_free,
 )
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("recommender_isolation")]
-
-
-WINDOW = 600
-IDLE = 900
-
-
-@pytest.fixture(autouse=True)
-def loop_settings(settings):
-    settings.RECOMMENDER_ATTRIBUTION_WINDOW = WINDOW
-    settings.RECOMMENDER_SESSION_IDLE = IDLE
-    settings.RECOMMENDER_TRAIN_STEPS = 5
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("recommender_isolation", "loop_settings"),
+]
 
 
 # ---------------------------------------------------------------------------
@@ -102,16 +98,6 @@ def _rows(**filters) -> dict:
         )
         for t in Transition.objects.filter(**filters)
     }
-
-
-@pytest.fixture
-def now():
-    return timezone.now().replace(microsecond=0)
-
-
-@pytest.fixture
-def products(db):
-    return make_catalog(products=4, categories=2)
 
 
 def test_a_finished_session_becomes_exactly_its_transitions(now, products):
@@ -305,11 +291,6 @@ def test_training_with_too_few_transitions_is_skipped(now, products, settings):
     assert not Checkpoint.objects.exists()
     assert not TrainerState.objects.exists()
     assert trainer_lock_is_free()
-
-
-@pytest.fixture
-def history(shopper_history):
-    return shopper_history
 
 
 def _estimate_ok(estimate: dict) -> bool:
