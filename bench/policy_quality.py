@@ -367,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="smaller training budget (under 2 minutes on 2 cores)"
+        "--quick",
+        action="store_true",
+        help="smaller training budget (about 2 minutes per family on 2 cores)",
     )
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object as the last line"

@@ -28,8 +28,8 @@ def catalog() -> ItemCatalog:
 
 
 def _opened_then_clicked(logs) -> list[tuple[int, int, set[int]]]:
-    """(row of the page opened last, row clicked, categories opened before) for
-    every carousel click that followed an opened product page."""
+    """(id of the page opened last, id clicked, ids of the pages opened before)
+    for every carousel click that followed an opened product page."""
     pairs = []
     for log in logs:
         last, opened = None, set()
