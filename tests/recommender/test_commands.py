@@ -179,6 +179,33 @@ def test_seed_history_sends_the_shopper_family_asked_for(db, settings, monkeypat
     assert Impression.objects.exists()
 
 
+def test_simulate_traffic_sends_the_shopper_family_asked_for(db, monkeypatch):
+    from recommender.management.commands import simulate_traffic
+    from recommender.rl.simulator.families import family
+
+    make_catalog(products=8, categories=2)
+    built = []
+    real = simulate_traffic.store_simulator
+    monkeypatch.setattr(
+        simulate_traffic, "store_simulator", lambda **kw: built.append(real(**kw)) or built[-1]
+    )
+
+    with pytest.raises(CommandError, match="Cannot reach the store"):
+        _call(
+            "simulate_traffic",
+            "--base-url",
+            "http://127.0.0.1:1",
+            "--family",
+            "price_band",
+            "--sessions",
+            "1",
+            "--verbosity",
+            "0",
+        )
+
+    assert [s.params for s in built] == [family("price_band").params]
+
+
 @pytest.mark.parametrize("command", ["seed_history", "simulate_traffic"])
 def test_an_unknown_shopper_family_is_refused_before_any_traffic(db, command):
     make_catalog(products=8, categories=2)
