@@ -1,23 +1,34 @@
-"""Policy quality in the shopper simulator: random, popularity, co-occurrence,
-myopic DQN (gamma = 0), DQN and the full-information oracle, over several seeds.
+"""Policy quality in the shopper simulator, per shopper family: random,
+popularity, same category, co-occurrence, myopic DQN (gamma = 0), DQN and the
+full-information oracle, over several seeds.
 
     cd /work/main && .venv/bin/python -m bench.policy_quality [--quick] [--json] [--seeds N]
+        [--families funnel,brand,...] [--training-sessions N] [--eval-sessions N]
 
-Each seed builds its own synthetic catalog and simulated world
-(``recommender.rl.simulator``: 96 items in 6 categories, carousels of 3),
-logs uniformly random traffic to fit the popularity and co-occurrence
-baselines, trains the myopic and the long-term DQN agents from scratch with the
-same budget and configuration (only gamma differs; both are the SlateQ agent of
-``recommender.rl.slateq``, and the full run also trains the per-item agent the
-store serves, reported as ``dqn_per_item``), and evaluates every policy
-on the same held-out shoppers (common random numbers). The table reports, per
-policy, the mean over seeds of the mean session return, the CTR (clicks per
-carousel) and the purchase rate (sessions with a checkout), each with a 95%
-Student-t interval over seeds, and the return as a share of the oracle's.
+Each shopper family (``recommender.rl.simulator.families``) is a population
+whose taste is driven by something else (the premium funnel, the category,
+the price band, the brand, bundles, novelty, no position bias); the
+families the recommender's defaults are not tuned on are marked held out and
+run and print last. For each family and seed the benchmark builds its own
+synthetic catalog and simulated world (96 items in 6 categories, carousels of
+3), logs uniformly random traffic to fit the popularity, same-category and
+co-occurrence baselines, trains the myopic and the long-term DQN agents from
+scratch with the same budget and configuration (only gamma differs; both are
+the SlateQ agent of ``recommender.rl.slateq``, and the full run also trains
+the per-item agent the store serves, reported as ``dqn_per_item``), and
+evaluates every policy on the same held-out shoppers (common random
+numbers). Each family's table reports, per policy, the mean over seeds of the
+mean session return, the CTR (clicks per carousel) and the purchase rate
+(sessions with a checkout), each with a 95% Student-t interval over seeds,
+and the return as a share of the oracle's; a verdict line says whether the
+DQN beats every baseline (popularity, same category, co-occurrence) with
+disjoint intervals, and whether it is below popularity. A last line counts
+the families where it beats them all.
 
-``--quick`` trains each agent on 1200 simulated sessions, the full run on 3000;
-both are reported as measured. Work runs in ``--workers`` processes (default
-2, one torch thread each). ``--json`` prints one JSON object as the last line.
+``--quick`` trains each agent on 1200 simulated sessions, the full run on 3000
+(``--training-sessions`` and ``--eval-sessions`` override either); both are
+reported as measured. Work runs in ``--workers`` processes (default 2, one
+torch thread each). ``--json`` prints one JSON object as the last line.
 Nothing here is a test: the numbers are whatever this run measured.
 """
 
@@ -32,7 +43,18 @@ import sys
 import time
 from dataclasses import dataclass
 
-POLICIES = ("random", "popularity", "cooccurrence", "myopic", "dqn_per_item", "dqn", "oracle")
+POLICIES = (
+    "random",
+    "popularity",
+    "same_category",
+    "cooccurrence",
+    "myopic",
+    "dqn_per_item",
+    "dqn",
+    "oracle",
+)
+BASELINES = ("popularity", "same_category", "cooccurrence")
+"""What the DQN must beat, with disjoint 95% intervals, in each family."""
 TARGET_ORACLE_SHARE = 0.85
 
 
@@ -96,19 +118,20 @@ FULL = dataclasses.replace(
 )
 
 
-def world(seed: int, settings: BenchSettings):
-    """The seed's catalog and simulated shoppers."""
-    from recommender.rl.simulator import ShopperSimulator, make_catalog
+def world(seed: int, settings: BenchSettings, family: str = "funnel"):
+    """The seed's catalog and the family's simulated shoppers."""
+    from recommender.rl.simulator import make_catalog
+    from recommender.rl.simulator.families import family as shopper_family
 
     catalog = make_catalog(
         settings.n_items, settings.n_categories, settings.n_attributes, seed=seed
     )
-    return ShopperSimulator(catalog, seed=seed)
+    return shopper_family(family).simulator(catalog, seed=seed)
 
 
-def run_part(seed: int, part: str, settings: BenchSettings) -> dict:
-    """One part of one seed: train and evaluate an agent ("dqn", "myopic"), or
-    fit and evaluate the baselines and the oracle ("baselines")."""
+def run_part(family: str, seed: int, part: str, settings: BenchSettings) -> dict:
+    """One part of one family and seed: train and evaluate an agent ("dqn",
+    "myopic"), or fit and evaluate the baselines and the oracle ("baselines")."""
     from recommender.rl.runtime import configure_torch_threads, keep_freed_memory
 
     configure_torch_threads(1)
@@ -119,6 +142,7 @@ def run_part(seed: int, part: str, settings: BenchSettings) -> dict:
         OraclePolicy,
         PopularityPolicy,
         RandomPolicy,
+        SameCategoryPolicy,
         myopic_config,
     )
     from recommender.rl.config import DQNConfig
@@ -130,7 +154,7 @@ def run_part(seed: int, part: str, settings: BenchSettings) -> dict:
     )
 
     started = time.perf_counter()
-    simulator = world(seed, settings)
+    simulator = world(seed, settings, family)
     k = settings.k
     training_seconds = 0.0
     if part == "baselines":
@@ -141,6 +165,7 @@ def run_part(seed: int, part: str, settings: BenchSettings) -> dict:
         policies = {
             "random": RandomPolicy(),
             "popularity": PopularityPolicy().fit(events),
+            "same_category": SameCategoryPolicy(simulator.catalog).fit(events),
             "cooccurrence": CooccurrencePolicy().fit(events),
             "oracle": OraclePolicy(),
         }
@@ -166,6 +191,7 @@ def run_part(seed: int, part: str, settings: BenchSettings) -> dict:
         evaluation = evaluate_policy(simulator, policy, settings.eval_sessions, seed, k=k)
         results[name] = evaluation.metrics()
     return {
+        "family": family,
         "seed": seed,
         "part": part,
         "policies": results,
@@ -174,32 +200,43 @@ def run_part(seed: int, part: str, settings: BenchSettings) -> dict:
     }
 
 
-def _run_part(job: tuple[int, str, BenchSettings]) -> dict:
+def _run_part(job: tuple[str, int, str, BenchSettings]) -> dict:
     return run_part(*job)
 
 
-def run_seeds(seeds: list[int], settings: BenchSettings, workers: int) -> list[dict]:
-    """Every part of every seed, merged back into one record per seed."""
-    jobs = [(seed, part, settings) for part in settings.parts for seed in seeds]
+def run_seeds(
+    families: list[str], seeds: list[int], settings: BenchSettings, workers: int
+) -> dict[str, list[dict]]:
+    """Every part of every family and seed, merged back into one record per
+    seed, by family. Families are queued in order (held-out ones last)."""
+    jobs = [
+        (family, seed, part, settings)
+        for family in families
+        for part in settings.parts
+        for seed in seeds
+    ]
     if workers > 1:
         # Spawned children: no torch state is inherited across a fork (it can hang OpenMP).
         with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
             parts = list(pool.imap_unordered(_run_part, jobs))
     else:
         parts = [_run_part(job) for job in jobs]
-    per_seed = []
-    for seed in seeds:
-        mine = [p for p in parts if p["seed"] == seed]
-        per_seed.append(
-            {
-                "seed": seed,
-                "policies": {name: m for p in mine for name, m in p["policies"].items()},
-                "training_seconds": {
-                    p["part"]: p["training_seconds"] for p in mine if p["part"] != "baselines"
-                },
-            }
-        )
-    return per_seed
+    by_family: dict[str, list[dict]] = {}
+    for family in families:
+        per_seed = []
+        for seed in seeds:
+            mine = [p for p in parts if p["family"] == family and p["seed"] == seed]
+            per_seed.append(
+                {
+                    "seed": seed,
+                    "policies": {name: m for p in mine for name, m in p["policies"].items()},
+                    "training_seconds": {
+                        p["part"]: p["training_seconds"] for p in mine if p["part"] != "baselines"
+                    },
+                }
+            )
+        by_family[family] = per_seed
+    return by_family
 
 
 def aggregate(per_seed: list[dict]) -> dict:
@@ -218,21 +255,86 @@ def aggregate(per_seed: list[dict]) -> dict:
     }
 
 
+def _above(a: dict, b: dict) -> bool:
+    """a's 95% interval lies wholly above b's."""
+    return a["ci95"][0] > b["ci95"][1]
+
+
 def targets(summary: dict) -> dict:
-    """The two quality targets, as measured."""
+    """The quality targets of one family, as measured: the DQN's share of the
+    oracle, above the myopic agent, above every baseline with disjoint 95%
+    intervals, and whether it falls below popularity (its mean, and with
+    disjoint intervals)."""
     dqn, myopic, oracle = (summary[n]["return"] for n in ("dqn", "myopic", "oracle"))
+    popularity = summary["popularity"]["return"]
     share = dqn["mean"] / oracle["mean"] if oracle["mean"] else float("nan")
+    beaten = {name: _above(dqn, summary[name]["return"]) for name in BASELINES}
     return {
         "dqn_share_of_oracle": share,
         "dqn_at_least_85pct_of_oracle": share >= TARGET_ORACLE_SHARE,
-        "dqn_above_myopic_disjoint_ci95": dqn["ci95"][0] > myopic["ci95"][1],
+        "dqn_above_myopic_disjoint_ci95": _above(dqn, myopic),
+        "dqn_above_baseline_disjoint_ci95": beaten,
+        "dqn_beats_all_baselines": all(beaten.values()),
+        "dqn_below_popularity": dqn["mean"] < popularity["mean"],
+        "dqn_below_popularity_disjoint_ci95": _above(popularity, dqn),
     }
 
 
-def format_table(summary: dict, per_seed: list[dict]) -> str:
+def verdict(measured: dict) -> str:
+    """One family's verdict line."""
+    beaten = measured["dqn_above_baseline_disjoint_ci95"]
+    if measured["dqn_beats_all_baselines"]:
+        first = "DQN beats every baseline with disjoint 95% intervals: yes"
+    else:
+        missed = ", ".join(name for name in BASELINES if not beaten[name])
+        first = f"DQN beats every baseline with disjoint 95% intervals: NO (not {missed})"
+    if measured["dqn_below_popularity_disjoint_ci95"]:
+        below = "BELOW popularity (disjoint intervals)"
+    elif measured["dqn_below_popularity"]:
+        below = "below popularity on the mean (intervals overlap)"
+    else:
+        below = "not below popularity"
+    return (
+        f"{first}; {below}; DQN / oracle {100 * measured['dqn_share_of_oracle']:.1f}% "
+        f"(target >= {100 * TARGET_ORACLE_SHARE:.0f}%: "
+        f"{'met' if measured['dqn_at_least_85pct_of_oracle'] else 'NOT met'}); "
+        f"above myopic with disjoint intervals: "
+        f"{'yes' if measured['dqn_above_myopic_disjoint_ci95'] else 'NO'}"
+    )
+
+
+def overall(measured: dict[str, dict]) -> dict:
+    """Across families: where the DQN beats every baseline, where it is below
+    popularity (on the mean; and with disjoint intervals)."""
+    return {
+        "families": len(measured),
+        "beats_all_baselines": [n for n, m in measured.items() if m["dqn_beats_all_baselines"]],
+        "below_popularity": [n for n, m in measured.items() if m["dqn_below_popularity"]],
+        "below_popularity_disjoint_ci95": [
+            n for n, m in measured.items() if m["dqn_below_popularity_disjoint_ci95"]
+        ],
+    }
+
+
+def summary_line(result: dict, held_out: set[str]) -> str:
+    def label(name: str) -> str:
+        notes = ["held out"] if name in held_out else []
+        if name not in result["below_popularity_disjoint_ci95"]:
+            notes.append("intervals overlap")
+        return f"{name} ({', '.join(notes)})" if notes else name
+
+    below = ", ".join(label(n) for n in result["below_popularity"])
+    return (
+        f"DQN beats all baselines on {len(result['beats_all_baselines'])} of "
+        f"{result['families']} families; below popularity on: {below or 'none'}"
+    )
+
+
+def format_table(summary: dict, per_seed: list[dict], title: str = "") -> str:
     oracle = summary["oracle"]["return"]["mean"]
     lines = [
-        f"policy quality in the shopper simulator: mean over {len(per_seed)} seeds [95% t-interval]",
+        f"policy quality in the shopper simulator{title}: mean over {len(per_seed)} seeds "
+        "[95% t-interval]",
         f"{'policy':<13} {'session return':>25} {'% oracle':>9} {'CTR (clicks/carousel)':>24} {'purchase rate':>22}",
     ]
     for name in (n for n in POLICIES if n in summary):
@@ -261,9 +363,13 @@ def format_table(summary: dict, per_seed: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from recommender.rl.simulator.families import families as shopper_families
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="smaller training budget (under 2 minutes on 2 cores)"
+        "--quick",
+        action="store_true",
+        help="smaller training budget (about 2 minutes per family on 2 cores)",
     )
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object as the last line"
@@ -272,34 +378,77 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes (default 2)"
     )
+    parser.add_argument(
+        "--families",
+        default="",
+        help="comma-separated shopper families (default: all; held-out ones run last)",
+    )
+    parser.add_argument(
+        "--training-sessions", type=int, help="sessions each agent trains on (overrides the preset)"
+    )
+    parser.add_argument(
+        "--eval-sessions",
+        type=int,
+        help="evaluation sessions per policy, family and seed (overrides the preset)",
+    )
     args = parser.parse_args(argv)
     if args.seeds < 2:
         parser.error("--seeds must be at least 2 for an interval")
+    try:
+        chosen = shopper_families(args.families)
+    except ValueError as exc:
+        parser.error(str(exc))
     settings = QUICK if args.quick else FULL
+    for flag, field in (
+        ("--training-sessions", "training_sessions"),
+        ("--eval-sessions", "eval_sessions"),
+    ):
+        value = getattr(args, field)
+        if value is not None:
+            if value < 1:
+                parser.error(f"{flag} must be at least 1")
+            settings = dataclasses.replace(settings, **{field: value})
 
     started = time.perf_counter()
     seeds = list(range(args.seeds))
-    per_seed = run_seeds(seeds, settings, args.workers)
-    summary = aggregate(per_seed)
-    measured = targets(summary)
+    by_family = run_seeds([f.name for f in chosen], seeds, settings, args.workers)
     wall = time.perf_counter() - started
 
-    print(format_table(summary, per_seed))
-    training = [s for r in per_seed for s in r["training_seconds"].values()]
+    held_out = {f.name for f in chosen if f.held_out}
+    report: dict[str, dict] = {}
+    for shopper in chosen:
+        per_seed = by_family[shopper.name]
+        summary = aggregate(per_seed)
+        measured = targets(summary)
+        report[shopper.name] = {
+            "held_out": shopper.held_out,
+            "policies": summary,
+            "targets": measured,
+        }
+        mark = " (held out: the defaults were not tuned on it)" if shopper.held_out else ""
+        print(f"== family {shopper.name}{mark}: {shopper.description}")
+        print(format_table(summary, per_seed, title=f", family {shopper.name}"))
+        print(verdict(measured))
+        print()
+    result = overall({name: r["targets"] for name, r in report.items()})
+    print(summary_line(result, held_out))
+    training = [
+        s
+        for per_seed in by_family.values()
+        for r in per_seed
+        for s in r["training_seconds"].values()
+    ]
     print(
-        f"DQN / oracle: {100 * measured['dqn_share_of_oracle']:.1f}% "
-        f"(target >= {100 * TARGET_ORACLE_SHARE:.0f}%: {'met' if measured['dqn_at_least_85pct_of_oracle'] else 'NOT met'}); "
-        f"DQN above myopic with disjoint 95% intervals: {'yes' if measured['dqn_above_myopic_disjoint_ci95'] else 'NO'}"
-    )
-    print(
-        f"{'quick' if args.quick else 'full'} run: {len(seeds)} seeds, {args.workers} workers, "
-        f"{settings.training_sessions} training sessions per agent ({sum(training) / max(len(training), 1):.1f}s each "
-        f"on average), {settings.eval_sessions} evaluation sessions per policy and seed; wall {wall:.1f}s"
+        f"{'quick' if args.quick else 'full'} run: {len(chosen)} families, {len(seeds)} seeds, "
+        f"{args.workers} workers, {settings.training_sessions} training sessions per agent "
+        f"({sum(training) / max(len(training), 1):.1f}s each on average), "
+        f"{settings.eval_sessions} evaluation sessions per policy, family and seed; "
+        f"wall {wall:.1f}s"
     )
     if args.json:
         print(
             json.dumps(
-                {"seeds": len(seeds), "policies": summary, "targets": measured, "seconds": wall}
+                {"seeds": len(seeds), "families": report, "summary": result, "seconds": wall}
             )
         )
     return 0

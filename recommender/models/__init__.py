@@ -406,6 +406,11 @@ class SimulatedHistory(models.Model):
     sessions_total = models.PositiveIntegerField()
     sessions_done = models.PositiveIntegerField(default=0)
     seed = models.IntegerField(default=0)
+    family = models.CharField(
+        max_length=32,
+        default="funnel",
+        help_text="The simulated shoppers' family (recommender.rl.simulator.families).",
+    )
     first_train = models.PositiveIntegerField(
         help_text="Train for the first time after this many sessions."
     )

@@ -84,16 +84,23 @@ def history_plan(
     first_train: int,
     train_every: int,
     seed: int = 0,
+    family: str = "funnel",
     force: bool = False,
 ) -> SimulatedHistory | None:
-    """The history to write: an unfinished one (to resume), or a new one.
+    """The history to write: an unfinished one (to resume, with its own
+    shopper family), or a new one of ``family``'s shoppers.
 
     None when there is nothing to do: a history was finished already, or the
     store has traffic of its own and ``force`` is not set (a simulated past
-    must not be laid under real shoppers' data unasked).
+    must not be laid under real shoppers' data unasked). A ValueError for bad
+    numbers or an unknown family.
     """
     if sessions < 1 or days <= 0 or first_train < 1 or train_every < 1:
         raise ValueError("sessions, days, first_train and train_every must be positive.")
+    # The simulator loads torch (through the RL core's types): only when planning.
+    from recommender.rl.simulator.families import family as shopper_family
+
+    family = shopper_family(family).name
     unfinished = SimulatedHistory.objects.exclude(status=SimulatedHistory.Status.FINISHED).first()
     if unfinished is not None:
         if unfinished.status == SimulatedHistory.Status.FAILED:
@@ -109,6 +116,7 @@ def history_plan(
         period_end=now,
         sessions_total=sessions,
         seed=seed,
+        family=family,
         first_train=first_train,
         train_every=train_every,
     )
@@ -180,7 +188,7 @@ def history_run(*, history_id: int, on_progress: ProgressCallback | None = None)
     stats = TrafficStats()
     note = history.outcome
     try:
-        simulator = store_simulator(seed=history.seed)
+        simulator = store_simulator(seed=history.seed, family=history.family)
         first = history.sessions_done
         report(first, total, note)
         with _debug_off(), time_machine.travel(start + spacing * first, tick=False) as traveller:

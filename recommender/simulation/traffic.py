@@ -1,6 +1,7 @@
 """Simulated shoppers driving the store through its HTTP API.
 
-The RL core's ShopperSimulator decides what each shopper does; this module
+The RL core's ShopperSimulator decides what each shopper does (shoppers of
+one family, ``recommender.rl.simulator.families``: funnel by default); this module
 turns those decisions into the requests a real client makes: fetch the
 carousel for the page, report views and clicks, add to the cart, check out.
 The store records impressions, events and rewards exactly as for people.
@@ -23,6 +24,8 @@ from typing import Protocol
 import numpy as np
 
 from recommender.rl.simulator import Arrival, Shopper, ShopperSimulator
+from recommender.rl.simulator.families import DEFAULT_FAMILY
+from recommender.rl.simulator.families import family as shopper_family
 from recommender.rl.types import Slot
 
 SLOT_NAMES = {Slot.HOME: "home", Slot.CART: "cart", Slot.PRODUCT: "product"}
@@ -275,14 +278,16 @@ class ShopperDriver:
         return self._post(stats, "/api/v1/events/", payload)
 
 
-def store_simulator(*, seed: int = 0) -> ShopperSimulator:
-    """The simulated shopper population over the store's current catalog."""
+def store_simulator(*, seed: int = 0, family: str = DEFAULT_FAMILY) -> ShopperSimulator:
+    """The simulated shopper population of ``family`` over the store's current
+    catalog (a ValueError naming the known families for an unknown one)."""
     from recommender.serving.features import build_catalog
 
+    shoppers = shopper_family(family)
     catalog = build_catalog()
     if len(catalog) == 0:
         raise RuntimeError("The catalog is empty: run `manage.py seed_demo` first.")
-    return ShopperSimulator(catalog, seed=seed)
+    return shoppers.simulator(catalog, seed=seed)
 
 
 def shopper_seeds(seed: int, sessions: int) -> np.ndarray:

@@ -14,6 +14,7 @@ from recommender.models import (
     Checkpoint,
     Event,
     Impression,
+    SimulatedHistory,
     TrainingRun,
 )
 from tests.recommender.support import (
@@ -154,6 +155,68 @@ def test_seed_history_drives_a_store_on_its_production_security_settings(db, set
     assert output.startswith("4 sessions, ")
     assert "(0 refused)" in output
     assert Impression.objects.count() >= 4
+
+
+def test_seed_history_sends_the_shopper_family_asked_for(db, settings, monkeypatch):
+    from recommender.rl.simulator.families import family
+    from recommender.simulation import traffic
+
+    settings.RECOMMENDER_MIN_TRANSITIONS = 10**6  # no training: not what this is about
+    make_catalog(products=24, categories=4, stock=1000)
+    built = []
+    real = traffic.store_simulator
+    monkeypatch.setattr(
+        traffic, "store_simulator", lambda **kw: built.append(real(**kw)) or built[-1]
+    )
+
+    output = _call(
+        "seed_history", "--sessions", "3", "--days", "0.1", "--family", "brand", "--verbosity", "0"
+    )
+
+    assert output.startswith("3 sessions, ")
+    assert SimulatedHistory.objects.get().family == "brand"
+    assert [s.params for s in built] == [family("brand").params]
+    assert Impression.objects.exists()
+
+
+def test_simulate_traffic_sends_the_shopper_family_asked_for(db, monkeypatch):
+    from recommender.management.commands import simulate_traffic
+    from recommender.rl.simulator.families import family
+
+    make_catalog(products=8, categories=2)
+    built = []
+    real = simulate_traffic.store_simulator
+    monkeypatch.setattr(
+        simulate_traffic, "store_simulator", lambda **kw: built.append(real(**kw)) or built[-1]
+    )
+
+    with pytest.raises(CommandError, match="Cannot reach the store"):
+        _call(
+            "simulate_traffic",
+            "--base-url",
+            "http://127.0.0.1:1",
+            "--family",
+            "price_band",
+            "--sessions",
+            "1",
+            "--verbosity",
+            "0",
+        )
+
+    assert [s.params for s in built] == [family("price_band").params]
+
+
+@pytest.mark.parametrize("command", ["seed_history", "simulate_traffic"])
+def test_an_unknown_shopper_family_is_refused_before_any_traffic(db, command):
+    make_catalog(products=8, categories=2)
+
+    with pytest.raises(
+        CommandError, match="unknown shopper family 'tourist'; known families: funnel"
+    ):
+        _call(command, "--family", "tourist", "--sessions", "2", "--verbosity", "0")
+
+    assert not SimulatedHistory.objects.exists()
+    assert not Impression.objects.exists()
 
 
 def test_seed_history_fails_when_the_store_refuses_its_requests(db, throttle_rates):

@@ -32,6 +32,11 @@ class Command(BaseCommand):
         parser.add_argument("--train-every", type=int, default=250)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument(
+            "--family",
+            default="funnel",
+            help="Shopper family to simulate (recommender.rl.simulator.families; default funnel).",
+        )
+        parser.add_argument(
             "--force", action="store_true", help="Add a history even if the store has traffic."
         )
         parser.add_argument(
@@ -41,7 +46,17 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args, sessions, days, first_train, train_every, seed, force, background, **options
+        self,
+        *args,
+        sessions,
+        days,
+        first_train,
+        train_every,
+        seed,
+        family,
+        force,
+        background,
+        **options,
     ):
         try:
             history = history_plan(
@@ -50,6 +65,7 @@ class Command(BaseCommand):
                 first_train=first_train,
                 train_every=train_every,
                 seed=seed,
+                family=family,
                 force=force,
             )
         except ValueError as exc:
@@ -57,6 +73,11 @@ class Command(BaseCommand):
         if history is None:
             self.stdout.write("History already present; nothing to do (use --force to add more).")
             return
+        if history.family != family:
+            self.stdout.write(
+                f"Resuming the unfinished history of {history.family} shoppers "
+                f"(not {family}): a history keeps the family it was planned with."
+            )
         if background:
             self._queue(history)
             return

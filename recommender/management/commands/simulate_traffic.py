@@ -25,13 +25,20 @@ class Command(BaseCommand):
         parser.add_argument("--sessions", type=int, default=200)
         parser.add_argument("--seed", type=int, default=0, help="Shopper population and draws.")
         parser.add_argument("--k", type=int, default=8, help="Carousel size to request.")
+        parser.add_argument(
+            "--family",
+            default="funnel",
+            help="Shopper family to simulate (recommender.rl.simulator.families; default funnel).",
+        )
 
-    def handle(self, *args, base_url: str, sessions: int, seed: int, k: int, **options) -> None:
+    def handle(
+        self, *args, base_url: str, sessions: int, seed: int, k: int, family: str, **options
+    ) -> None:
         import requests
 
         try:
-            simulator = store_simulator(seed=seed)
-        except RuntimeError as exc:
+            simulator = store_simulator(seed=seed, family=family)
+        except (RuntimeError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         total = TrafficStats()
         seeds = shopper_seeds(seed, sessions)

@@ -60,6 +60,14 @@ premium complement also gains ``unlock_bonus``, which more than cancels its
 coldness. So a gateway page unlocks its premium category, and a premium page
 the next one.
 
+*Item-level interest* (off by default; ``ShopperParams.attribute_interest``,
+``price_band_weight``, ``novelty_bonus``): an item can also gain for sharing
+brand and colour with the last page opened, lose for lying far from a price
+band that follows the prices of the pages opened, or gain for belonging to a
+category not opened yet in the session. Shopper families (``families.py``)
+switch these on, one driver each; ``FAMILIES["funnel"]`` is the model
+described here.
+
 *Choice* is a multinomial logit over the carousel and "no click", each item's
 weight scaled by the attention of its position (``position_decay ** k``:
 position bias). *Fatigue*: every earlier impression of an item in the session

@@ -102,6 +102,22 @@ class ShopperParams:
     """extra utility when that complement is a premium category (a gateway or premium
     page was opened): it more than cancels the premium coldness"""
 
+    # --- item-level interest (all off by default: 0 leaves the model above unchanged) ---
+    attribute_interest: float = 0.0
+    """utility added to an item per attribute (brand / colour bucket) it shares with the
+    last product page opened: taste that follows the brand and colour just looked at"""
+    price_band_weight: float = 0.0
+    """utility lost per unit of |log(price / mean price) - price anchor|: a preferred price
+    band; the anchor starts at the shopper's own hidden band and follows the prices of the
+    product pages it opens"""
+    price_band_spread: float = 0.0
+    """standard deviation, across shoppers, of the hidden band's centre (log price / mean price)"""
+    price_band_follow: float = 0.5
+    """share of the way the anchor moves to the log price of each product page opened"""
+    novelty_bonus: float = 0.0
+    """utility added to the items of categories the shopper has opened no product page of
+    in this session: a shopper looking for something it has not seen yet"""
+
     # --- funnel ---
     cart_bias: float = -1.0
     """add-to-cart logit of an average item after a click"""
@@ -156,6 +172,10 @@ class ShopperParams:
             raise ValueError("ShopperParams needs 1 <= patience_min <= patience_max")
         if self.max_requests < 1 or self.fatigue_cap < 0:
             raise ValueError("ShopperParams.max_requests must be >= 1 and fatigue_cap >= 0")
+        if not 0.0 <= self.price_band_follow <= 1.0:
+            raise ValueError("ShopperParams.price_band_follow must be in [0, 1]")
+        if self.price_band_weight < 0 or self.price_band_spread < 0:
+            raise ValueError("ShopperParams.price_band_weight and price_band_spread must be >= 0")
 
 
 class Arrival(Enum):
@@ -376,9 +396,16 @@ class Shopper:
             + sim.category_offset[sim.categories]
             - self.price_sensitivity * sim.log_price_ratio
         )
+        # A preferred price band (log price / mean price), drawn only when the band
+        # matters, so that shoppers without one draw exactly what they always drew.
+        self.price_anchor = 0.0
+        if p.price_band_weight > 0 and p.price_band_spread > 0:
+            self.price_anchor = float(rng.normal(0.0, p.price_band_spread))
         # Dynamic state.
         self.intent_category = -1  # category of the last product page opened, -1 before any
         self.intent_carted = False  # whether that product went into the cart
+        self.intent_row = -1  # catalog row of the last product page opened, -1 before any
+        self.opened_categories = np.zeros(sim.n_categories, dtype=np.int64)  # pages per category
         self.shown_counts = np.zeros(len(sim.ids), dtype=np.int64)
         self.visited = np.zeros(len(sim.ids), dtype=bool)
         self.cart: list[int] = []  # catalog rows, in order of adding
@@ -395,7 +422,8 @@ class Shopper:
                 members = np.flatnonzero(sim.categories == int(rng.choice(present)))
             else:
                 members = np.arange(len(sim.ids))
-            row = int(members[np.argmax(self.appeal[members] + rng.gumbel(size=len(members)))])
+            score = self.appeal[members] + self.item_interest(members)
+            row = int(members[np.argmax(score + rng.gumbel(size=len(members)))])
             self.page: Page | None = Page(Slot.PRODUCT, int(sim.ids[row]), Arrival.ENTRY)
             self._view(row)
         else:
@@ -407,19 +435,38 @@ class Shopper:
         """(C,) utility added to each category by the current interest."""
         return self.simulator.interest_boosts(self.intent_category, self.intent_carted)
 
+    def item_interest(self, rows: np.ndarray) -> np.ndarray:
+        """Utility the current interest adds to catalog ``rows``: the category
+        boosts, plus the item-level mechanisms a ``ShopperParams`` switches on
+        (attributes shared with the last page opened, the price band, novelty).
+        Each is computed only when switched on, so the default shoppers'
+        utilities are exactly the category boosts."""
+        sim, p = self.simulator, self.simulator.params
+        interest = self.category_boosts()[sim.categories[rows]]
+        if p.attribute_interest and self.intent_row >= 0:
+            shared = sim.attributes[rows] @ sim.attributes[self.intent_row]
+            interest = interest + p.attribute_interest * shared
+        if p.price_band_weight:
+            distance = np.abs(sim.log_price_ratio[rows] - self.price_anchor)
+            interest = interest - p.price_band_weight * distance
+        if p.novelty_bonus:
+            unseen = self.opened_categories[sim.categories[rows]] == 0
+            interest = interest + p.novelty_bonus * unseen
+        return interest
+
     def utilities(self, rows: np.ndarray) -> np.ndarray:
         """Click utility of catalog ``rows`` now: appeal + interest - fatigue."""
-        sim, p = self.simulator, self.simulator.params
+        p = self.simulator.params
         fatigue = p.fatigue_per_impression * np.minimum(self.shown_counts[rows], p.fatigue_cap)
         fatigue = fatigue + p.revisit_penalty * self.visited[rows]
-        return self.appeal[rows] + self.category_boosts()[sim.categories[rows]] - fatigue
+        return self.appeal[rows] + self.item_interest(rows) - fatigue
 
     def cart_probabilities(self, rows: np.ndarray) -> np.ndarray:
         """Probability of adding each of ``rows`` to the cart once its page is open."""
         sim, p = self.simulator, self.simulator.params
         logit = (
             p.cart_bias
-            + p.cart_affinity * (self.affinity[rows] + self.category_boosts()[sim.categories[rows]])
+            + p.cart_affinity * (self.affinity[rows] + self.item_interest(rows))
             - p.cart_price * self.price_sensitivity * sim.log_price_ratio[rows]
         )
         return _sigmoid(logit)
@@ -478,8 +525,7 @@ class Shopper:
                 leave_chance = p.leave_after_add_probability
             # Interest moves on: this click (and whether it was bought into the cart)
             # now sets which categories get a boost.
-            self.intent_category = int(sim.categories[row])
-            self.intent_carted = added
+            self._open(row, carted=added)
             if added and rng.random() < p.cart_page_probability:
                 next_page = Page(Slot.CART, None, Arrival.CART)
             else:
@@ -553,8 +599,8 @@ class Shopper:
     def browse_scores(self) -> np.ndarray:
         """(N,) log-weights of the product pages the shopper may open on its own:
         appeal plus interest, pages already visited all but excluded."""
-        sim = self.simulator
-        return self.appeal + self.category_boosts()[sim.categories] - BROWSE_REVISIT * self.visited
+        rows = np.arange(len(self.simulator.ids))
+        return self.appeal + self.item_interest(rows) - BROWSE_REVISIT * self.visited
 
     def _browse_target(self) -> int:
         """A product page the shopper opens on its own (search, category menus):
@@ -566,8 +612,19 @@ class Shopper:
         """The shopper opened a product page on its own: a VIEW, and its interest
         moves to that product's category as after a click."""
         self._log(row, EventType.VIEW)
-        self.intent_category = int(self.simulator.categories[row])
-        self.intent_carted = False
+        self._open(row, carted=False)
+
+    def _open(self, row: int, *, carted: bool) -> None:
+        """A product page was opened (a click or a view): the interest moves to
+        it, and to whether it went into the cart."""
+        sim, p = self.simulator, self.simulator.params
+        self.intent_category = int(sim.categories[row])
+        self.intent_carted = carted
+        self.intent_row = row
+        self.opened_categories[self.intent_category] += 1
+        if p.price_band_weight:
+            follow = p.price_band_follow
+            self.price_anchor += follow * (float(sim.log_price_ratio[row]) - self.price_anchor)
 
     def _log(self, row: int, event_type: EventType) -> None:
         self.events.append(SessionEvent(int(self.simulator.ids[row]), event_type, self.clock))

@@ -34,11 +34,16 @@ whether that product went into the cart) and the remaining patience. It is
 solved per shopper, undiscounted (sessions end by the leave probabilities and
 patience), by policy iteration over the (2C + 1) interest states at each
 patience level, with the same exact carousel optimisation in every state
-(over each category's most promising items). Three things are left out of V,
+(over each category's most promising items). Four things are left out of V,
 and only of V: the fatigue and revisit penalties future carousels will add,
-the page's exclusions (product on the page, cart) and the ``max_requests``
-safety cap. They make V slightly optimistic about the future; the carousel
-being chosen always uses the exact utilities of the moment.
+the page's exclusions (product on the page, cart), the ``max_requests``
+safety cap and the item-level interest some shopper families switch on
+(attributes shared with the last page, the price band, novelty), whose state
+is not a category. They make V only approximate the future for those
+families; the carousel being chosen always uses the shopper's own exact
+utilities, add-to-cart probabilities and browsing of the moment
+(``Shopper.utilities``, ``cart_probabilities``, ``browse_scores``), so it
+reads every mechanism correctly now.
 
 ``myopic=True`` drops the future (G = R, G0 = 0): the best carousel for the
 immediate expected reward with full knowledge of the shopper. The gap between

@@ -841,3 +841,9 @@ def test_a_history_being_written_is_shown_as_simulated_and_in_progress(superuser
 
     assert "is 1,000 sessions of simulated shoppers, not people" in page
     assert "in progress" not in page
+    assert "shoppers of the" not in page  # the default family goes without saying
+
+    SimulatedHistory.objects.filter(pk=history.pk).update(family="novelty")
+    page = text_of(superuser_client.get(URL).content.decode())
+
+    assert "They were shoppers of the novelty family." in page

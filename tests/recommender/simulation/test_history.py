@@ -4,8 +4,12 @@ learning-loop tasks standing aside meanwhile."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from io import StringIO
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -60,6 +64,42 @@ def test_a_history_is_planned_once_and_not_under_real_traffic(db):
 def test_bad_plans_are_refused(db):
     with pytest.raises(ValueError, match="must be positive"):
         plan(sessions=0)
+    with pytest.raises(ValueError, match="unknown shopper family 'tourist'.*funnel"):
+        plan(family="tourist")
+    assert not SimulatedHistory.objects.exists()
+
+
+def test_the_history_module_leaves_torch_to_the_worker_that_writes_one():
+    """The dashboard reads histories in web processes: importing the module must
+    not load torch (the simulator is loaded only to plan or write a history)."""
+    script = (
+        "import sys, django\n"
+        "django.setup()\n"
+        "import recommender.simulation.history\n"
+        "print('torch' in sys.modules)\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"}
+    root = Path(__file__).resolve().parents[3]
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+        env=env,
+    )
+    assert result.stdout.split() == ["False"]
+
+
+def test_a_history_remembers_its_shopper_family_and_resumes_with_it(db):
+    assert plan().family == "funnel"
+    SimulatedHistory.objects.all().delete()
+
+    planned = plan(family="brand")
+    assert planned.family == "brand"
+    assert plan(family="novelty") == planned  # resumed as planned: brand shoppers
+    planned.refresh_from_db()
+    assert planned.family == "brand"
 
 
 @pytest.mark.slow
