@@ -112,9 +112,10 @@ class DQNAgent:
         if n_categories is None:
             n_categories = category_count(catalog)
         self._setup(config, int(n_categories), _n_attributes(catalog), IdVocabulary(catalog.ids))
-        self.online.items.fit_price_scale(torch.from_numpy(np.log1p(np.maximum(catalog.prices, 0))))
-        self.sync_target()
         self.set_catalog(catalog)
+        self.online.fit_catalog_scales(self.features)
+        self.sync_target()
+        self._item_tables.clear()
 
     def _setup(
         self, config: DQNConfig, n_categories: int, n_attributes: int, vocabulary: IdVocabulary
@@ -129,7 +130,10 @@ class DQNAgent:
             torch.manual_seed(config.seed)
             self.online = QNetwork(config, len(vocabulary), n_categories, n_attributes)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
-        self.adam = LazyAdam(self.online, config.lr)  # built when it first trains or saves
+        # Built when it first trains or saves; the context term learns at its own rate.
+        self.adam = LazyAdam(
+            self.online, config.lr, self.online.context_parameters(), config.context_lr
+        )
         self.step = 0
         self._item_tables: dict[str, Tensor] = {}
 
@@ -164,7 +168,7 @@ class DQNAgent:
     # --- serving ------------------------------------------------------------------------
 
     def item_table(self, network: Network = "online") -> Tensor:
-        """(N, D + 1) item-tower outputs [g, b] of every catalog row, computed once
+        """(N, D + X + 1) item-tower outputs [g, x, b] of every catalog row, computed once
         per catalog and weights."""
         table = self._item_tables.get(network)
         if table is None:
@@ -219,14 +223,17 @@ class DQNAgent:
         """The additive parts of ``q_table(observations)``, by name, each broadcastable
         to (B, N) and summing to it: what diagnostics use to tell how much of the
         ranking the state decides. ``interaction`` is <f(s), g(i)> (B, N),
-        ``item_bias`` b(i) (1, N), ``state_offset`` c(s) (B, 1); only the terms
-        that vary across items can change a ranking."""
+        ``context`` <v(s), x(i)> (B, N), ``item_bias`` b(i) (1, N),
+        ``state_offset`` c(s) (B, 1); only the terms that vary across items can
+        change a ranking."""
         table = self.item_table("online")
         encoded = self.encoder.encode(observations, self.index)
+        d = self.config.embed_dim
         with torch.inference_mode():
             state_out = self.online.states(table, StateInputs.from_encoded(encoded, encoded.rows))
             return {
-                "interaction": (state_out[:, :-1] @ table[:, :-1].T).numpy(),
+                "interaction": (state_out[:, :d] @ table[:, :d].T).numpy(),
+                "context": (state_out[:, d:-1] @ table[:, d:-1].T).numpy(),
                 "item_bias": table[:, -1].numpy()[None, :].copy(),
                 "state_offset": state_out[:, -1:].numpy().copy(),
             }

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from recommender.rl.agents import Agent
 
 FORMAT = "storefront-dqn"
-VERSION = 1
+# 2: the Q-network gained the context term (recommender.rl.network).
+VERSION = 2
 _REQUIRED = (
     "config",
     "n_categories",

@@ -50,6 +50,10 @@ class DQNConfig:
     lr: float = 3e-4
     """Adam learning rate (1e-3 made the bootstrapped targets noisier and returns lower
     in the simulator)"""
+    context_lr: float = 1e-2
+    """Adam learning rate of the context term <v(s), x(i)> (recommender.rl.network):
+    its few weights start at zero and must reach reward units within the store's
+    first training runs, which ``lr`` would take thousands of steps to do"""
     batch_size: int = 256
     """transitions per gradient step"""
     replay_capacity: int = 100_000
@@ -136,6 +140,7 @@ class DQNConfig:
             raise ValueError("DQNConfig.click_steps_per_step must not be negative")
         for name in (
             "lr",
+            "context_lr",
             "huber_delta",
             "max_grad_norm",
             "recency_half_life_s",

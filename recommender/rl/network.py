@@ -1,13 +1,29 @@
 """Two-tower Q-network over candidate sets.
 
-    Q(s, i) = <f(s), g(i)> + b(i) + c(s)
+    Q(s, i) = <f(s), g(i)> + <v(s), x(i)> + b(i) + c(s)
 
 The item tower maps an item's features (category, log-price, dense attributes)
-and its learned id embedding to [g(i), b(i)]; the state tower maps pooled item
-vectors and a few scalars to [f(s), c(s)]. Nothing is tied to the catalog
-size, an item outside the id vocabulary is scored from its features alone, and
-serving precomputes [g, b] for every item once per checkpoint so that a request
-costs one state encoding plus a matrix-vector product.
+and its learned id embedding to [g(i), x(i), b(i)]: g and b are learned, x(i)
+is the item's plain features (category one-hot, attributes, standardised
+log-price and its square). The state tower pools those rows over the
+session's items and maps them, with a few scalars, to [f(s), v(s), c(s)].
+
+The context term <v(s), x(i)> is what makes the ranking follow the shopper:
+v(s) = u + W [x̄_p(s) - x̄] over the pools p (recent views, clicks, cart, the
+page's product, ...), x̄_p(s) a pool's mean x and x̄ the catalog's. So
+<v(s), x(i)> is a learned bilinear affinity between what the session holds and
+the candidate: category to category (the same one, or a complementary one),
+brand and colour to brand and colour, price level to price level, plus
+<u, x(i)>, the appeal of the item's features to everyone. It has few
+parameters, starts at zero and learns at its own, faster rate
+(``DQNConfig.context_lr``), so a store's first training runs already tie the
+carousel to the session, whereas <f(s), g(i)> must first learn item vectors
+from sparse clicks.
+
+Nothing is tied to the catalog size, an item outside the id vocabulary is
+scored from its features alone, and serving precomputes [g, x, b] for every
+item once per checkpoint so that a request costs one state encoding plus a
+matrix-vector product.
 """
 
 from __future__ import annotations
@@ -29,6 +45,12 @@ if TYPE_CHECKING:
 
 # State scalars beside the pooled vectors: pool masses, slot one-hot, page depth.
 SCALAR_WIDTH = N_POOLS + len(Slot) + 1
+
+
+def context_width(n_categories: int, n_attributes: int) -> int:
+    """Width of x(i): category one-hot (with the unknown-category row),
+    attributes, standardised log-price and its square."""
+    return n_categories + 1 + n_attributes + 2
 
 
 class ItemFeatures(NamedTuple):
@@ -104,12 +126,14 @@ def _mlp(layers: nn.Sequential, x: Tensor) -> Tensor:
 
 
 class ItemTower(nn.Module):
-    """[g(i), b(i)] from an item's id embedding, category, log-price and attributes."""
+    """[g(i), x(i), b(i)]: g and b learned from an item's id embedding, category,
+    log-price and attributes; x the plain features the context term reads."""
 
     def __init__(
         self, config: DQNConfig, vocabulary_size: int, n_categories: int, n_attributes: int
     ) -> None:
         super().__init__()
+        self.n_categories = n_categories
         # Row 0 is the unknown-id vector: fixed at zero (padding_idx gets no gradient).
         self.id_embedding = nn.Embedding(vocabulary_size + 1, config.id_dim, padding_idx=0)
         # Known ids start at the unknown vector too and move only as far as their data takes them.
@@ -132,47 +156,116 @@ class ItemTower(nn.Module):
             self.price_scale.fill_(max(float(log_prices.std(correction=0)), 1e-3))
 
     def forward(self, features: ItemFeatures) -> Tensor:
-        """(N, D + 1): item vector g and bias b in the last column."""
-        price = (features.log_prices - self.price_loc) / self.price_scale
-        x = torch.cat(
+        """(N, D + X + 1): item vector g, context features x, bias b in the last column."""
+        price = ((features.log_prices - self.price_loc) / self.price_scale).unsqueeze(1)
+        inputs = torch.cat(
             [
                 self.id_embedding(features.id_rows),
                 self.category_embedding(features.categories),
-                price.unsqueeze(1),
+                price,
                 features.attributes,
             ],
             dim=1,
         )
-        return _mlp(self.mlp, x)
+        learned = _mlp(self.mlp, inputs)
+        context = torch.cat(
+            [
+                F.one_hot(features.categories, self.n_categories + 1).to(price.dtype),
+                features.attributes,
+                price,
+                price.square(),
+            ],
+            dim=1,
+        )
+        return torch.cat([learned[:, :-1], context, learned[:, -1:]], dim=1)
+
+
+class ContextAffinity(nn.Module):
+    """v(s) = u + W [x̄_p(s) - x̄] from each pool's mean context features x̄_p(s)
+    (zero for an empty pool), so that <v(s), x(i)> is the learned affinity
+    between what the session holds and a candidate. Zero at initialisation.
+
+    W is per pool and constrained to the affinities with a shopping reason:
+    category to any category (the same one, a complementary one), an attribute
+    to the same attribute, price to price; cross terms (a brand to a category)
+    would multiply the weights to learn from the same clicks. W also has, per
+    pool, one weight for "same category" and one for "same attribute" shared by
+    every category and attribute: the evidence of all of them pools into these,
+    so they are learned long before each category's own entry is.
+    """
+
+    def __init__(self, n_categories: int, n_attributes: int) -> None:
+        super().__init__()
+        x = self.width = context_width(n_categories, n_attributes)
+        c, a = n_categories + 1, n_attributes
+        self.weight = nn.Parameter(torch.zeros(x, N_POOLS * x))
+        self.bias = nn.Parameter(torch.zeros(x))
+        self.shared = nn.Parameter(torch.zeros(N_POOLS, 2))
+        mask = torch.zeros(x, x)
+        mask[:c, :c] = 1.0
+        mask[c : c + a, c : c + a] = torch.eye(a)
+        mask[c + a :, c + a :] = 1.0
+        self.register_buffer("mask", mask.repeat(1, N_POOLS))
+        identities = torch.zeros(2, x, x)
+        identities[0, :c, :c] = torch.eye(c)
+        identities[1, c : c + a, c : c + a] = torch.eye(a)
+        self.register_buffer("identities", identities)
+        # The catalog's mean x: pools enter as their difference from it, so that an
+        # item's appeal to every shopper (its category's, its price level's) is
+        # learned once, by u, which also serves sessions with nothing in them,
+        # rather than once per pool.
+        self.register_buffer("mean", torch.zeros(x))
+
+    def fit_mean(self, context: Tensor) -> None:
+        """Centre on a catalog's x rows (N, X)."""
+        if len(context):
+            self.mean.copy_(context.mean(0))
+
+    def forward(self, pooled: Tensor, present: Tensor) -> Tensor:
+        """(B, X) v(s) from pooled x (B, N_POOLS, X) and which pools hold items (B, N_POOLS)."""
+        centred = pooled - present.to(pooled.dtype).unsqueeze(2) * self.mean
+        weight = self.weight * self.mask + torch.einsum(
+            "pk,kxy->xpy", self.shared, self.identities
+        ).reshape(self.width, -1)
+        return F.linear(centred.flatten(1), weight, self.bias)
 
 
 class StateTower(nn.Module):
-    """[f(s), c(s)] from item-tower outputs averaged per pool (recent items of each
-    event type, recency-weighted; cart; history; current item), the pool masses,
-    the slot and the page depth."""
+    """[f(s), v(s), c(s)] from item-tower outputs averaged per pool (recent items of
+    each event type, recency-weighted; cart; history; current item), the pool
+    masses, the slot and the page depth: f and c from an MLP, v from the pools'
+    context features (``ContextAffinity``)."""
 
-    def __init__(self, config: DQNConfig) -> None:
+    def __init__(self, config: DQNConfig, n_categories: int, n_attributes: int) -> None:
         super().__init__()
-        width = N_POOLS * (config.embed_dim + 1) + SCALAR_WIDTH
+        self.embed_dim = config.embed_dim
+        self.context_dim = context_width(n_categories, n_attributes)
+        width = N_POOLS * (config.embed_dim + self.context_dim + 1) + SCALAR_WIDTH
         self.mlp = nn.Sequential(
             nn.Linear(width, config.state_hidden),
             nn.ReLU(),
             nn.Linear(config.state_hidden, config.embed_dim + 1),
         )
+        # Registered last: the optimizer gives it its own learning rate in a
+        # trailing parameter group (recommender.rl.optim).
+        self.context = ContextAffinity(n_categories, n_attributes)
 
     def forward(self, item_table: Tensor, states: StateInputs) -> Tensor:
-        """(B, D + 1): state vector f and offset c in the last column.
+        """(B, D + X + 1): state vector f, context query v and offset c in the last column.
 
-        ``item_table`` (M, D + 1) holds the item-tower outputs ``states.rows`` index.
+        ``item_table`` (M, D + X + 1) holds the item-tower outputs ``states.rows`` index.
         """
         # Weighted mean per bag in one fused gather-and-sum; an empty pool pools to zero
         # and is told apart by its mass.
         pooled = F.embedding_bag(
             states.rows, item_table, states.offsets, mode="sum", per_sample_weights=states.weights
+        ).view(len(states.scalars), N_POOLS, -1)
+        learned = _mlp(self.mlp, torch.cat([pooled.flatten(1), states.scalars], dim=1))
+        d = self.embed_dim
+        context = self.context(
+            pooled[:, :, d : d + self.context_dim], states.scalars[:, :N_POOLS] > 0
         )
-        return _mlp(
-            self.mlp, torch.cat([pooled.view(len(states.scalars), -1), states.scalars], dim=1)
-        )
+        return torch.cat([learned[:, :-1], context, learned[:, -1:]], dim=1)
 
 
 class QNetwork(nn.Module):
@@ -183,24 +276,35 @@ class QNetwork(nn.Module):
     ) -> None:
         super().__init__()
         self.items = ItemTower(config, vocabulary_size, n_categories, n_attributes)
-        self.states = StateTower(config)
+        self.states = StateTower(config, n_categories, n_attributes)
+
+    def context_parameters(self) -> list[nn.Parameter]:
+        """The context term's weights (trained at ``DQNConfig.context_lr``)."""
+        return list(self.states.context.parameters())
+
+    def fit_catalog_scales(self, features: ItemFeatures) -> None:
+        """Standardise log-prices and centre the context features on a catalog."""
+        self.items.fit_price_scale(features.log_prices)
+        with torch.no_grad():
+            d = self.states.embed_dim
+            self.states.context.fit_mean(self.items(features)[:, d:-1])
 
 
 def query(state_out: Tensor) -> tuple[Tensor, Tensor]:
-    """Split state outputs into the query [f(s), 1] and the offset c(s), so that
-    Q(s, i) = item_out(i) @ query + offset with item_out(i) = [g(i), b(i)]."""
+    """Split state outputs into the query [f(s), v(s), 1] and the offset c(s), so
+    that Q(s, i) = item_out(i) @ query + offset with item_out(i) = [g(i), x(i), b(i)]."""
     # One pad instead of ones_like + cat: fewer ops, forward and backward.
     return F.pad(state_out[:, :-1], (0, 1), value=1.0), state_out[:, -1]
 
 
 def pair_q(state_out: Tensor, item_out: Tensor) -> Tensor:
-    """(B,) Q of each state with its own item: state_out (B, D+1), item_out (B, D+1)."""
+    """(B,) Q of each state with its own item: state_out and item_out (B, D+X+1)."""
     q, offset = query(state_out)
     return (item_out * q).sum(1) + offset
 
 
 def candidate_q(state_out: Tensor, candidate_out: Tensor) -> Tensor:
-    """(B, C) Q of each state with its own candidates: candidate_out (B, C, D+1)."""
+    """(B, C) Q of each state with its own candidates: candidate_out (B, C, D+X+1)."""
     q, offset = query(state_out)
     return torch.bmm(candidate_out, q.unsqueeze(2)).squeeze(2) + offset.unsqueeze(1)
 
@@ -225,7 +329,7 @@ def rows_q(state_out: Tensor, table: Tensor, rows: Tensor) -> Tensor:
 
 
 def all_items_q(state_out: Tensor, item_table: Tensor) -> Tensor:
-    """(B, M) Q of each state with every item of ``item_table`` (M, D+1)."""
+    """(B, M) Q of each state with every item of ``item_table`` (M, D+X+1)."""
     q, offset = query(state_out)
     return q @ item_table.T + offset.unsqueeze(1)
 

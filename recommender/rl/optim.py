@@ -17,11 +17,29 @@ from recommender.rl import checkpoint
 
 
 class LazyAdam:
-    """Adam over ``module``'s parameters, built by ``get``."""
+    """Adam over ``module``'s parameters, built by ``get``.
 
-    def __init__(self, module: nn.Module, lr: float) -> None:
+    ``fast`` parameters (the module's last ones) train at ``fast_lr`` in a second
+    parameter group; keeping them last keeps the optimizer's parameter numbering
+    the module's, which ``moments`` and the checkpoint checks rely on."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        lr: float,
+        fast: list[nn.Parameter] | None = None,
+        fast_lr: float | None = None,
+    ) -> None:
         self.module = module
         self.lr = lr
+        self.fast = list(fast or [])
+        self.fast_lr = lr if fast_lr is None else fast_lr
+        params = list(module.parameters())
+        if self.fast and any(
+            a is not b
+            for a, b in zip(params[len(params) - len(self.fast) :], self.fast, strict=True)
+        ):
+            raise ValueError("LazyAdam's fast parameters must be the module's last ones")
         self._optimizer: torch.optim.Adam | None = None
         self._pending: dict | None = None  # a checkpoint's state, until built
 
@@ -31,7 +49,11 @@ class LazyAdam:
 
     def get(self) -> torch.optim.Adam:
         if self._optimizer is None:
-            optimizer = torch.optim.Adam(self.module.parameters(), lr=self.lr, fused=True)
+            params = list(self.module.parameters())
+            groups = [{"params": params[: len(params) - len(self.fast)]}]
+            if self.fast:
+                groups.append({"params": self.fast, "lr": self.fast_lr})
+            optimizer = torch.optim.Adam(groups, lr=self.lr, fused=True)
             if self._pending is not None:
                 optimizer.load_state_dict(self._pending)
                 self._pending = None

@@ -333,10 +333,8 @@ class SlateQAgent:
             n_categories = category_count(catalog)
         value = _SlateValueAgent(config, with_no_click_row(catalog), n_categories)
         self._setup(value, IdVocabulary(catalog.ids))
-        self.click.towers.items.fit_price_scale(
-            torch.from_numpy(np.log1p(np.maximum(catalog.prices, 0)))
-        )
         self._use_catalog(catalog)
+        self.click.towers.fit_catalog_scales(self.click_features)
 
     def _setup(self, value: _SlateValueAgent, click_vocabulary: IdVocabulary) -> None:
         config = value.config

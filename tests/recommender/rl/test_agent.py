@@ -325,8 +325,9 @@ def test_q_components_add_up_to_q_and_name_what_varies_across_items():
         ),
     ]
     parts = agent.q_components(observations)
-    assert set(parts) == {"interaction", "item_bias", "state_offset"}
+    assert set(parts) == {"interaction", "context", "item_bias", "state_offset"}
     assert parts["interaction"].shape == (2, len(catalog))
+    assert parts["context"].shape == (2, len(catalog))
     assert parts["item_bias"].shape == (1, len(catalog))
     assert parts["state_offset"].shape == (2, 1)
     np.testing.assert_allclose(sum(parts.values()), agent.q_table(observations), atol=1e-5)

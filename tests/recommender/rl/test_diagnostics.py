@@ -82,7 +82,7 @@ def test_candidates_leave_out_the_page_product_and_the_cart():
 def test_variance_shares_of_the_dqn_add_up_to_one():
     agent = DQNAgent(DQNConfig(seed=1), _catalog())
     report = personalisation_report(agent, STATES, k=4)
-    assert set(report.variance_share) == {"interaction", "item_bias", "state_offset"}
+    assert set(report.variance_share) == {"interaction", "context", "item_bias", "state_offset"}
     assert sum(report.variance_share.values()) == pytest.approx(1.0, abs=1e-4)
     assert report.variance_share["state_offset"] == pytest.approx(0.0, abs=1e-6)
     assert sum(report.variance_share_cold.values()) == pytest.approx(1.0, abs=1e-4)

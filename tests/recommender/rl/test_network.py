@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -5,7 +7,7 @@ import torch
 from recommender.rl.agent import DQNAgent
 from recommender.rl.config import DQNConfig
 from recommender.rl.network import all_items_q, candidate_q, pair_q
-from recommender.rl.types import EventType, ItemCatalog, Observation, Slot
+from recommender.rl.types import EventType, ItemCatalog, Observation, Slot, Transition
 
 CONFIG = DQNConfig(
     id_dim=4, category_dim=4, item_hidden=16, embed_dim=8, state_hidden=16, grow_vocabulary=False
@@ -66,3 +68,58 @@ def test_the_unknown_id_row_stays_zero():
     agent = DQNAgent(CONFIG, catalog([1, 2, 3], [0, 1, 0], [10, 20, 30]))
     assert agent.online.items.id_embedding.padding_idx == 0
     assert torch.count_nonzero(agent.online.items.id_embedding.weight[0]) == 0
+
+
+def _category_log(items: ItemCatalog, n: int, rng: np.random.Generator) -> list[Transition]:
+    """Product-page requests whose shopper clicks items of the page's category
+    (probability 0.6) far more than others (0.05), shown at random."""
+    transitions = []
+    for _ in range(n):
+        current = int(rng.choice(items.ids))
+        shown = int(rng.choice(items.ids[items.ids != current]))
+        same = items.categories[shown - 1] == items.categories[current - 1]
+        clicked = rng.random() < (0.6 if same else 0.05)
+        state = Observation(slot=Slot.PRODUCT, current_item=current)
+        transitions.append(Transition(state, shown, float(clicked), None, True))
+    return transitions
+
+
+def test_the_context_term_learns_that_shoppers_click_what_resembles_the_page():
+    n_categories = 6
+    items = catalog(np.arange(1, 61), np.arange(60) % n_categories, np.linspace(5.0, 50.0, 60))
+    agent = DQNAgent(dataclasses.replace(CONFIG, gamma=0.0, batch_size=64), items)
+    rng = np.random.default_rng(0)
+    replay = agent.make_replay()
+    replay.add_many(_category_log(items, 3000, rng), items)
+    before = agent.q_components([OBS])["context"]
+    assert np.count_nonzero(before) == 0  # the term starts at zero
+
+    agent.train_steps(replay, 300, rng)
+
+    tops = []
+    for page in (1, 2, 3):  # one product of each of three categories
+        obs = Observation(slot=Slot.PRODUCT, current_item=page)
+        candidates = items.ids[items.ids != page]
+        order = candidates[np.argsort(-agent.q_values(obs, candidates), kind="stable")]
+        top = order[:6]
+        tops.append(set(top.tolist()))
+        # Most of the carousel is the page's category (chance: 1 in 6).
+        assert np.mean(items.categories[top - 1] == items.categories[page - 1]) >= 0.5
+    assert not tops[0] & tops[1] and not tops[1] & tops[2]  # each page its own carousel
+    # And the term that ties them to the page is the context term.
+    parts = agent.q_components([Observation(slot=Slot.PRODUCT, current_item=1)])
+    same = items.categories == items.categories[0]
+    gap = parts["context"][0, same].mean() - parts["context"][0, ~same].mean()
+    assert gap > 0.2
+
+
+def test_the_context_weights_learn_at_their_own_rate():
+    agent = DQNAgent(
+        dataclasses.replace(CONFIG, lr=1e-4, context_lr=5e-2),
+        catalog([1, 2, 3], [0, 1, 0], [10, 20, 30]),
+    )
+    groups = agent.optimizer.param_groups
+    assert [g["lr"] for g in groups] == [1e-4, 5e-2]
+    assert {id(p) for p in groups[1]["params"]} == {
+        id(p) for p in agent.online.context_parameters()
+    }
