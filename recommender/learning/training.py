@@ -36,7 +36,7 @@ from recommender.models import (
     Transition as TransitionRow,
 )
 from recommender.rl.agents import Agent, agent_kind, load_agent, make_agent
-from recommender.rl.checkpoint import check_agent
+from recommender.rl.checkpoint import CheckpointError, check_agent
 from recommender.rl.types import ItemCatalog, Observation
 from recommender.rl.types import Transition as RLTransition
 from recommender.serving import features
@@ -216,14 +216,20 @@ def learner_load() -> tuple[Agent, ItemCatalog]:
     if state is not None:
         # The learner keeps its category table: categories created since share its
         # "unknown category" row until a fresh learner is trained.
-        agent = load_agent(bytes(state.weights), catalog=catalog)
-        if agent_kind(agent) == kind:
-            return agent, catalog
-        logger.warning(
-            "RECOMMENDER_AGENT is %r but the stored learner is %r: starting a new learner",
-            kind,
-            agent_kind(agent),
-        )
+        try:
+            agent = load_agent(bytes(state.weights), catalog=catalog)
+        except CheckpointError as exc:
+            # A learner saved by an older model (or damaged) cannot go on training;
+            # the transitions it learned from are all still here for a new one.
+            logger.warning("The stored learner cannot be loaded (%s): starting a new learner", exc)
+        else:
+            if agent_kind(agent) == kind:
+                return agent, catalog
+            logger.warning(
+                "RECOMMENDER_AGENT is %r but the stored learner is %r: starting a new learner",
+                kind,
+                agent_kind(agent),
+            )
     n_categories = features.category_table_size(int(catalog.categories.max(initial=0)))
     return make_agent(kind, dqn_config(), catalog, n_categories), catalog
 
@@ -346,7 +352,16 @@ def target_sync(*, triggered_by: str = "schedule") -> TrainingRun:
                 outcome="No learner yet: nothing to sync.",
                 started=started,
             )
-        agent = load_agent(bytes(state.weights))
+        try:
+            agent = load_agent(bytes(state.weights))
+        except CheckpointError as exc:
+            return _finish(
+                run,
+                status=TrainingRun.Status.SKIPPED,
+                outcome=f"The stored learner cannot be loaded ({exc}); the next training "
+                "run starts a new one.",
+                started=started,
+            )
         agent.sync_target()
         lock.ensure_held()
         _save_learner(agent, target_synced=True)

@@ -4,6 +4,7 @@ schedules that run them."""
 
 from __future__ import annotations
 
+import io
 import math
 from datetime import timedelta
 
@@ -27,6 +28,7 @@ from recommender.models import (
     TrainingRun,
     Transition,
 )
+from recommender.rl import checkpoint as rl_checkpoint
 from recommender.rl.agent import DQNAgent
 from recommender.rl.agents import agent_kind, load_agent
 from recommender.rl.config import DQNConfig
@@ -369,6 +371,32 @@ def test_changing_the_agent_setting_starts_a_new_learner_and_serving_follows_the
     assert agent_kind(load_agent(bytes(TrainerState.objects.get().weights))) == "slateq"
     policy_server.refresh()
     assert Shopper().recommend()["policy"] == {"name": "dqn", "version": 2}
+
+
+def test_a_learner_saved_by_an_older_model_is_replaced_not_fatal(history):
+    policy_train()  # v1 and a stored learner
+    state = TrainerState.objects.get()
+    state.weights = _as_older_format(bytes(state.weights))
+    state.save()
+
+    sync = target_sync()
+    assert sync.status == TrainingRun.Status.SKIPPED
+    assert "cannot be loaded" in sync.outcome
+    run = policy_train()
+
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.outcome
+    assert run.outcome == "Published v2 (active)."
+    # A new learner trained on the same log, which loads again.
+    assert load_agent(bytes(TrainerState.objects.get().weights)).step == 5
+
+
+def _as_older_format(weights: bytes) -> bytes:
+    """The same checkpoint stamped with the format version before the current one."""
+    payload = torch.load(io.BytesIO(weights), weights_only=True)
+    payload["version"] = rl_checkpoint.VERSION - 1
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
 
 
 def _rig_snips(monkeypatch, *, candidate_ess: float) -> None:
