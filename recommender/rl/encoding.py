@@ -2,7 +2,7 @@
 to the networks.
 
 A state is a row of L catalog rows (recent interactions grouped by event type,
-cart, history, the current item) split into N_POOLS bags, each position with a
+cart, history, the current item, the newest interaction) split into N_POOLS bags, each position with a
 pooling weight (recency-decayed for recent interactions, equal otherwise, 0 on
 padding and on items the catalog does not know), plus the slot and page depth.
 Fixed widths let the replay buffer store states as plain arrays.
@@ -23,7 +23,11 @@ from recommender.rl.types import EventType, ItemCatalog, Observation
 CART_POOL = len(EventType)
 HISTORY_POOL = CART_POOL + 1
 CURRENT_POOL = CART_POOL + 2
-N_POOLS = CART_POOL + 3
+# The newest recent interaction, whatever its type, again on its own: what a
+# shopper looked at last says most about what it wants next, and in its event
+# type's pool it is averaged with the whole visit.
+LATEST_POOL = CART_POOL + 3
+N_POOLS = CART_POOL + 4
 
 # Dense id -> row tables are used while they stay this small relative to the
 # catalog (store ids are autoincrement keys, so they normally are).
@@ -135,11 +139,15 @@ class ObservationEncoder:
         self._cart_start = self.max_recent
         self._history_start = self._cart_start + self.max_cart
         self._current = self._history_start + self.max_history
-        self.width = self._current + 1
+        self._latest = self._current + 1
+        self.width = self._latest + 1
         # Pools of an empty state: the recent padding belongs to the last event pool.
         self._empty_pools = np.repeat(
-            np.array([len(EventType) - 1, CART_POOL, HISTORY_POOL, CURRENT_POOL], dtype=np.int8),
-            [self.max_recent, self.max_cart, self.max_history, 1],
+            np.array(
+                [len(EventType) - 1, CART_POOL, HISTORY_POOL, CURRENT_POOL, LATEST_POOL],
+                dtype=np.int8,
+            ),
+            [self.max_recent, self.max_cart, self.max_history, 1, 1],
         )
 
     def empty(self, n: int) -> EncodedStates:
@@ -184,6 +192,7 @@ class ObservationEncoder:
                 if grouped[0] < 0 or grouped[-1] >= len(EventType):
                     raise ValueError("Observation.recent_events must hold EventType values")
                 ids[b, :m] = [items[i] for i in order]
+                ids[b, self._latest] = items[-1]
                 pools[b, :m] = grouped
                 ages[b, :m] = [item_ages[i] for i in order]
             m = min(len(obs.cart_items), self.max_cart)

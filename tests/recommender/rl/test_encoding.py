@@ -6,6 +6,7 @@ from recommender.rl.encoding import (
     CART_POOL,
     CURRENT_POOL,
     HISTORY_POOL,
+    LATEST_POOL,
     N_POOLS,
     IdVocabulary,
     ItemIndex,
@@ -77,6 +78,9 @@ def test_encoding_groups_recent_items_by_event_and_weights_them_by_recency():
     np.testing.assert_allclose(pooled[HISTORY_POOL][1], [1, 0, 0])
     assert encoded.masses[0, HISTORY_POOL] == 1.0
     assert pooled[CURRENT_POOL][0].tolist() == [5]
+    # The newest interaction (a view), again on its own, whatever its type.
+    assert pooled[LATEST_POOL][0].tolist() == [2]
+    np.testing.assert_allclose(pooled[LATEST_POOL][1], [1.0])
     assert encoded.slots[0] == Slot.PRODUCT and encoded.page_depths[0] == 4
 
 
