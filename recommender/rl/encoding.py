@@ -2,9 +2,10 @@
 to the networks.
 
 A state is a row of L catalog rows (recent interactions grouped by event type,
-cart, history, the current item, the newest interaction) split into N_POOLS bags, each position with a
-pooling weight (recency-decayed for recent interactions, equal otherwise, 0 on
-padding and on items the catalog does not know), plus the slot and page depth.
+cart, history, the current item, the newest interaction) split into N_POOLS
+bags, each position with a pooling weight (recency-decayed for recent
+interactions, equal otherwise, 0 on padding and on items the catalog does not
+know), plus the slot and page depth.
 Fixed widths let the replay buffer store states as plain arrays.
 """
 
