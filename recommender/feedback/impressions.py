@@ -12,6 +12,7 @@ from django.db import connections, router, transaction
 from django.db.models import CharField
 from django.utils import timezone
 
+from recommender.db import prepared_cursor
 from recommender.models import (
     Impression,
     ImpressionItem,
@@ -183,7 +184,7 @@ def _log_in_one_statement(
     rewards keep synchronous commits.
     """
     ids = columns[0]
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:
         asynchronous = not connection.in_atomic_block
         cursor.execute(
             _logging_sql(),

@@ -259,5 +259,33 @@ def test_a_carousel_costs_its_page_a_fixed_number_of_queries_however_long_the_vi
     assert len(_carousel_links(response)) == latest.items.count() > 0
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements: PostgreSQL")
+@pytest.mark.parametrize("prepared", [True, False])
+def test_on_postgresql_the_carousel_statements_are_planned_once_per_connection(
+    catalog, settings, monkeypatch, prepared
+):
+    """Django never prepares; the carousel's two statements are prepared
+    (recommender/db.py) unless DJANGO_DB_PREPARED_STATEMENTS=false."""
+    settings.RECOMMENDER_RELOAD_SECONDS = settings.RECOMMENDER_ELIGIBILITY_TTL = 3600
+    options = connection.settings_dict["OPTIONS"]
+    assert options["prepare_threshold"] == 0
+    if not prepared:
+        monkeypatch.delitem(options, "prepare_threshold")
+    _activate_tiny_agent()
+    client = Client()
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # psycopg forgets what it prepared, too
+
+    for _ in range(3):
+        assert len(_carousel_links(client.get("/"))) == 8
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        statements = [row[0] for row in cursor.fetchall()]
+    state = [s for s in statements if "UNION ALL" in s]
+    logging = [s for s in statements if 'INSERT INTO "recommender_impression"' in s]
+    assert (len(state), len(logging)) == ((1, 1) if prepared else (0, 0))
+
+
 def _activate_tiny_agent() -> None:
     checkpoint_activate(checkpoint=store_checkpoint(tiny_agent(), version=1))
