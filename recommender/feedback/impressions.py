@@ -237,10 +237,15 @@ def _row_values(row, connection) -> list:
 
 
 def _read_fields() -> tuple[list, list]:
-    return (
-        [Product._meta.get_field(name) for name in READ_FIELDS],
-        [Category._meta.get_field(name) for name in READ_CATEGORY_FIELDS],
-    )
+    """READ_FIELDS and READ_CATEGORY_FIELDS in their models' field order, the
+    order in which ``Model.from_db`` takes a subset of the values."""
+
+    def ordered(model, names) -> list:
+        for name in names:
+            model._meta.get_field(name)  # a misspelt name fails here
+        return [f for f in model._meta.concrete_fields if f.name in names]
+
+    return ordered(Product, READ_FIELDS), ordered(Category, READ_CATEGORY_FIELDS)
 
 
 @cache
