@@ -3,8 +3,8 @@
 A carousel costs two statements (``serving.features.session_observation``
 and ``feedback.impressions.impression_log``), each with the same text on every
 request. Django binds parameters in the client and never prepares, so
-PostgreSQL parses and plans them again each time, which costs it more than
-running them. ``prepared_cursor`` binds on the server instead, and psycopg
+PostgreSQL parses and plans them again each time, which costs it about as
+much as running them, or more. ``prepared_cursor`` binds on the server instead, and psycopg
 prepares the statement once per connection when the database's OPTIONS set
 ``prepare_threshold`` (config/settings/base.py sets it on PostgreSQL unless
 DJANGO_DB_PREPARED_STATEMENTS=false, which a connection pooler that cannot
