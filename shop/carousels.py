@@ -16,9 +16,15 @@ every place stays empty, so the shop works with no recommender installed.
 The template reads only `carousel.heading`, `carousel.slot` and, per item,
 `url`, `name`, `price`, `image_url`, `brand` and `reason` (the name of the
 product that item is recommended because of, shown as "Because you viewed
-<reason>"; empty for none): a provider may pass these
+<reason>"; empty for none), and `card` if it has one: a provider may pass these
 dataclasses or any objects (or dicts) with those attributes. `item.url` is
 used as is, so a provider can put tracking data (an impression id) in it.
+
+`CarouselItem.from_product` fills `card`: the item's picture, brand, name and
+price as HTML, rendered once per process for what they show
+(`product_card`), so that a carousel renders only its links and reasons per
+request. Without `card` the template renders those parts itself
+(templates/recommender/_carousel_card.html, the same markup).
 """
 
 from __future__ import annotations
@@ -30,8 +36,12 @@ from functools import cache
 from typing import Literal
 
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.http import HttpRequest
+from django.template.loader import render_to_string
+from django.urls import get_script_prefix, get_urlconf
 from django.utils.module_loading import import_string
+from django.utils.translation import get_language
 
 from shop.models import Product
 
@@ -53,20 +63,86 @@ class CarouselItem:
     image_url: str = ""
     brand: str = ""
     reason: str = ""  # "Because you viewed <reason>"; empty: no reason shown
+    card: str = ""  # picture, brand, name and price as safe HTML; empty: the template renders them
 
     @classmethod
     def from_product(
-        cls, product: Product, *, url: str | None = None, reason: str = ""
+        cls, product: Product, *, url: str | None = None, query: str = "", reason: str = ""
     ) -> CarouselItem:
+        """The item of ``product``, linking to ``url`` (default: the product's
+        page, with ``query`` as its query string)."""
+        card = product_card(product)
         return cls(
             product_id=product.pk,
             name=product.name,
-            url=url or product.get_absolute_url(),
+            url=url or (f"{card.path}?{query}" if query else card.path),
             price=product.price,
-            image_url=product.image.url if product.image else "",
+            image_url=card.image_url,
             brand=product.brand,
             reason=reason,
+            card=card.html,
         )
+
+
+CARD_TEMPLATE = "recommender/_carousel_card.html"
+CARDS_REMEMBERED = 4096
+
+
+@dataclass(frozen=True)
+class ProductCard:
+    path: str  # the product's page
+    image_url: str
+    html: str  # CARD_TEMPLATE rendered (a SafeString)
+
+
+_cards: dict[tuple, ProductCard] = {}
+
+
+def product_card(product: Product) -> ProductCard:
+    """The parts of a carousel item that depend on its product alone, built
+    once per process for what they show: keyed by the values they are made
+    of (not by ``updated_at``, which a queryset update() leaves alone), so a
+    product whose name, price, picture, brand or slug changed gets a new card
+    at once. The card shows no stock."""
+    image = product.image.name or ""
+    key = (
+        product.pk,
+        product.slug,
+        product.name,
+        product.brand,
+        product.price,
+        image,
+        get_script_prefix(),
+        get_urlconf(),
+        get_language(),
+    )
+    card = _cards.get(key)
+    if card is None:
+        image_url = product.image.url if image else ""
+        html = render_to_string(
+            CARD_TEMPLATE,
+            {
+                "item": {
+                    "name": product.name,
+                    "brand": product.brand,
+                    "price": product.price,
+                    "image_url": image_url,
+                }
+            },
+        )
+        card = ProductCard(path=product.get_absolute_url(), image_url=image_url, html=html)
+        if len(_cards) >= CARDS_REMEMBERED:
+            _cards.clear()  # a catalog larger than this: start over rather than track use
+        _cards[key] = card
+    return card
+
+
+def _forget_cards(**kwargs) -> None:
+    # Templates, storage and URL settings change only in tests.
+    _cards.clear()
+
+
+setting_changed.connect(_forget_cards)
 
 
 @dataclass(frozen=True)

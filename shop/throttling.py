@@ -27,9 +27,12 @@ import functools
 import logging
 import math
 import time
+import weakref
 from collections.abc import Callable, Sequence
 
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
+from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from rest_framework.settings import api_settings
@@ -51,62 +54,101 @@ class _BudgetThrottle(SimpleRateThrottle):
     DRF's own throttle keeps every request's timestamp in one cache value and
     rewrites the whole list on each request, so its cost grows with the rate
     (a busy address's list has a thousand entries). Here a request costs one
-    atomic increment of a small counter. The price: a client may spend one
-    window's budget at the end of a window and the next one's at the start.
+    atomic increment of a small counter, and on Redis the throttles of a
+    budget are counted together in one round trip (``count_all``). The price:
+    a client may spend one window's budget at the end of a window and the next
+    one's at the start.
     """
 
     _cache_down_until = 0.0  # process-wide, shared by every budget
+
+    @property
+    def cache(self) -> BaseCache:
+        # The backend itself: DRF's default is Django's proxy object, which is
+        # no RedisCache to isinstance() and would hide Redis's one-trip path.
+        return caches[DEFAULT_CACHE_ALIAS]
 
     @property
     def THROTTLE_RATES(self) -> dict:  # noqa: N802 (DRF's name)
         return api_settings.DEFAULT_THROTTLE_RATES
 
     def allow_request(self, request, view) -> bool:
-        if time.monotonic() < _BudgetThrottle._cache_down_until:
-            return True
-        try:
-            return self._count(request, view)
-        except Exception:
-            logger.warning("Throttle cache unavailable; allowing requests", exc_info=True)
-            _BudgetThrottle._cache_down_until = time.monotonic() + CACHE_RETRY_SECONDS
-            return True
-
-    def _count(self, request, view) -> bool:
-        """Count the request in its key's window; False once the window's budget is spent."""
-        if self.rate is None:
-            return True
-        self.key = self.get_cache_key(request, view)
-        if self.key is None:
-            return True
-        count, self.wait_seconds = self._increment(self.key)
-        return count <= self.num_requests
-
-    def _increment(self, key: str) -> tuple[int, float]:
-        """Add one to the key's counter, which the first request of a window
-        creates to expire with the window; the count and the seconds left."""
-        ttl = int(self.duration)
-        if isinstance(self.cache, RedisCache):
-            # Django's incr() is an EXISTS then an INCR; this is one round trip.
-            # (``_cache`` is Django's client wrapper, the one its own methods use.)
-            client = self.cache._cache.get_client(write=True)
-            full_key = self.cache.make_and_validate_key(key)
-            pipeline = client.pipeline(transaction=False)
-            pipeline.set(full_key, 0, ex=ttl, nx=True)
-            pipeline.incr(full_key)
-            pipeline.ttl(full_key)
-            _, count, left = pipeline.execute()
-            return count, float(max(left, 1))
-        # Other caches (the demo's files, tests' memory): add() is atomic, and
-        # the window's end is not known here, so the wait is a whole window.
-        self.cache.add(key, 0, ttl)
-        try:
-            return self.cache.incr(key), float(ttl)
-        except ValueError:  # expired between add() and incr(): a new window
-            self.cache.add(key, 1, ttl)
-            return 1, float(ttl)
+        return count_all([self], request, view)
 
     def wait(self) -> float:
         return self.wait_seconds
+
+
+def count_all(throttles: Sequence[_BudgetThrottle], request, view) -> bool:
+    """Count the request against every throttle (each remembers its wait);
+    whether all of them allow it. One cache round trip on Redis; with the
+    cache down, requests pass, and the cache is left alone for
+    CACHE_RETRY_SECONDS."""
+    if time.monotonic() < _BudgetThrottle._cache_down_until:
+        return True
+    try:
+        counted = []
+        for throttle in throttles:
+            throttle.wait_seconds = 0.0
+            if throttle.rate is None:
+                continue
+            throttle.key = throttle.get_cache_key(request, view)
+            if throttle.key is not None:
+                counted.append(throttle)
+        if not counted:
+            return True
+        results = _increment(throttles[0].cache, [(t.key, int(t.duration)) for t in counted])
+    except Exception:
+        logger.warning("Throttle cache unavailable; allowing requests", exc_info=True)
+        _BudgetThrottle._cache_down_until = time.monotonic() + CACHE_RETRY_SECONDS
+        return True
+    allowed = True
+    for throttle, (count, wait) in zip(counted, results, strict=True):
+        if count > throttle.num_requests:
+            throttle.wait_seconds, allowed = wait, False
+    return allowed
+
+
+def _increment(cache: BaseCache, keys: list[tuple[str, int]]) -> list[tuple[int, float]]:
+    """Add one to each key's counter, which the first request of a window
+    creates to expire with the window (``ttl`` seconds); per key the count and
+    the seconds left."""
+    if isinstance(cache, RedisCache):
+        # Django's incr() is an EXISTS then an INCR, each on a client built
+        # for the call; this is one round trip on a client kept per process.
+        pipeline = _redis_client(cache).pipeline(transaction=False)
+        for key, ttl in keys:
+            full_key = cache.make_and_validate_key(key)
+            pipeline.set(full_key, 0, ex=ttl, nx=True)
+            pipeline.incr(full_key)
+            pipeline.ttl(full_key)
+        replies = pipeline.execute()
+        return [(replies[3 * i + 1], float(max(replies[3 * i + 2], 1))) for i in range(len(keys))]
+    # Other caches (the demo's files, tests' memory): add() is atomic, and
+    # the window's end is not known here, so the wait is a whole window.
+    results = []
+    for key, ttl in keys:
+        cache.add(key, 0, ttl)
+        try:
+            results.append((cache.incr(key), float(ttl)))
+        except ValueError:  # expired between add() and incr(): a new window
+            cache.add(key, 1, ttl)
+            results.append((1, float(ttl)))
+    return results
+
+
+_redis_clients: weakref.WeakKeyDictionary[RedisCacheClient, object] = weakref.WeakKeyDictionary()
+
+
+def _redis_client(cache: RedisCache):
+    """A redis-py client on the cache's connection pool, built once per cache
+    (``get_client`` builds one per call, which costs more than the round trip).
+    ``_cache`` is Django's client wrapper, the one its own methods use."""
+    wrapper = cache._cache
+    client = _redis_clients.get(wrapper)
+    if client is None:
+        client = _redis_clients[wrapper] = wrapper.get_client(write=True)
+    return client
 
 
 class _PerVisit(_BudgetThrottle):
@@ -159,12 +201,11 @@ Budget = Sequence[type[_BudgetThrottle]]
 def _check(request: HttpRequest, budget: Budget) -> float | None:
     """None when the request fits every throttle of the budget (and is counted),
     else the seconds to wait."""
-    waits = []
-    for throttle_class in budget:
-        throttle = throttle_class()
-        if not throttle.allow_request(request, None):
-            waits.append(throttle.wait() or 1.0)
-    return max(waits) if waits else None
+    throttles = [throttle_class() for throttle_class in budget]
+    if count_all(throttles, request, None):
+        return None
+    # Throttles that allowed the request wait 0.
+    return max(throttle.wait() for throttle in throttles) or 1.0
 
 
 def allows(request: HttpRequest, budget: Budget) -> bool:

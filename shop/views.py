@@ -57,7 +57,8 @@ def home(request: HttpRequest) -> HttpResponse:
         {
             "featured": selectors.product_popular(limit=8),
             "new_arrivals": selectors.product_newest(limit=4),
-            "categories": selectors.category_list(),
+            # A list: the template reads it twice (the hero's first, the tiles).
+            "categories": list(selectors.category_list()),
             "carousel": carousel_for(request, slot="home"),
         },
     )

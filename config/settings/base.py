@@ -104,6 +104,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"].setdefault("timeout", 20)
     DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
 IS_POSTGRES = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
+if IS_POSTGRES and env.bool("DJANGO_DB_PREPARED_STATEMENTS", default=True):
+    # The carousel's two statements are planned once per connection
+    # (recommender/db.py); Django's own queries are never prepared.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 0)
 
 # ---------------------------------------------------------------------------
 # Redis: broker and cache. Without REDIS_URL everything stays embedded.

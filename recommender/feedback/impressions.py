@@ -12,6 +12,7 @@ from django.db import connections, router, transaction
 from django.db.models import CharField
 from django.utils import timezone
 
+from recommender.db import prepared_cursor
 from recommender.models import (
     Impression,
     ImpressionItem,
@@ -26,9 +27,25 @@ from shop.models import Category, Product
 
 @dataclass(frozen=True)
 class LoggedImpression:
+    """What ``impression_log`` wrote and read. Its products come with their
+    categories and the fields a carousel, the recommendations API and a
+    reason show (READ_FIELDS); other fields are deferred (read on access)."""
+
     impression: Impression
     products: list[Product]  # the slate's products in slate order, as read when it was logged
     also: dict[int, Product]  # the ``also_read`` products, by id (whatever their stock)
+
+
+# What is read of each product shown (and of its category): what carousel
+# cards (shop.carousels.CarouselItem), the API's ProductSerializer, reasons and
+# the availability check use. Long text (descriptions) stays in the database.
+READ_FIELDS = ("id", "category", "name", "slug", "brand", "price", "stock", "is_active", "image")
+READ_CATEGORY_FIELDS = ("id", "name", "slug")
+
+# An item row's columns, in the order of the logging statement's arrays (the
+# impression id first, one value for every row); tests check that these are
+# every column ImpressionItem has.
+ITEM_FIELDS = ("impression", "product", "position", "propensity", "score")
 
 
 def impression_log(
@@ -74,37 +91,34 @@ def impression_log(
         epsilon=epsilon,
         sold_out_id=sold_out_id,
     )
-    items = [
-        ImpressionItem(
-            impression=impression,
-            product_id=int(item),
-            position=position,
-            propensity=float(propensity),
-            score=float(score),
-        )
-        for position, (item, propensity, score) in enumerate(
-            zip(slate.items, slate.propensities, slate.scores, strict=True)
-        )
-    ]
+    # Plain columns straight from the slate (no model instance per item).
+    product_ids = [int(item) for item in slate.items]
+    columns = (
+        product_ids,
+        list(range(len(product_ids))),
+        [float(p) for p in slate.propensities],
+        [float(score) for score in slate.scores],
+    )
+    if not (len(product_ids) == len(columns[2]) == len(columns[3])):
+        raise ValueError("a slate needs one propensity and one score per item")
     alias = router.db_for_write(Impression)
     connection = connections[alias]
-    if not items:
+    if not product_ids:
         impression.save(force_insert=True, using=alias)
         return LoggedImpression(impression, [], {})
     extra = sorted({int(i) for i in also_read})
     if connection.vendor == "postgresql":
         by_id, available = _log_in_one_statement(
-            impression, items, extra, force=not available_only, connection=connection
+            impression, columns, extra, force=not available_only, connection=connection
         )
     else:
         by_id, available = _log_in_a_transaction(
-            impression, items, extra, force=not available_only, alias=alias
+            impression, columns, extra, force=not available_only, alias=alias
         )
     if not available and available_only:
         return None
-    for row in (impression, *items):
-        row._state.adding, row._state.db = False, alias
-    products = [by_id[item.product_id] for item in items if item.product_id in by_id]
+    impression._state.adding, impression._state.db = False, alias
+    products = [by_id[pk] for pk in product_ids if pk in by_id]
     return LoggedImpression(impression, products, {pk: by_id[pk] for pk in extra if pk in by_id})
 
 
@@ -114,7 +128,7 @@ def _slate_available(by_id: dict[int, Product], item_ids: list[int]) -> bool:
 
 def _log_in_a_transaction(
     impression: Impression,
-    items: list[ImpressionItem],
+    columns: tuple[list, ...],
     extra: list[int],
     *,
     force: bool,
@@ -122,19 +136,33 @@ def _log_in_a_transaction(
 ) -> tuple[dict[int, Product], bool]:
     """``impression_log`` for databases other than PostgreSQL: a read, then a
     short transaction of two INSERTs."""
-    ids = [item.product_id for item in items]
-    by_id = Product.objects.using(alias).select_related("category").in_bulk([*ids, *extra])
+    ids = columns[0]
+    by_id = (
+        Product.objects.using(alias)
+        .select_related("category")
+        .only(*READ_FIELDS, *(f"category__{name}" for name in READ_CATEGORY_FIELDS))
+        .in_bulk([*ids, *extra])
+    )
     available = _slate_available(by_id, ids)
     if available or force:
         with transaction.atomic(using=alias):
             impression.save(force_insert=True, using=alias)
-            ImpressionItem.objects.using(alias).bulk_create(items)
+            ImpressionItem.objects.using(alias).bulk_create(
+                ImpressionItem(
+                    impression=impression,
+                    product_id=product_id,
+                    position=position,
+                    propensity=propensity,
+                    score=score,
+                )
+                for product_id, position, propensity, score in zip(*columns, strict=True)
+            )
     return by_id, available
 
 
 def _log_in_one_statement(
     impression: Impression,
-    items: list[ImpressionItem],
+    columns: tuple[list, ...],
     extra: list[int],
     *,
     force: bool,
@@ -155,30 +183,36 @@ def _log_in_one_statement(
     events naming a lost impression are refused as unknown. Orders, carts and
     rewards keep synchronous commits.
     """
-    ids = [item.product_id for item in items]
-    head_values = _row_values(impression, connection)
-    # One array per item column.
-    item_columns = [
-        list(c) for c in zip(*(_row_values(item, connection) for item in items), strict=True)
-    ]
-    with connection.cursor() as cursor:
+    ids = columns[0]
+    with prepared_cursor(connection) as cursor:
         asynchronous = not connection.in_atomic_block
         cursor.execute(
             _logging_sql(),
-            (ids, asynchronous, *head_values, force, *item_columns, force, extra),
+            (
+                ids,
+                asynchronous,
+                *_row_values(impression, connection),
+                force,
+                impression.pk,
+                *columns,
+                force,
+                extra,
+            ),
         )
         rows = cursor.fetchall()
     available = bool(rows) and rows[0][0]
-    product_fields, category_fields = _read_fields()
+    alias = connection.alias
+    split = 1 + len(READ_FIELDS)
+    product_names, category_names = _read_attnames()
+    category_field = Product._meta.get_field("category")
+    categories: dict[int, Category] = {}
     by_id = {}
-    split = 1 + len(product_fields)
     for row in rows:
-        product = Product.from_db(
-            connection.alias, [f.attname for f in product_fields], row[1:split]
-        )
-        product.category = Category.from_db(
-            connection.alias, [f.attname for f in category_fields], row[split:]
-        )
+        product = Product.from_db(alias, product_names, row[1:split])
+        category = categories.get(row[split])
+        if category is None:
+            category = categories[row[split]] = Category.from_db(alias, category_names, row[split:])
+        category_field.set_cached_value(product, category)  # as select_related does
         by_id[product.pk] = product
     return by_id, available
 
@@ -202,18 +236,31 @@ def _row_values(row, connection) -> list:
     ]
 
 
-@cache
 def _read_fields() -> tuple[list, list]:
-    return list(Product._meta.concrete_fields), list(Category._meta.concrete_fields)
+    """READ_FIELDS and READ_CATEGORY_FIELDS in their models' field order, the
+    order in which ``Model.from_db`` takes a subset of the values."""
+
+    def ordered(model, names) -> list:
+        for name in names:
+            model._meta.get_field(name)  # a misspelt name fails here
+        return [f for f in model._meta.concrete_fields if f.name in names]
+
+    return ordered(Product, READ_FIELDS), ordered(Category, READ_CATEGORY_FIELDS)
+
+
+@cache
+def _read_attnames() -> tuple[list[str], list[str]]:
+    products, categories = _read_fields()
+    return [f.attname for f in products], [f.attname for f in categories]
 
 
 @cache
 def _logging_sql() -> str:
     """The statement of ``_log_in_one_statement``. Its parameters: the item
     ids (an array), whether to commit asynchronously, the impression's values,
-    the force flag, one array per item column, the force flag, the ids of other
-    products to read (an array). The same text for every slate size, so that
-    psycopg parses it once."""
+    the force flag, the impression's id, one array per other item column
+    (ITEM_FIELDS), the force flag, the ids of other products to read (an
+    array). The same text for every slate size."""
     connection = connections[router.db_for_write(Impression)]
     qn = connection.ops.quote_name
 
@@ -229,7 +276,8 @@ def _logging_sql() -> str:
             for f in fields
         )
 
-    head, item = _written_fields(Impression), _written_fields(ImpressionItem)
+    head = _written_fields(Impression)
+    item = [ImpressionItem._meta.get_field(name) for name in ITEM_FIELDS]
     product_fields, category_fields = _read_fields()
     product, category = qn(Product._meta.db_table), qn(Category._meta.db_table)
     # set_config(..., true) lasts to the end of the transaction: the statement's
@@ -246,7 +294,8 @@ impression AS (
  SELECT {typed(head)} FROM available WHERE ok OR %s),
 items AS (
  INSERT INTO {qn(ImpressionItem._meta.db_table)} ({columns(item)})
- SELECT u.* FROM unnest({typed(item, "[]")}) AS u, available WHERE ok OR %s)
+ SELECT {typed(item[:1])}, u.* FROM unnest({typed(item[1:], "[]")}) AS u, available
+ WHERE ok OR %s)
 SELECT available.ok, {", ".join(f"p.{qn(f.column)}" for f in product_fields)},
  {", ".join(f"c.{qn(f.column)}" for f in category_fields)}
 FROM ids, available, {product} p JOIN {category} c ON c.id = p.category_id

@@ -47,9 +47,7 @@ def carousel_provider(
     return Carousel(
         slot=slot,
         items=[
-            CarouselItem.from_product(
-                p, url=f"{p.get_absolute_url()}?{query}", reason=reason.name if reason else ""
-            )
+            CarouselItem.from_product(p, query=query, reason=reason.name if reason else "")
             for p, reason in zip(rec.products, rec.reasons, strict=True)
         ],
     )

@@ -18,6 +18,7 @@ from django.db import connections, router
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from recommender.db import prepared_cursor
 from recommender.models import Event, EventType, Impression
 from recommender.rl.types import EventType as RLEventType
 from recommender.rl.types import ItemCatalog, Observation, Slot
@@ -214,7 +215,7 @@ def _state_rows(*, session_key: str, user_id: int | None, since: datetime) -> li
         user_id,
         session_key,
     )
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:
         cursor.execute(_state_sql(connection.vendor, bool(user_id)), params)
         rows = cursor.fetchall()
     if connection.vendor == "sqlite":

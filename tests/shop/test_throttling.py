@@ -161,3 +161,29 @@ def test_on_redis_a_window_opens_with_its_first_request_and_expires(
     keys = client_redis.keys(f"*{redis_cache.key_prefix}*throttle_cart*")
     assert len(keys) == 2  # per visit and per address
     assert all(0 < client_redis.ttl(key) <= 60 for key in keys)
+
+
+def test_on_redis_a_budget_costs_one_round_trip(throttle_rates, redis_cache, monkeypatch):
+    """Every carousel counts against a budget of two throttles (visit and
+    address): together they are one request to Redis, not one per command."""
+    from django.contrib.sessions.backends.cache import SessionStore
+    from django.test import RequestFactory
+    from redis.connection import Connection
+
+    throttle_rates(recommendations="2/min", recommendations_address="100/min")
+    request = RequestFactory().get("/")
+    request.session = SessionStore()
+    request.session.create()
+    sent = []
+    send = Connection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent.append(command)
+        return send(self, command, check_health)
+
+    monkeypatch.setattr(Connection, "send_packed_command", counting)
+
+    allowed = [throttling.allows(request, throttling.RECOMMENDATIONS) for _ in range(3)]
+
+    assert allowed == [True, True, False]
+    assert len(sent) == 3  # one per request

@@ -465,9 +465,8 @@ def test_the_confirmation_says_a_receipt_was_sent_only_when_it_was(client, produ
 # category menu cached), without carousels; tests/recommender/test_carousels.py
 # holds the budgets with them. A new query on these pages must raise a budget.
 PAGE_QUERY_BUDGETS = {
-    # session, best sellers, new arrivals, categories (twice: the hero's
-    # `categories|first` is a query of its own), header cart count
-    "home": 6,
+    # session, best sellers, new arrivals, categories, header cart count
+    "home": 5,
     # session, product, header cart count
     "product": 3,
     # session, cart (get or create: 3 with its transaction), its lines, header count

@@ -230,7 +230,7 @@ def test_a_carousel_shown_before_signing_in_earns_its_click_and_purchase_after(c
 # transaction of two INSERTs: 5). A product page also records its view (one
 # INSERT).
 CAROUSEL_QUERIES = {"postgresql": 2, "sqlite": 6}
-PAGE_QUERIES = {"home": 6, "product": 3 + 1, "cart": 6}
+PAGE_QUERIES = {"home": 5, "product": 3 + 1, "cart": 6}
 
 
 @pytest.mark.parametrize("page", sorted(PAGE_QUERIES))
@@ -257,6 +257,34 @@ def test_a_carousel_costs_its_page_a_fixed_number_of_queries_however_long_the_vi
     assert latest.policy_name == "dqn"
     assert latest.state["page_depth"] == 12
     assert len(_carousel_links(response)) == latest.items.count() > 0
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements: PostgreSQL")
+@pytest.mark.parametrize("prepared", [True, False])
+def test_on_postgresql_the_carousel_statements_are_planned_once_per_connection(
+    catalog, settings, monkeypatch, prepared
+):
+    """Django never prepares; the carousel's two statements are prepared
+    (recommender/db.py) unless DJANGO_DB_PREPARED_STATEMENTS=false."""
+    settings.RECOMMENDER_RELOAD_SECONDS = settings.RECOMMENDER_ELIGIBILITY_TTL = 3600
+    options = connection.settings_dict["OPTIONS"]
+    assert options["prepare_threshold"] == 0
+    if not prepared:
+        monkeypatch.delitem(options, "prepare_threshold")
+    _activate_tiny_agent()
+    client = Client()
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # psycopg forgets what it prepared, too
+
+    for _ in range(3):
+        assert len(_carousel_links(client.get("/"))) == 8
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        statements = [row[0] for row in cursor.fetchall()]
+    state = [s for s in statements if "UNION ALL" in s]
+    logging = [s for s in statements if 'INSERT INTO "recommender_impression"' in s]
+    assert (len(state), len(logging)) == ((1, 1) if prepared else (0, 0))
 
 
 def _activate_tiny_agent() -> None:
