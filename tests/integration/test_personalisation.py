@@ -16,9 +16,6 @@ categories; either would make (b) a weaker test of following the shopper.
 
 The store's catalog has 14 categories of equal size, so a carousel that
 ignores the shopper holds about one item in fourteen of any given category.
-The home carousel's pull towards the viewed category is checked last and,
-while the store's DQN falls short of it, reported as an expected failure
-with the measured shortfall; everything before it must hold.
 """
 
 from __future__ import annotations
@@ -186,21 +183,14 @@ def test_carousels_follow_shoppers_of_a_family_the_demo_was_not_built_on(
     )
     # (a) Different shoppers, different carousels.
     assert mean_jaccard < 0.5, mean_jaccard
-    # (b) Product pages: the page's category holds about three times its chance
-    # share or more (a majority is the aim; the model is not there yet).
+    # (b) Product pages: the page's category holds several times its chance share.
     assert related_share > 3 * chance, related_shares
     # (c) Clearly above: several standard errors at these impression counts.
     assert learned_ctr > fallback_ctr + 0.05, (learned_ctr, fallback_ctr)
-    # (a) Each carousel follows what its shopper viewed: at least one item of
-    # the viewed category (chance is 8/14 of an item) for nearly every probe,
-    # and on average well above chance. The per-item DQN does not do this
-    # yet on the home page: the test reports it as an expected failure with
-    # the measured shortfall, and passes once it does.
+    # (a) Each carousel follows what its shopper viewed: on average well above
+    # the viewed category's chance share, and nearly every probe gets some of it
+    # (a carousel blind to the shopper misses a given category about half the time).
     missed = sorted(c for c, share in viewed_share.items() if share == 0)
     mean_viewed = sum(viewed_share.values()) / len(viewed_share)
-    if len(missed) > len(viewed_share) // 7 or mean_viewed < 2 * chance:
-        pytest.xfail(
-            f"issue 14: {len(missed)} of {len(viewed_share)} home carousels hold no item of "
-            f"the category their shopper viewed three of; that category's mean share is "
-            f"{mean_viewed:.2f} (chance {chance:.2f})"
-        )
+    assert mean_viewed > 3 * chance, viewed_share
+    assert len(missed) <= len(viewed_share) // 4, viewed_share
