@@ -2,10 +2,11 @@
 to the networks.
 
 A state is a row of L catalog rows (recent interactions grouped by event type,
-cart, history, the current item, the newest interaction) split into N_POOLS
-bags, each position with a pooling weight (recency-decayed for recent
-interactions, equal otherwise, 0 on padding and on items the catalog does not
-know), plus the slot and page depth.
+cart, history, the focus item) split into N_POOLS bags, each position with a
+pooling weight (recency-decayed for recent interactions, equal otherwise, 0 on
+padding and on items the catalog does not know), plus the slot and page depth.
+The focus is the product the shopper is looking at: the page's product, or
+elsewhere (home, cart) the newest interaction.
 Fixed widths let the replay buffer store states as plain arrays.
 """
 
@@ -20,15 +21,16 @@ from recommender.rl.config import DQNConfig
 from recommender.rl.types import EventType, ItemCatalog, Observation
 
 # Pools the state tower averages item vectors over: one per event type of the
-# recent interactions, then the cart, the signed-in history and the current item.
+# recent interactions, then the cart, the signed-in history and the focus item.
 CART_POOL = len(EventType)
 HISTORY_POOL = CART_POOL + 1
-CURRENT_POOL = CART_POOL + 2
-# The newest recent interaction, whatever its type, again on its own: what a
-# shopper looked at last says most about what it wants next, and in its event
-# type's pool it is averaged with the whole visit.
-LATEST_POOL = CART_POOL + 3
-N_POOLS = CART_POOL + 4
+# The product the shopper is looking at: the page's product, or on a page
+# without one the newest interaction. What a shopper looks at says most about
+# what it wants next, and in its event type's pool the newest item is averaged
+# with the whole visit. One pool for both lets what product pages teach about
+# "the product in view" carry over to the home and cart pages.
+FOCUS_POOL = CART_POOL + 2
+N_POOLS = CART_POOL + 3
 
 # Dense id -> row tables are used while they stay this small relative to the
 # catalog (store ids are autoincrement keys, so they normally are).
@@ -139,16 +141,12 @@ class ObservationEncoder:
         self.half_life_s = config.recency_half_life_s
         self._cart_start = self.max_recent
         self._history_start = self._cart_start + self.max_cart
-        self._current = self._history_start + self.max_history
-        self._latest = self._current + 1
-        self.width = self._latest + 1
+        self._focus = self._history_start + self.max_history
+        self.width = self._focus + 1
         # Pools of an empty state: the recent padding belongs to the last event pool.
         self._empty_pools = np.repeat(
-            np.array(
-                [len(EventType) - 1, CART_POOL, HISTORY_POOL, CURRENT_POOL, LATEST_POOL],
-                dtype=np.int8,
-            ),
-            [self.max_recent, self.max_cart, self.max_history, 1, 1],
+            np.array([len(EventType) - 1, CART_POOL, HISTORY_POOL, FOCUS_POOL], dtype=np.int8),
+            [self.max_recent, self.max_cart, self.max_history, 1],
         )
 
     def empty(self, n: int) -> EncodedStates:
@@ -193,7 +191,7 @@ class ObservationEncoder:
                 if grouped[0] < 0 or grouped[-1] >= len(EventType):
                     raise ValueError("Observation.recent_events must hold EventType values")
                 ids[b, :m] = [items[i] for i in order]
-                ids[b, self._latest] = items[-1]
+                ids[b, self._focus] = items[-1]
                 pools[b, :m] = grouped
                 ages[b, :m] = [item_ages[i] for i in order]
             m = min(len(obs.cart_items), self.max_cart)
@@ -203,7 +201,7 @@ class ObservationEncoder:
             if m:
                 ids[b, self._history_start : self._history_start + m] = obs.history_items[-m:]
             if obs.current_item is not None:
-                ids[b, self._current] = obs.current_item
+                ids[b, self._focus] = obs.current_item
             slots[b] = obs.slot
             depths[b] = obs.page_depth
 

@@ -69,8 +69,8 @@ def render(diagnosis: PolicyDiagnosis) -> str:
         "",
         "Over logged states (with context: states holding a viewed, clicked, carted or bought item)",
         f"{'states':<24}{'n':>6}{'pairwise J':>12}{'J vs cold':>11}{'same cat.':>11}"
-        f"{'chance':>8}{'state var':>11}{'b(i) var':>10}{'<f,g> var':>11}"
-        f"{'cold b(i)':>11}{'cold <f,g>':>12}",
+        f"{'chance':>8}{'state var':>11}{'b(i) var':>10}{'<f,g> var':>11}{'<v,x> var':>11}"
+        f"{'cold b(i)':>11}{'cold <f,g>':>12}{'cold <v,x>':>12}",
     ]
     groups = [("", diagnosis.logged), (" with context", diagnosis.with_context)]
     if diagnosis.without_context is not None:
@@ -84,7 +84,9 @@ def render(diagnosis: PolicyDiagnosis) -> str:
                 f"{_num(r.jaccard_vs_cold):>11}{_num(r.related_share):>11}"
                 f"{_num(r.related_chance):>8}{_num(r.state_share):>11}"
                 f"{_num(share.get('item_bias')):>10}{_num(share.get('interaction')):>11}"
+                f"{_num(share.get('context')):>11}"
                 f"{_num(cold.get('item_bias')):>11}{_num(cold.get('interaction')):>12}"
+                f"{_num(cold.get('context')):>12}"
             )
     lines += [
         "",
@@ -92,8 +94,8 @@ def render(diagnosis: PolicyDiagnosis) -> str:
         "with the same request with no context (1: the state changes nothing); same cat.: share",
         "of the top-k in the newest session item's category, beside chance (that category's",
         "share of the candidates); state var: share of Q's variance across items explained by",
-        "Q(s, i) - Q(cold, i); b(i) / <f,g> var: shares explained by the item bias and by the",
-        "interaction, with the state as logged and zeroed (cold).",
+        "Q(s, i) - Q(cold, i); b(i) / <f,g> / <v,x> var: shares explained by the item bias, the",
+        "two towers' interaction and the context term, with the state as logged and zeroed (cold).",
         "",
     ]
     probe = diagnosis.probe

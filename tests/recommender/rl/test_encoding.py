@@ -4,9 +4,8 @@ import pytest
 from recommender.rl.config import DQNConfig
 from recommender.rl.encoding import (
     CART_POOL,
-    CURRENT_POOL,
+    FOCUS_POOL,
     HISTORY_POOL,
-    LATEST_POOL,
     N_POOLS,
     IdVocabulary,
     ItemIndex,
@@ -77,10 +76,8 @@ def test_encoding_groups_recent_items_by_event_and_weights_them_by_recency():
     assert pooled[HISTORY_POOL][0].tolist() == [4, -1, -1]
     np.testing.assert_allclose(pooled[HISTORY_POOL][1], [1, 0, 0])
     assert encoded.masses[0, HISTORY_POOL] == 1.0
-    assert pooled[CURRENT_POOL][0].tolist() == [5]
-    # The newest interaction (a view), again on its own, whatever its type.
-    assert pooled[LATEST_POOL][0].tolist() == [2]
-    np.testing.assert_allclose(pooled[LATEST_POOL][1], [1.0])
+    # The focus is the page's product.
+    assert pooled[FOCUS_POOL][0].tolist() == [5]
     assert encoded.slots[0] == Slot.PRODUCT and encoded.page_depths[0] == 4
 
 
@@ -107,3 +104,16 @@ def test_encoding_rejects_misaligned_recent_sequences():
     )
     with pytest.raises(ValueError, match="equal lengths"):
         ObservationEncoder(CONFIG).encode([obs], ItemIndex(np.arange(3)))
+
+
+def test_without_a_page_product_the_focus_is_the_newest_interaction():
+    index = ItemIndex(np.array([100, 101, 102]))
+    obs = Observation(
+        slot=Slot.HOME,
+        recent_items=(100, 101, 102),
+        recent_events=(EventType.ADD_TO_CART, EventType.VIEW, EventType.CLICK),
+        recent_ages=(30.0, 20.0, 10.0),
+    )
+    encoded = ObservationEncoder(CONFIG).encode([obs, Observation(slot=Slot.HOME)], index)
+    assert bags(encoded, 0)[FOCUS_POOL][0].tolist() == [2]  # item 102, whatever its type
+    assert encoded.masses[1, FOCUS_POOL] == 0  # nothing in view in a cold session

@@ -49,7 +49,7 @@ def test_sample_returns_encoded_arrays_of_the_batch_size():
     replay.add_many([transition(reward=1.0, item=103)], catalog())
     batch = replay.sample(5, np.random.default_rng(0))
     assert batch.actions.tolist() == [3] * 5  # catalog row of item 103
-    assert batch.states.rows.shape == (5, 3 + 2 + 2 + 1 + 1)  # recent, cart, history, page, latest
+    assert batch.states.rows.shape == (5, 3 + 2 + 2 + 1)  # recent, cart, history, focus
     assert batch.propensities.tolist() == [0.25] * 5
     assert batch.dones.tolist() == [0.0] * 5
 

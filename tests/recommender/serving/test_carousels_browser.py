@@ -2,7 +2,12 @@
 demo store whose policy was trained by the store's own trainer on simulated
 history, a shopper searches for tents and views three; back on the home page,
 "Recommended for you" is mostly camping gear, each item saying which viewed
-product it is there for."""
+product it is there for.
+
+The history's shoppers are of the ``category`` family: interest in the
+category just looked at is what drives their clicks, so "camping gear after
+tents" is what the policy should have learned from them. (The demo's default
+``funnel`` shoppers move on to a complementary category instead.)"""
 
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ def trained_store(transactional_db, settings):
         days=1,
         train_every=SESSIONS // 2,
         seed=0,
+        family="category",
         verbosity=0,
         stdout=io.StringIO(),
     )
@@ -53,8 +59,9 @@ def trained_store(transactional_db, settings):
 
 
 @pytest.mark.xfail(
-    reason="issue 14: the store's policy does not yet follow what a shopper viewed on the "
-    "demo's simulated history (it shows about one camping item in eight)",
+    reason="issue 14: on this 400-session history the home carousel after three tents still "
+    "holds about one camping item in eight (the HTTP integration test's category probes, on "
+    "a smaller store, do follow the viewed category)",
     strict=False,
 )
 def test_a_shopper_who_viewed_three_tents_is_recommended_camping_gear_with_reasons(
