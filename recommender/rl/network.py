@@ -239,8 +239,8 @@ class StateTower(nn.Module):
     def __init__(self, config: DQNConfig, n_categories: int, n_attributes: int) -> None:
         super().__init__()
         self.embed_dim = config.embed_dim
-        self.context_dim = context_width(n_categories, n_attributes)
-        width = N_POOLS * (config.embed_dim + self.context_dim + 1) + SCALAR_WIDTH
+        x = context_width(n_categories, n_attributes)
+        width = N_POOLS * (config.embed_dim + x + 1) + SCALAR_WIDTH
         self.mlp = nn.Sequential(
             nn.Linear(width, config.state_hidden),
             nn.ReLU(),
@@ -263,7 +263,7 @@ class StateTower(nn.Module):
         learned = _mlp(self.mlp, torch.cat([pooled.flatten(1), states.scalars], dim=1))
         d = self.embed_dim
         context = self.context(
-            pooled[:, :, d : d + self.context_dim], states.scalars[:, :N_POOLS] > 0
+            pooled[:, :, d : d + self.context.width], states.scalars[:, :N_POOLS] > 0
         )
         return torch.cat([learned[:, :-1], context, learned[:, -1:]], dim=1)
 
