@@ -22,7 +22,7 @@ from recommender.evaluation.reports import GuardReport, OffPolicyEvaluation, fin
 from recommender.models import Checkpoint, Event, Impression, TrainingRun
 from recommender.models import Transition as TransitionRow
 from recommender.rl import ope
-from recommender.rl.agents import Agent, agent_kind, load_agent
+from recommender.rl.agents import Agent, agent_kind, check_agent, load_agent
 from recommender.rl.baselines import (
     CooccurrencePolicy,
     LoggedSession,
@@ -31,7 +31,7 @@ from recommender.rl.baselines import (
     session_anchors,
     with_popularity_ties,
 )
-from recommender.rl.checkpoint import CheckpointError, check_agent
+from recommender.rl.checkpoint import CheckpointError
 from recommender.rl.diagnostics import personalisation_report
 from recommender.rl.explain import session_items
 from recommender.rl.types import ItemCatalog, Observation

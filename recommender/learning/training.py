@@ -35,8 +35,8 @@ from recommender.models import (
 from recommender.models import (
     Transition as TransitionRow,
 )
-from recommender.rl.agents import Agent, agent_kind, load_agent, make_agent
-from recommender.rl.checkpoint import CheckpointError, check_agent
+from recommender.rl.agents import Agent, agent_kind, check_agent, load_agent, make_agent
+from recommender.rl.checkpoint import CheckpointError
 from recommender.rl.types import ItemCatalog, Observation
 from recommender.rl.types import Transition as RLTransition
 from recommender.serving import features

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from recommender.rl.baselines import DQNPolicy, Policy
+from recommender.rl.baselines import DQNPolicy
+from recommender.rl.policy import Policy
 from recommender.rl.simulator.episodes import SessionLog, run_sessions
 from recommender.rl.simulator.model import ShopperSimulator
 
