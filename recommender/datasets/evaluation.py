@@ -21,9 +21,10 @@ from recommender.models import Checkpoint
 from recommender.models.datasets import LoggedDataset
 from recommender.rl import checkpoint as checkpoint_io
 from recommender.rl import offline, ope
-from recommender.rl.agent import DQNAgent, category_count
+from recommender.rl.agent import DQNAgent
 from recommender.rl.agents import Agent, agent_kind, check_agent, load_agent
 from recommender.rl.checkpoint import CheckpointError
+from recommender.rl.core import category_count
 from recommender.rl.offline import LoggedFeedback, PolicyEvaluation
 from recommender.serving import features
 

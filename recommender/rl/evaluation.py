@@ -38,8 +38,9 @@ from recommender.rl.simulator.episodes import SessionLog, run_sessions
 from recommender.rl.simulator.model import ShopperSimulator
 
 if TYPE_CHECKING:
-    from recommender.rl.agent import DQNAgent, TrainStats
+    from recommender.rl.agent import DQNAgent
     from recommender.rl.config import DQNConfig
+    from recommender.rl.core import TrainStats
     from recommender.rl.slateq import SlateQAgent
 
 # Stream ids in session seeds (run seed, stream, index): evaluation shoppers never

@@ -373,7 +373,7 @@ REASON_REFERENCE_ITEMS = 256
 def item_scorer(agent):
     """The agent's Q of given items in given states (``explain.ItemScorer``): the
     per-item agent's own, SlateQ's value of a click on the item."""
-    return getattr(agent, "value", agent).q_values_batch
+    return agent.q_values_batch
 
 
 def reason_scorer(agent, candidates: np.ndarray):
