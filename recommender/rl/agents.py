@@ -1,8 +1,8 @@
-"""The two agent kinds behind one interface, by name, and loading a checkpoint
-of either kind.
+"""The two agent kinds by name, loading a checkpoint of either kind, and the
+checks an agent passes before the store publishes it.
 
-Both agents offer what the store needs: ``act`` (a slate with exact
-propensities), ``set_catalog``, ``make_replay`` / ``train_steps`` /
+Both agents are ``recommender.rl.learner.Learner``s: ``act`` (a slate with
+exact propensities), ``set_catalog``, ``make_replay`` / ``train_steps`` /
 ``sync_target``, ``save``, ``networks``, ``q_table`` and ``ranking_scores``
 (the publication checks, ``check_agent``, and off-policy evaluation).
 """
@@ -18,10 +18,9 @@ import torch
 from recommender.rl import checkpoint
 from recommender.rl.agent import DQNAgent
 from recommender.rl.config import DQNConfig
+from recommender.rl.learner import Learner
 from recommender.rl.slateq import SlateQAgent
 from recommender.rl.types import ItemCatalog, Observation
-
-Agent = DQNAgent | SlateQAgent
 
 AGENTS: dict[str, type[DQNAgent] | type[SlateQAgent]] = {
     "per_item": DQNAgent,
@@ -29,14 +28,14 @@ AGENTS: dict[str, type[DQNAgent] | type[SlateQAgent]] = {
 }
 
 
-def agent_kind(agent: Agent) -> str:
+def agent_kind(agent: Learner) -> str:
     """The name ``AGENTS`` gives ``agent``'s class."""
     return next(name for name, cls in AGENTS.items() if type(agent) is cls)
 
 
 def make_agent(
     kind: str, config: DQNConfig, catalog: ItemCatalog, n_categories: int | None = None
-) -> Agent:
+) -> Learner:
     """A fresh agent of ``kind`` ("per_item" or "slateq")."""
     try:
         cls = AGENTS[kind]
@@ -45,7 +44,7 @@ def make_agent(
     return cls(config, catalog, n_categories)
 
 
-def load_agent(data: bytes, catalog: ItemCatalog | None = None) -> Agent:
+def load_agent(data: bytes, catalog: ItemCatalog | None = None) -> Learner:
     """The agent saved in ``data``, whichever kind it is (see ``DQNAgent.load``)."""
     payload = checkpoint.loads(data)
     cls = SlateQAgent if "slateq" in payload else DQNAgent
@@ -53,7 +52,7 @@ def load_agent(data: bytes, catalog: ItemCatalog | None = None) -> Agent:
 
 
 def check_agent(
-    agent: Agent,
+    agent: Learner,
     sample_observations: Sequence[Observation],
     catalog: ItemCatalog | None = None,
     max_abs_reward: float | None = None,

@@ -38,10 +38,9 @@ from recommender.rl.slate import SlateBuilder, empty_slate
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slate
 
 if TYPE_CHECKING:
-    from recommender.rl.agent import DQNAgent
     from recommender.rl.config import DQNConfig
+    from recommender.rl.learner import Learner
     from recommender.rl.simulator.model import Shopper
-    from recommender.rl.slateq import SlateQAgent
 
 LoggedSession = Sequence[tuple[int, int]]
 """One session's logged events: (item id, EventType value), oldest first."""
@@ -294,9 +293,7 @@ class DQNPolicy:
     """A DQN agent (per-item ``DQNAgent`` or ``SlateQAgent``) as a ``Policy``:
     greedy unless ``epsilon`` is set (None follows the agent's schedule)."""
 
-    def __init__(
-        self, agent: DQNAgent | SlateQAgent, name: str = "dqn", epsilon: float | None = 0.0
-    ) -> None:
+    def __init__(self, agent: Learner, name: str = "dqn", epsilon: float | None = 0.0) -> None:
         self.agent = agent
         self.name = name
         self.epsilon = epsilon

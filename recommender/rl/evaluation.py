@@ -38,10 +38,9 @@ from recommender.rl.simulator.episodes import SessionLog, run_sessions
 from recommender.rl.simulator.model import ShopperSimulator
 
 if TYPE_CHECKING:
-    from recommender.rl.agent import DQNAgent
     from recommender.rl.config import DQNConfig
     from recommender.rl.core import TrainStats
-    from recommender.rl.slateq import SlateQAgent
+    from recommender.rl.learner import Learner
 
 # Stream ids in session seeds (run seed, stream, index): evaluation shoppers never
 # coincide with the shoppers a policy was trained or fitted on.
@@ -302,7 +301,7 @@ class TrainingRound(NamedTuple):
 
 
 class TrainingResult(NamedTuple):
-    agent: DQNAgent | SlateQAgent
+    agent: Learner
     rounds: list[TrainingRound]
     transitions: int  # transitions added to the replay buffer
     gradient_steps: int
@@ -315,7 +314,7 @@ def train_dqn(
     schedule: TrainingSchedule,
     seed: int,
     *,
-    agent: DQNAgent | SlateQAgent | None = None,
+    agent: Learner | None = None,
     on_round: Callable[[TrainingRound], None] | None = None,
     slateq: bool = False,
 ) -> TrainingResult:
