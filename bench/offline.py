@@ -46,8 +46,9 @@ def load(folder: Path):
 
 def train(log, rows, *, steps: int, weighted: bool, seed: int = 0):
     from recommender.rl import offline
-    from recommender.rl.agent import DQNAgent, category_count
+    from recommender.rl.agent import DQNAgent
     from recommender.rl.config import DQNConfig
+    from recommender.rl.core import category_count
 
     agent = DQNAgent(DQNConfig(seed=seed), log.catalog, category_count(log.catalog))
     offline.train(

@@ -69,7 +69,7 @@ def measure(n_candidates: int, repeats: int, n_sessions: int, rng: np.random.Gen
     limit_p50, limit_p99 = percentiles_ms(limits)
 
     slateq = SlateQAgent(DQNConfig(slate_size=K), catalog)
-    slateq.value.item_table()
+    slateq.core.item_table()
     slateq_latencies = []
     for i in range(repeats):
         obs, ids = observations[i % n_sessions], candidates[i % n_sessions]

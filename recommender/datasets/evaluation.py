@@ -21,9 +21,11 @@ from recommender.models import Checkpoint
 from recommender.models.datasets import LoggedDataset
 from recommender.rl import checkpoint as checkpoint_io
 from recommender.rl import offline, ope
-from recommender.rl.agent import DQNAgent, category_count
-from recommender.rl.agents import Agent, agent_kind, load_agent
-from recommender.rl.checkpoint import CheckpointError, check_agent
+from recommender.rl.agent import DQNAgent
+from recommender.rl.agents import agent_kind, check_agent, load_agent
+from recommender.rl.checkpoint import CheckpointError
+from recommender.rl.core import category_count
+from recommender.rl.learner import Learner
 from recommender.rl.offline import LoggedFeedback, PolicyEvaluation
 from recommender.serving import features
 
@@ -187,7 +189,7 @@ def expected_rewards(estimate: ope.Estimate, rate: float) -> float | None:
 
 def checkpoint_agent(
     checkpoint: Checkpoint, dataset: LoggedDataset, feedback: LoggedFeedback
-) -> Agent:
+) -> Learner:
     """``checkpoint``'s agent serving the dataset's items, if its item ids are
     the dataset's: a checkpoint knows items by id, so one trained on another
     catalog would score unrelated items."""
@@ -344,7 +346,7 @@ def policy_train_offline(
 
 
 def _store_candidate(
-    agent: Agent, checks: dict, evaluation: dict, dataset, note: str
+    agent: Learner, checks: dict, evaluation: dict, dataset, note: str
 ) -> Checkpoint:
     """A new candidate version (versions are shared with the store's own
     training, which may take the next number at the same moment: retry)."""

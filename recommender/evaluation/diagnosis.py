@@ -34,6 +34,7 @@ from recommender.rl.diagnostics import (
     personalisation_report,
 )
 from recommender.rl.explain import reasons, session_items
+from recommender.rl.learner import Learner
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot
 from recommender.serving import features
 from recommender.serving.server import reason_scorer
@@ -90,7 +91,7 @@ def logged_observations(*, limit: int) -> list[Observation]:
     return [Observation.from_dict(state) for state in states]
 
 
-def _reports(agent, observations: Sequence[Observation], k: int) -> dict:
+def _reports(agent: Learner, observations: Sequence[Observation], k: int) -> dict:
     found = {}
     if observations:
         found["all"] = personalisation_report(agent, observations, k)
@@ -153,7 +154,7 @@ def probe_observations(viewed: Sequence[int]) -> tuple[Observation, Observation]
     return on_page, home
 
 
-def _greedy(agent, obs: Observation, candidates: _Candidates, k: int) -> np.ndarray:
+def _greedy(agent: Learner, obs: Observation, candidates: _Candidates, k: int) -> np.ndarray:
     exclude = [i for i in (obs.current_item, *obs.cart_items) if i is not None]
     keep = ~np.isin(candidates.ids, exclude)
     slate = agent.act(
@@ -167,7 +168,7 @@ def _greedy(agent, obs: Observation, candidates: _Candidates, k: int) -> np.ndar
     return slate.items
 
 
-def category_probe(agent, *, k: int, seed: int = 0) -> CategoryProbe | None:
+def category_probe(agent: Learner, *, k: int, seed: int = 0) -> CategoryProbe | None:
     """The issue's probe (see the module docstring); None when no category has
     VIEWS_PER_SHOPPER products in stock."""
     candidates = _in_stock()

@@ -78,7 +78,7 @@ class GuardReport:
 
     @classmethod
     def from_agent_check(cls, report: dict, personalisation: dict | None = None) -> GuardReport:
-        """From ``recommender.rl.checkpoint.check_agent``'s report and the
+        """From ``recommender.rl.agents.check_agent``'s report and the
         personalisation check (None: not run)."""
         personalisation = personalisation or {}
         judged = "jaccard_vs_cold" in personalisation

@@ -22,7 +22,7 @@ from recommender.evaluation.reports import GuardReport, OffPolicyEvaluation, fin
 from recommender.models import Checkpoint, Event, Impression, TrainingRun
 from recommender.models import Transition as TransitionRow
 from recommender.rl import ope
-from recommender.rl.agents import Agent, agent_kind, load_agent
+from recommender.rl.agents import agent_kind, check_agent, load_agent
 from recommender.rl.baselines import (
     CooccurrencePolicy,
     LoggedSession,
@@ -31,9 +31,10 @@ from recommender.rl.baselines import (
     session_anchors,
     with_popularity_ties,
 )
-from recommender.rl.checkpoint import CheckpointError, check_agent
+from recommender.rl.checkpoint import CheckpointError
 from recommender.rl.diagnostics import personalisation_report
 from recommender.rl.explain import session_items
+from recommender.rl.learner import Learner
 from recommender.rl.types import ItemCatalog, Observation
 from recommender.serving import features
 from recommender.serving.checkpoints import checkpoint_activate
@@ -179,7 +180,7 @@ def _without_shown_groups(masks: np.ndarray, shown: np.ndarray, groups: np.ndarr
 
 
 def policy_value(
-    agent: Agent | None,
+    agent: Learner | None,
     logged: LoggedSlates,
     *,
     epsilon: float,
@@ -331,7 +332,7 @@ def fit_baselines(catalog: ItemCatalog, sessions: list[LoggedSession], *, epsilo
 
 
 def baseline_comparison(
-    agent: Agent,
+    agent: Learner,
     logged: LoggedSlates,
     catalog: ItemCatalog,
     *,
@@ -380,7 +381,7 @@ def baseline_comparison(
 
 
 def personalisation_check(
-    agent: Agent, observations: Sequence[Observation], *, k: int, max_jaccard: float
+    agent: Learner, observations: Sequence[Observation], *, k: int, max_jaccard: float
 ) -> dict:
     """``personalisation_report`` over the logged states that have a session
     item (the others are cold: they cannot tell), and whether the candidate's
@@ -407,7 +408,7 @@ def personalisation_check(
     }
 
 
-def checkpoint_publish(*, agent: Agent, catalog: ItemCatalog, run: TrainingRun) -> Checkpoint:
+def checkpoint_publish(*, agent: Learner, catalog: ItemCatalog, run: TrainingRun) -> Checkpoint:
     """Store the learner as the next version; activate it if every guard passes
     (and RECOMMENDER_AUTO_ACTIVATE), otherwise keep it as rejected with the
     reasons, so an admin can still inspect or force-activate it."""
@@ -417,7 +418,7 @@ def checkpoint_publish(*, agent: Agent, catalog: ItemCatalog, run: TrainingRun) 
     return _store(agent, run=run, guard=guard, evaluation=evaluation)
 
 
-def guard_report(agent: Agent, observations: Sequence[Observation]) -> GuardReport:
+def guard_report(agent: Learner, observations: Sequence[Observation]) -> GuardReport:
     """Finite weights, finite and bounded Q values on logged states, and (when
     those hold: rankings of non-finite Q values mean nothing) personalisation."""
     checked = check_agent(
@@ -438,7 +439,7 @@ def guard_report(agent: Agent, observations: Sequence[Observation]) -> GuardRepo
     return GuardReport.from_agent_check(checked, personalisation)
 
 
-def _comparison_agent(catalog: ItemCatalog) -> tuple[Checkpoint | None, Agent | None]:
+def _comparison_agent(catalog: ItemCatalog) -> tuple[Checkpoint | None, Learner | None]:
     """The active version to compare with, loaded; (None, None) when there is
     none or it does not load (then the logged policy is the comparison)."""
     active = Checkpoint.objects.filter(status=Checkpoint.Status.ACTIVE).first()
@@ -477,7 +478,9 @@ def _gate_verdict(candidate_value: dict, baseline_value: dict, n_logged: int) ->
     )
 
 
-def offpolicy_gate(agent: Agent, logged: LoggedSlates, catalog: ItemCatalog) -> OffPolicyEvaluation:
+def offpolicy_gate(
+    agent: Learner, logged: LoggedSlates, catalog: ItemCatalog
+) -> OffPolicyEvaluation:
     """The candidate's off-policy estimates beside the active version's (or the
     logging policy's) and the classic baselines', at the ε shoppers are served."""
     epsilon = settings.RECOMMENDER_EPSILON
@@ -513,7 +516,7 @@ def offpolicy_gate(agent: Agent, logged: LoggedSlates, catalog: ItemCatalog) -> 
 
 
 def _store(
-    agent: Agent, *, run: TrainingRun, guard: GuardReport, evaluation: OffPolicyEvaluation
+    agent: Learner, *, run: TrainingRun, guard: GuardReport, evaluation: OffPolicyEvaluation
 ) -> Checkpoint:
     """The next version, a candidate (activated when auto-activation is on) or rejected."""
     passed = guard.passed and bool(evaluation.passed)

@@ -35,8 +35,9 @@ from recommender.models import (
 from recommender.models import (
     Transition as TransitionRow,
 )
-from recommender.rl.agents import Agent, agent_kind, load_agent, make_agent
-from recommender.rl.checkpoint import CheckpointError, check_agent
+from recommender.rl.agents import agent_kind, check_agent, load_agent, make_agent
+from recommender.rl.checkpoint import CheckpointError
+from recommender.rl.learner import Learner
 from recommender.rl.types import ItemCatalog, Observation
 from recommender.rl.types import Transition as RLTransition
 from recommender.serving import features
@@ -207,7 +208,7 @@ def replay_transitions(*, limit: int) -> list[RLTransition]:
 # ---------------------------------------------------------------------------
 
 
-def learner_load() -> tuple[Agent, ItemCatalog]:
+def learner_load() -> tuple[Learner, ItemCatalog]:
     """The learner serving the current catalog: the stored one, or a new one of
     the RECOMMENDER_AGENT kind on first use or when that setting changed."""
     kind = settings.RECOMMENDER_AGENT
@@ -234,7 +235,7 @@ def learner_load() -> tuple[Agent, ItemCatalog]:
     return make_agent(kind, dqn_config(), catalog, n_categories), catalog
 
 
-def _save_learner(agent: Agent, *, target_synced: bool = False) -> None:
+def _save_learner(agent: Learner, *, target_synced: bool = False) -> None:
     defaults = {"weights": agent.save(), "step": agent.step}
     if target_synced:
         defaults["target_synced_at"] = timezone.now()

@@ -18,6 +18,9 @@ from logs have ``fit(sessions)``, where a session is the sequence of
   separate model.
 - ``OraclePolicy``: the simulator's full-information planner; it is handed the
   simulated shopper at the start of each session, which no other policy sees.
+
+``Policy`` itself lives in ``recommender.rl.policy`` (the simulator's episode
+runner needs it, and this module needs the simulator); it is re-exported here.
 """
 
 from __future__ import annotations
@@ -26,18 +29,18 @@ import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from recommender.rl.policy import Policy as Policy
 from recommender.rl.slate import SlateBuilder, empty_slate
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slate
 
 if TYPE_CHECKING:
-    from recommender.rl.agent import DQNAgent
     from recommender.rl.config import DQNConfig
+    from recommender.rl.learner import Learner
     from recommender.rl.simulator.model import Shopper
-    from recommender.rl.slateq import SlateQAgent
 
 LoggedSession = Sequence[tuple[int, int]]
 """One session's logged events: (item id, EventType value), oldest first."""
@@ -50,20 +53,6 @@ DEFAULT_EVENT_WEIGHTS: Mapping[EventType, float] = {
 }
 """How much each logged event says about an item's appeal: roughly the
 reward it earns, with a small weight for views (the shopper's own navigation)."""
-
-
-@runtime_checkable
-class Policy(Protocol):
-    """Anything that fills a carousel."""
-
-    name: str
-
-    def slate(
-        self, obs: Observation, candidate_ids: np.ndarray, k: int, rng: np.random.Generator
-    ) -> Slate:
-        """min(k, len(candidate_ids)) distinct candidates, position 0 first,
-        with per-slot propensities."""
-        ...
 
 
 class RandomPolicy:
@@ -304,9 +293,7 @@ class DQNPolicy:
     """A DQN agent (per-item ``DQNAgent`` or ``SlateQAgent``) as a ``Policy``:
     greedy unless ``epsilon`` is set (None follows the agent's schedule)."""
 
-    def __init__(
-        self, agent: DQNAgent | SlateQAgent, name: str = "dqn", epsilon: float | None = 0.0
-    ) -> None:
+    def __init__(self, agent: Learner, name: str = "dqn", epsilon: float | None = 0.0) -> None:
         self.agent = agent
         self.name = name
         self.epsilon = epsilon

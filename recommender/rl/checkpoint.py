@@ -1,27 +1,26 @@
-"""Checkpoint bytes and the checks a checkpoint passes before the store serves it.
+"""Checkpoint bytes and the checks a checkpoint's tensors pass before they load.
 
 A checkpoint is ``torch.save`` of plain tensors and dicts, read back with
 ``torch.load(weights_only=True)`` so that loading never runs pickled code.
 Every tensor is checked against the shapes the saved config and schema imply,
 and for finiteness, before anything is loaded.
+
+The format only: this module knows tensors and catalogs, not agents, so that
+everything that saves or loads can depend on it. The checks of a whole agent
+before the store publishes it are ``recommender.rl.agents.check_agent``.
 """
 
 from __future__ import annotations
 
 import io
-import math
 import pickle
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from recommender.rl.types import ItemCatalog, Observation
-
-if TYPE_CHECKING:
-    from recommender.rl.agents import Agent
+from recommender.rl.types import ItemCatalog
 
 FORMAT = "storefront-dqn"
 # 2: the Q-network gained the context term (recommender.rl.network).
@@ -133,46 +132,3 @@ def catalog_from_tensors(tensors: Mapping[str, Tensor]) -> ItemCatalog:
         )
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"invalid catalog in checkpoint: {exc}") from exc
-
-
-def check_agent(
-    agent: Agent,
-    sample_observations: Sequence[Observation],
-    catalog: ItemCatalog | None = None,
-    max_abs_reward: float | None = None,
-) -> dict:
-    """Publication checks: finite weights in every network, and finite Q within the
-    largest value any policy can earn, max_abs_reward / (1 - gamma), for every Q
-    value the agent's slates rest on (``q_table``) in each sample observation.
-    ``ok`` is True when all pass. The agent is not modified."""
-    non_finite = [
-        f"{name}.{key}"
-        for name, net in agent.networks().items()
-        for key, tensor in net.state_dict().items()
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all()
-    ]
-    probe = agent
-    if catalog is not None and catalog is not agent.catalog:
-        probe = type(agent).load(agent.save(), catalog=catalog)
-    reward_bound = agent.config.max_abs_reward if max_abs_reward is None else max_abs_reward
-    bound = reward_bound / (1.0 - agent.config.gamma)
-    report: dict = {
-        "finite_weights": not non_finite,
-        "non_finite_tensors": non_finite,
-        "n_observations": len(sample_observations),
-        "n_items": len(probe.catalog),
-        "q_bound": bound,
-    }
-    q = np.empty(0, dtype=np.float32)
-    if not non_finite and sample_observations and len(probe.catalog):
-        q = probe.q_table(list(sample_observations))
-    finite = bool(np.isfinite(q).all())
-    report["q_finite"] = finite and not non_finite
-    if q.size and finite:
-        report.update(q_min=float(q.min()), q_max=float(q.max()), q_mean=float(q.mean()))
-        report["q_within_bound"] = bool(np.abs(q).max() <= bound)
-    else:
-        report.update(q_min=math.nan, q_max=math.nan, q_mean=math.nan)
-        report["q_within_bound"] = finite and not non_finite
-    report["ok"] = report["finite_weights"] and report["q_finite"] and report["q_within_bound"]
-    return report

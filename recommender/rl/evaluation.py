@@ -32,14 +32,15 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from recommender.rl.baselines import DQNPolicy, Policy
+from recommender.rl.baselines import DQNPolicy
+from recommender.rl.policy import Policy
 from recommender.rl.simulator.episodes import SessionLog, run_sessions
 from recommender.rl.simulator.model import ShopperSimulator
 
 if TYPE_CHECKING:
-    from recommender.rl.agent import DQNAgent, TrainStats
     from recommender.rl.config import DQNConfig
-    from recommender.rl.slateq import SlateQAgent
+    from recommender.rl.core import TrainStats
+    from recommender.rl.learner import Learner
 
 # Stream ids in session seeds (run seed, stream, index): evaluation shoppers never
 # coincide with the shoppers a policy was trained or fitted on.
@@ -300,7 +301,7 @@ class TrainingRound(NamedTuple):
 
 
 class TrainingResult(NamedTuple):
-    agent: DQNAgent | SlateQAgent
+    agent: Learner
     rounds: list[TrainingRound]
     transitions: int  # transitions added to the replay buffer
     gradient_steps: int
@@ -313,7 +314,7 @@ def train_dqn(
     schedule: TrainingSchedule,
     seed: int,
     *,
-    agent: DQNAgent | SlateQAgent | None = None,
+    agent: Learner | None = None,
     on_round: Callable[[TrainingRound], None] | None = None,
     slateq: bool = False,
 ) -> TrainingResult:

@@ -40,7 +40,8 @@ from recommender.rl.encoding import ItemIndex
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot, Transition
 
 if TYPE_CHECKING:
-    from recommender.rl.agent import DQNAgent, TrainStats
+    from recommender.rl.agent import DQNAgent
+    from recommender.rl.core import TrainStats
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 """Scores a policy gives the catalog's items in logged rows: row indices (m,)

@@ -40,8 +40,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recommender.rl import checkpoint
-from recommender.rl.agent import DQNAgent, TrainStats, category_count, td_target
 from recommender.rl.config import DQNConfig
+from recommender.rl.core import DoubleDQN, TrainStats, attribute_count, category_count
 from recommender.rl.encoding import IdVocabulary, ItemIndex, ObservationEncoder
 from recommender.rl.network import (
     ItemFeatures,
@@ -188,7 +188,7 @@ class SlateReplay:
                 click_states.append(slate[0].state)
                 click_items.append(rows)
                 click_labels.append(label)
-        self.values.add_many(value_transitions, agent.value.catalog)
+        self.values.add_many(value_transitions, agent.core.catalog)
         if click_states:
             self._add_click_samples(click_states, click_items, click_labels)
         self._items_seen = min(self._items_seen + accepted, self.capacity * self.width)
@@ -216,44 +216,92 @@ class SlateReplay:
         return self._states.take(index), self._items[index], self._labels[index]
 
 
-class _SlateValueAgent(DQNAgent):
-    """The Q(s, i | click) / Q(s, ∅) network: a ``DQNAgent`` over the catalog
-    with its no-click row whose Double-DQN target bootstraps from the next
-    state's best slate under the click model."""
+class ClickScorer:
+    """The click model as the slate values use it: click weights exp(u(s, i))
+    of the catalog's items and the position attentions, each computed once per
+    click-model weights (``changed``) and catalog (``use_catalog``)."""
 
-    owner: SlateQAgent
+    def __init__(self, model: ClickModel, max_positions: int) -> None:
+        self.model = model
+        self.max_positions = max_positions
+        self.features: ItemFeatures | None = None
+        self._table: Tensor | None = None  # click item vectors, until the model trains
+        self._attention: np.ndarray | None = None  # likewise the position attention
 
-    def _td_targets(
-        self, batch: ReplayBatch, table: Tensor, next_rows: np.ndarray, candidate_rows: np.ndarray
-    ) -> Tensor:
-        rewards = torch.from_numpy(batch.rewards)
-        if self.config.gamma == 0.0:
-            return rewards
-        n = self.owner.n_items
+    def use_catalog(self, features: ItemFeatures) -> None:
+        """Score the catalog whose click-tower inputs are ``features``."""
+        self.features = features
+        self._table = None
+
+    def changed(self) -> None:
+        """Forget what was computed from the click model's weights (it trained)."""
+        self._table = self._attention = None
+
+    def attention(self, k: int) -> np.ndarray:
+        """The click model's first ``k`` position attentions."""
+        if self._attention is None:
+            self._attention = self.model.attention(self.max_positions)
+        return self._attention[:k]
+
+    def weights(self, states: StateInputs, rows: Tensor | None = None) -> Tensor:
+        """exp(u(s, i)) (the no-click weight is 1) of every catalog item, (B, N),
+        or of each state's own catalog ``rows`` (B, W); ``states`` pool catalog rows."""
+        towers = self.model.towers
+        with torch.no_grad():
+            if self._table is None:
+                self._table = towers.items(self.features)
+            table = self._table
+            state_out = towers.states(table, states)
+            if rows is None:
+                utility = all_items_q(state_out, table)
+            else:
+                utility = rows_q(state_out, table, rows)
+            return utility.clamp(-30.0, 30.0).exp()
+
+
+class BestSlate:
+    """SlateQ's ``NextStateValue``: the core's Q(s, i | click) / Q(s, ∅)
+    network is over the catalog plus its no-click row (the last one); the
+    online network and the click model pick each next state's best slate, the
+    target network values it."""
+
+    def __init__(self, clicks: ClickScorer) -> None:
+        self.clicks = clicks
+
+    def next_values(
+        self,
+        core: DoubleDQN,
+        batch: ReplayBatch,
+        table: Tensor,
+        next_rows: np.ndarray,
+        candidate_rows: np.ndarray,
+    ) -> tuple[Tensor, Tensor]:
+        n = len(core.catalog) - 1  # the items; row n is "no click"
         next_states = StateInputs.from_encoded(batch.next_states, _rows(batch.next_states.rows))
         if not batch.next_exclude.any():
-            return self._td_targets_listed(batch, table, next_rows, candidate_rows, next_states)
-        mask = self._dense_mask(batch)[:, :n]  # the no-click row is never a candidate
+            return self._listed(core, batch, table, next_rows, candidate_rows, next_states)
+        mask = core.dense_mask(batch)[:, :n]  # the no-click row is never a candidate
         # The step's online item table is the whole catalog whenever a next set is a
         # complement (the usual case); otherwise compute it.
-        full = table if len(table) == n + 1 else self.online.items(self.features)
-        q_online = all_items_q(self.online.states(full, next_states), full)
+        full = table if len(table) == n + 1 else core.online.items(core.features)
+        q_online = all_items_q(core.online.states(full, next_states), full)
         gain = q_online[:, :n] - q_online[:, n:]
-        weights = self.owner.click_weights(next_states)  # masked where used: fewer passes
-        return self._bootstrap(batch, next_states, weights, gain, mask.numpy(), None)
+        weights = self.clicks.weights(next_states)  # masked where used: fewer passes
+        return self._bootstrap(core, next_states, weights, gain, mask.numpy(), None)
 
-    def _td_targets_listed(
+    def _listed(
         self,
+        core: DoubleDQN,
         batch: ReplayBatch,
         table: Tensor,
         next_rows: np.ndarray,
         candidate_rows: np.ndarray,
         next_states: StateInputs,
-    ) -> Tensor:
-        """The same targets when every next set is listed (at most
+    ) -> tuple[Tensor, Tensor]:
+        """The same values when every next set is listed (at most
         ``max_next_candidates`` items): the slates are solved over each row's
         own candidates instead of the whole catalog."""
-        n = self.owner.n_items
+        n = len(core.catalog) - 1
         rows = batch.next_candidates.astype(np.int64)  # (B, W) catalog rows, -1 padding
         valid = rows >= 0
         listed = torch.from_numpy(np.maximum(rows, 0))
@@ -262,39 +310,39 @@ class _SlateValueAgent(DQNAgent):
         # rows' inputs serve as they are), plus the no-click row.
         if len(table) != n + 1:
             next_states_local = StateInputs.from_encoded(batch.next_states, next_rows)
-            no_click = self.online.items(self.features.take(torch.tensor([n])))
+            no_click = core.online.items(core.features.take(torch.tensor([n])))
         else:
             next_states_local, no_click = next_states, table[n:]
-        online = self.online.states(table, next_states_local)
+        online = core.online.states(table, next_states_local)
         q_online = rows_q(online, table, torch.from_numpy(candidate_rows.astype(np.int64)))
         gain = q_online - all_items_q(online, no_click)
-        weights = self.owner.click_weights(next_states, listed)
-        return self._bootstrap(batch, next_states, weights, gain, valid, listed)
+        weights = self.clicks.weights(next_states, listed)
+        return self._bootstrap(core, next_states, weights, gain, valid, listed)
 
     def _bootstrap(
         self,
-        batch: ReplayBatch,
+        core: DoubleDQN,
         next_states: StateInputs,
         weights: Tensor,
         gain: Tensor,
         mask: np.ndarray,
         columns: Tensor | None,
-    ) -> Tensor:
-        """Double-DQN targets: the online network's ``gain`` (B, M) Q(s', i) -
-        Q(s', ∅) picks each next state's best slate under the click ``weights``
-        (B, M) among the ``mask``ed candidates, whose catalog rows are
-        ``columns`` (B, M) (None: the catalog itself); the target network values
-        that slate, scoring only its items and "no click". A row with fewer
+    ) -> tuple[Tensor, Tensor]:
+        """Double DQN: the online network's ``gain`` (B, M) Q(s', i) - Q(s', ∅)
+        picks each next state's best slate under the click ``weights`` (B, M)
+        among the ``mask``ed candidates, whose catalog rows are ``columns``
+        (B, M) (None: the catalog itself); the target network values that
+        slate, scoring only its items and "no click". A row with fewer
         candidates than slots fills the rest with masked ones, which weigh nothing."""
-        n = self.owner.n_items
-        attention = self.owner.click_attention(min(self.config.slate_size, gain.shape[1]))
+        n = len(core.catalog) - 1
+        attention = self.clicks.attention(min(core.config.slate_size, gain.shape[1]))
         _, chosen = best_carousels(
             weights.double().numpy(), gain.double().numpy(), attention, 1.0, mask=mask
         )
         chosen = torch.from_numpy(chosen)
         shown = chosen if columns is None else columns.gather(1, chosen)
-        target_table = self.item_table("target")
-        target = self.target.states(target_table, next_states)
+        target_table = core.item_table("target")
+        target = core.target.states(target_table, next_states)
         shown_allowed = torch.from_numpy(np.take_along_axis(mask, chosen.numpy(), axis=1))
         next_values = slate_value(
             weights.gather(1, chosen) * shown_allowed,
@@ -302,13 +350,7 @@ class _SlateValueAgent(DQNAgent):
             all_items_q(target, target_table[n:])[:, 0],
             attention,
         )
-        return td_target(
-            torch.from_numpy(batch.rewards),
-            torch.from_numpy(batch.dones),
-            self.config.gamma,
-            next_values,
-            torch.from_numpy(mask.any(axis=1)),
-        )
+        return next_values, torch.from_numpy(mask.any(axis=1))
 
 
 def slate_value(
@@ -324,34 +366,39 @@ def slate_value(
 
 
 class SlateQAgent:
-    """Value network (with its target copy and replay training) plus click model."""
+    """A Double-DQN core over the catalog plus its no-click row (``core``,
+    valuing next states by their best slate) and the click model."""
 
     def __init__(
         self, config: DQNConfig, catalog: ItemCatalog, n_categories: int | None = None
     ) -> None:
         if n_categories is None:
             n_categories = category_count(catalog)
-        value = _SlateValueAgent(config, with_no_click_row(catalog), n_categories)
-        self._setup(value, IdVocabulary(catalog.ids))
+        self._setup(config, int(n_categories), attribute_count(catalog), IdVocabulary(catalog.ids))
+        self.core = DoubleDQN.fresh(
+            config, with_no_click_row(catalog), n_categories, BestSlate(self.clicks)
+        )
         self._use_catalog(catalog)
         self.click.towers.fit_catalog_scales(self.click_features)
 
-    def _setup(self, value: _SlateValueAgent, click_vocabulary: IdVocabulary) -> None:
-        config = value.config
+    def _setup(
+        self,
+        config: DQNConfig,
+        n_categories: int,
+        n_attributes: int,
+        click_vocabulary: IdVocabulary,
+    ) -> None:
+        """The click model and its optimizer, for the value core's schema."""
         self.config = config
-        self.value = value
-        value.owner = self
         self.encoder = ObservationEncoder(config)
         self.click_vocabulary = click_vocabulary
+        self.n_categories = n_categories
         with torch.random.fork_rng():
             torch.manual_seed(config.seed + 1)
-            self.click = ClickModel(
-                config, len(click_vocabulary), value.n_categories, value.n_attributes
-            )
+            self.click = ClickModel(config, len(click_vocabulary), n_categories, n_attributes)
         self.click_adam = LazyAdam(self.click, config.click_lr)  # built when it first trains
+        self.clicks = ClickScorer(self.click, config.max_positions)
         self._click_carry = 0.0
-        self._click_table: Tensor | None = None  # click item vectors, until the model trains
-        self._attention: np.ndarray | None = None  # likewise the position attention
         self.click_loss = float("nan")
 
     @property
@@ -359,13 +406,18 @@ class SlateQAgent:
         """Adam over the click model (``recommender.rl.optim``: built on first use)."""
         return self.click_adam.get()
 
+    @property
+    def click_features(self) -> ItemFeatures:
+        """The click towers' inputs of every catalog row."""
+        return self.clicks.features
+
     # --- candidate universe -------------------------------------------------------------
 
     def set_catalog(self, catalog: ItemCatalog) -> None:
         """Make ``catalog`` the candidate universe, as ``DQNAgent.set_catalog``:
         with ``grow_vocabulary`` new ids get id-embedding rows in both networks,
         and the no-click row keeps its identity."""
-        self.value.set_catalog(with_no_click_row(catalog))
+        self.core.set_catalog(with_no_click_row(catalog))
         if self.config.grow_vocabulary:
             added = self.click_vocabulary.extend(catalog.ids)
             if added:
@@ -376,10 +428,9 @@ class SlateQAgent:
         self.catalog = catalog
         self.index = ItemIndex.of(catalog)
         self.n_items = len(catalog)
-        self.click_features = ItemFeatures.build(
-            catalog, self.click_vocabulary, self.value.n_categories
+        self.clicks.use_catalog(
+            ItemFeatures.build(catalog, self.click_vocabulary, self.n_categories)
         )
-        self._click_table = None
 
     # --- persistence --------------------------------------------------------------------
 
@@ -388,7 +439,7 @@ class SlateQAgent:
         its no-click row) plus the click model, its id vocabulary and optimizer."""
         return checkpoint.dumps(
             {
-                **self.value.checkpoint_payload(),
+                **self.core.checkpoint_payload(),
                 "slateq": {
                     "click_vocabulary": torch.from_numpy(self.click_vocabulary.ids.copy()),
                     "click": self.click.state_dict(),
@@ -414,25 +465,27 @@ class SlateQAgent:
             "click_optimizer",
         } <= set(saved):
             raise checkpoint.CheckpointError("not a SlateQ checkpoint")
-        value = _SlateValueAgent.from_payload(payload)
-        if not len(value.catalog) or value.catalog.ids[-1] != NO_CLICK_ID:
-            raise checkpoint.CheckpointError("SlateQ checkpoint without its no-click row")
+        config, n_categories, n_attributes, _ = DoubleDQN.read_schema(payload)
         try:
             click_vocabulary = IdVocabulary(saved["click_vocabulary"].numpy())
         except (AttributeError, TypeError, ValueError) as exc:
             raise checkpoint.CheckpointError(f"invalid click vocabulary: {exc}") from exc
         agent = cls.__new__(cls)
-        agent._setup(value, click_vocabulary)
+        agent._setup(config, n_categories, n_attributes, click_vocabulary)
+        agent.core = DoubleDQN.from_payload(payload, BestSlate(agent.clicks))
+        extended = agent.core.catalog
+        if not len(extended) or extended.ids[-1] != NO_CLICK_ID:
+            raise checkpoint.CheckpointError("SlateQ checkpoint without its no-click row")
         checkpoint.restore_module(agent.click, saved["click"], "click")
         agent.click_adam.restore(saved["click_optimizer"])
-        agent._use_catalog(without_no_click_row(value.catalog))
+        agent._use_catalog(without_no_click_row(extended))
         if catalog is not None:
             agent.set_catalog(catalog)
         return agent
 
     def networks(self) -> dict[str, nn.Module]:
         """Every trained module by name (what the publication checks inspect)."""
-        return {"online": self.value.online, "target": self.value.target, "click": self.click}
+        return {**self.core.networks(), "click": self.click}
 
     # --- learning -----------------------------------------------------------------------
 
@@ -441,14 +494,14 @@ class SlateQAgent:
 
     @property
     def step(self) -> int:
-        return self.value.step
+        return self.core.step
 
     @property
     def epsilon(self) -> float:
-        return self.value.epsilon
+        return self.core.epsilon
 
     def sync_target(self) -> None:
-        self.value.sync_target()
+        self.core.sync_target()
 
     def train_steps(
         self, replay: SlateReplay, n_steps: int, rng: np.random.Generator
@@ -461,8 +514,8 @@ class SlateQAgent:
         if replay.slates:
             for _ in range(click_steps):
                 self._click_step(replay, rng)
-        self._click_table = self._attention = None
-        return self.value.train_steps(replay.values, n_steps, rng)
+        self.clicks.changed()
+        return self.core.train_steps(replay.values, n_steps, rng)
 
     def _click_step(self, replay: SlateReplay, rng: np.random.Generator) -> None:
         states, items, labels = replay.sample_slates(self.config.batch_size, rng)
@@ -491,24 +544,12 @@ class SlateQAgent:
 
     def click_attention(self, k: int) -> np.ndarray:
         """The click model's first ``k`` position attentions (computed once per weights)."""
-        if self._attention is None:
-            self._attention = self.click.attention(self.config.max_positions)
-        return self._attention[:k]
+        return self.clicks.attention(k)
 
     def click_weights(self, states: StateInputs, rows: Tensor | None = None) -> Tensor:
         """exp(u(s, i)) (the no-click weight is 1) of every catalog item, (B, N),
         or of each state's own catalog ``rows`` (B, W); ``states`` pool catalog rows."""
-        towers = self.click.towers
-        with torch.no_grad():
-            if self._click_table is None:
-                self._click_table = towers.items(self.click_features)
-            table = self._click_table
-            state_out = towers.states(table, states)
-            if rows is None:
-                utility = all_items_q(state_out, table)
-            else:
-                utility = rows_q(state_out, table, rows)
-            return utility.clamp(-30.0, 30.0).exp()
+        return self.clicks.weights(states, rows)
 
     def slate_scores(
         self, observations: Sequence[Observation], candidate_ids: Sequence[np.ndarray], k: int
@@ -527,9 +568,9 @@ class SlateQAgent:
         encoded = self.encoder.encode(list(observations), self.index)
         states = StateInputs.from_encoded(encoded, _rows(encoded.rows))
         weights = self.click_weights(states).numpy()
-        table = self.value.item_table("online")  # the catalog's rows, then the no-click row
+        table = self.core.item_table("online")  # the catalog's rows, then the no-click row
         with torch.no_grad():
-            q = all_items_q(self.value.online.states(table, states), table).numpy()
+            q = all_items_q(self.core.online.states(table, states), table).numpy()
         n = self.n_items
         attention = self.click_attention(min(k, n))
         if len(rows) == 1:  # one request (serving): work on its candidates only
@@ -571,10 +612,17 @@ class SlateQAgent:
                 scores[r, mask[r]] = values
         return scores
 
+    def q_values_batch(
+        self, observations: Sequence[Observation], candidate_ids: np.ndarray
+    ) -> np.ndarray:
+        """(B, C) float32 Q(s, i | click), the value of a click on each candidate,
+        as ``DQNAgent.q_values_batch`` (``candidate_ids`` (C,) or (B, C))."""
+        return self.core.q_values_batch(observations, candidate_ids)
+
     def q_table(self, observations: Sequence[Observation]) -> np.ndarray:
         """(B, N + 1) every Q value the agent's slates rest on: Q(s, i | click) of
         each catalog item, then Q(s, no click)."""
-        return self.value.q_values_batch(observations, self.value.catalog.ids)
+        return self.core.q_values_batch(observations, self.core.catalog.ids)
 
     def act(
         self,

@@ -39,6 +39,7 @@ from django.db.models import BooleanField, Q, Subquery, Value
 from django.utils import timezone
 
 from recommender.models import Checkpoint, SoldOutSet
+from recommender.rl.learner import Learner
 from recommender.rl.types import ItemCatalog, Observation, Slate, Slot
 from recommender.serving import features
 from shop.models import Product
@@ -87,12 +88,12 @@ class Candidates:
 @dataclass
 class _Loaded:
     version: int
-    agent: object  # a recommender.rl.agents.Agent, imported lazily (torch)
+    agent: Learner  # loaded by recommender.rl.agents, imported lazily (torch)
     catalog: ItemCatalog  # the catalog the agent scores
     loaded_at: datetime
 
 
-def load_servable(weights: bytes | memoryview, catalog: ItemCatalog | None = None) -> object:
+def load_servable(weights: bytes | memoryview, catalog: ItemCatalog | None = None) -> Learner:
     """A checkpoint's policy, loaded as every web process loads it (over
     ``catalog``, default the current one) and asked for one greedy slate.
     Raises whatever would stop it serving; activation calls this first
@@ -370,13 +371,13 @@ class PolicyServer:
 REASON_REFERENCE_ITEMS = 256
 
 
-def item_scorer(agent):
+def item_scorer(agent: Learner):
     """The agent's Q of given items in given states (``explain.ItemScorer``): the
     per-item agent's own, SlateQ's value of a click on the item."""
-    return getattr(agent, "value", agent).q_values_batch
+    return agent.q_values_batch
 
 
-def reason_scorer(agent, candidates: np.ndarray):
+def reason_scorer(agent: Learner, candidates: np.ndarray):
     """``item_scorer`` less each state's mean Q over (up to REASON_REFERENCE_ITEMS,
     evenly spread) ``candidates``: a session item that raises or lowers every
     candidate alike changes no ranking, so it explains none of them; only what
@@ -395,7 +396,7 @@ def reason_scorer(agent, candidates: np.ndarray):
 
 
 def slate_reasons(
-    agent, observation: Observation, items: np.ndarray, *, candidates: np.ndarray
+    agent: Learner, observation: Observation, items: np.ndarray, *, candidates: np.ndarray
 ) -> tuple[int | None, ...]:
     """Per slate item, the session item that raised its score, beyond the other
     ``candidates``', by more than RECOMMENDER_REASON_MIN_CONTRIBUTION (None: no

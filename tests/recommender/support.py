@@ -26,7 +26,8 @@ from rest_framework.test import APIClient
 from recommender.conf import dqn_config
 from recommender.learning.trainer_lock import ADVISORY_LOCK_KEY
 from recommender.models import Checkpoint, TrainerLease
-from recommender.rl.agents import Agent, agent_kind, make_agent
+from recommender.rl.agents import agent_kind, make_agent
+from recommender.rl.learner import Learner
 from recommender.rl.types import Observation, Slot
 from recommender.rl.types import Transition as RLTransition
 from recommender.serving import features
@@ -157,7 +158,7 @@ def shown_ids(recommendation: dict) -> list[int]:
 # ---------------------------------------------------------------------------
 
 
-def tiny_agent(*, steps: int = 3, seed: int = 0, kind: str | None = None) -> Agent:
+def tiny_agent(*, steps: int = 3, seed: int = 0, kind: str | None = None) -> Learner:
     """An agent of ``kind`` (default: RECOMMENDER_AGENT) over the store's current
     catalog, trained a few steps on made-up transitions (so its weights differ
     from a fresh one's)."""
@@ -198,7 +199,7 @@ def loadable_weights() -> bytes:
 
 
 def store_checkpoint(
-    agent: Agent | None, *, version: int, weights: bytes | None = None
+    agent: Learner | None, *, version: int, weights: bytes | None = None
 ) -> Checkpoint:
     """A candidate checkpoint holding ``agent`` (or raw ``weights``)."""
     return Checkpoint.objects.create(

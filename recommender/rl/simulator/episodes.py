@@ -22,7 +22,7 @@ from recommender.rl.simulator.model import Shopper, ShopperSimulator
 from recommender.rl.types import EventType, Observation, Slate, Transition
 
 if TYPE_CHECKING:
-    from recommender.rl.baselines import Policy
+    from recommender.rl.policy import Policy
 
 
 class SessionLog(NamedTuple):

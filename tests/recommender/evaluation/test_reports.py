@@ -14,7 +14,7 @@ from recommender.evaluation.reports import (
 
 
 def _agent_check(**overrides) -> dict:
-    # The shape recommender.rl.checkpoint.check_agent returns.
+    # The shape recommender.rl.agents.check_agent returns.
     report = {
         "finite_weights": True,
         "non_finite_tensors": [],

@@ -494,7 +494,7 @@ def test_a_learner_whose_weights_went_nan_is_rejected_and_not_kept(history, monk
         with torch.no_grad():
             for parameter in self.online.parameters():
                 parameter.fill_(float("nan"))
-        self._item_tables.clear()
+        self.core._item_tables.clear()
         return stats
 
     monkeypatch.setattr(DQNAgent, "train_steps", diverging)

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from recommender.rl.agent import DQNAgent, greedy_in_catalog, greedy_next, td_target
+from recommender.rl.agent import DQNAgent, greedy_in_catalog, greedy_next
 from recommender.rl.config import DQNConfig
+from recommender.rl.core import td_target
 from recommender.rl.replay import ReplayBuffer
 from recommender.rl.simulator import make_catalog
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot, Transition

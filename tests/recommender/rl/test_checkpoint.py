@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from recommender.rl.agent import DQNAgent
-from recommender.rl.checkpoint import CheckpointError, check_agent
+from recommender.rl.agents import check_agent
+from recommender.rl.checkpoint import CheckpointError
 from recommender.rl.config import DQNConfig
 from recommender.rl.replay import ReplayBuffer
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot, Transition

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from recommender.rl.agent import DQNAgent
-from recommender.rl.checkpoint import CheckpointError, check_agent
+from recommender.rl.agents import check_agent
+from recommender.rl.checkpoint import CheckpointError
 from recommender.rl.config import DQNConfig
 from recommender.rl.network import StateInputs
 from recommender.rl.runtime import configure_torch_threads
@@ -156,16 +157,16 @@ def test_the_double_dqn_target_values_the_online_networks_best_next_slate_with_t
     assert bool(replay.values.batch(np.array([0])).next_exclude[0]) is not listed
     # Make the target network differ from the online one.
     with torch.no_grad():
-        for p in agent.value.target.parameters():
+        for p in agent.core.target.parameters():
             p.add_(0.05)
-    agent.value._item_tables.clear()
+    agent.core._item_tables.clear()
     batch = replay.values.batch(np.array([0]))
-    target = agent.value.td_targets(batch).item()
+    target = agent.core.td_targets(batch).item()
 
     # By hand: next candidates are every item but the page's product.
     candidates = np.arange(1, len(catalog))
-    online = agent.value.q_values(s2, agent.value.catalog.ids, "online").astype(np.float64)
-    offline = agent.value.q_values(s2, agent.value.catalog.ids, "target").astype(np.float64)
+    online = agent.core.q_values(s2, agent.core.catalog.ids, "online").astype(np.float64)
+    offline = agent.core.q_values(s2, agent.core.catalog.ids, "target").astype(np.float64)
     encoded = agent.encoder.encode([s2], agent.index)
     states = StateInputs.from_encoded(encoded, np.maximum(encoded.rows, 0))
     weights = agent.click_weights(states)[0].double().numpy()[candidates]
@@ -189,9 +190,9 @@ def test_a_next_set_smaller_than_the_slate_is_valued_as_that_short_slate():
     replay.add_many(
         [transition(s1, int(catalog.ids[1]), 1.0, s2)._replace(next_candidates=(only,))], catalog
     )
-    target = agent.value.td_targets(replay.values.batch(np.array([0]))).item()
+    target = agent.core.td_targets(replay.values.batch(np.array([0]))).item()
 
-    offline = agent.value.q_values(s2, agent.value.catalog.ids, "target").astype(np.float64)
+    offline = agent.core.q_values(s2, agent.core.catalog.ids, "target").astype(np.float64)
     encoded = agent.encoder.encode([s2], agent.index)
     states = StateInputs.from_encoded(encoded, np.maximum(encoded.rows, 0))
     w = agent.click_weights(states)[0].double().numpy()[2]

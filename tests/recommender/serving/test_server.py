@@ -21,7 +21,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from recommender.models import Checkpoint, Impression, ServingHeartbeat
-from recommender.rl.agents import Agent
+from recommender.rl.learner import Learner
 from recommender.rl.types import Observation
 from recommender.serving.checkpoints import (
     CheckpointLoadError,
@@ -46,7 +46,7 @@ def _policy(shopper: Shopper | None = None, **params) -> dict:
     return (shopper or Shopper()).recommend(**params)["policy"]
 
 
-def _activate(agent: Agent | None, version: int, weights: bytes | None = None) -> Checkpoint:
+def _activate(agent: Learner | None, version: int, weights: bytes | None = None) -> Checkpoint:
     return checkpoint_activate(checkpoint=store_checkpoint(agent, version=version, weights=weights))
 
 

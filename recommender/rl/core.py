@@ -1,0 +1,444 @@
+"""The Double-DQN core both agents are built on: online and target Q-networks
+over a catalog, their optimizer, replay training and target updates.
+
+What the agents do differently is how a transition's next state is valued: the
+per-item agent (``recommender.rl.agent``) bootstraps from the next state's best
+item, SlateQ (``recommender.rl.slateq``) from its best slate under a click
+model. That is a ``NextStateValue`` strategy handed to the core; the core does
+the rest of the Double-DQN update (the minibatch, the online item table, the
+TD target, the Huber loss and the clipped step) the same way for both.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from typing import Literal, NamedTuple, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from recommender.rl import checkpoint
+from recommender.rl.config import DQNConfig
+from recommender.rl.encoding import IdVocabulary, ItemIndex, ObservationEncoder
+from recommender.rl.network import (
+    ItemFeatures,
+    QNetwork,
+    StateInputs,
+    all_items_q,
+    grow_id_embeddings,
+    pair_q,
+    rows_q,
+)
+from recommender.rl.optim import LazyAdam
+from recommender.rl.replay import ReplayBatch, ReplayBuffer
+from recommender.rl.types import ItemCatalog, Observation
+
+Network = Literal["online", "target"]
+
+# Score the whole catalog and pick the candidates' scores once the candidates are
+# at least this fraction of it: cheaper than gathering their item vectors first.
+_FULL_SCORING_FRACTION = 0.25
+
+
+class TrainStats(NamedTuple):
+    """What one ``train_steps`` call did."""
+
+    steps: int  # gradient steps in this call
+    loss: float  # mean Huber loss over them
+    mean_q: float  # mean Q(s, a) of the sampled transitions
+    epsilon: float  # exploration rate of the schedule after them
+    replay_size: int
+    seconds: float
+
+
+class NextStateValue(Protocol):
+    """How a minibatch's next states are valued for the Double-DQN target:
+    choose with the online network, value the choice with the target network."""
+
+    def next_values(
+        self,
+        core: DoubleDQN,
+        batch: ReplayBatch,
+        table: Tensor,
+        next_rows: np.ndarray,
+        candidate_rows: np.ndarray,
+    ) -> tuple[Tensor, Tensor]:
+        """(B,) values of the next states and (B,) whether each had any candidate
+        to show. ``table`` is the step's online item table (no gradient): the
+        whole catalog, or only the rows the minibatch refers to, into which
+        ``next_rows`` (the next states' encoded rows) and ``candidate_rows``
+        (the next candidates) are renumbered."""
+        ...
+
+
+def td_target(
+    rewards: Tensor, dones: Tensor, gamma: float, next_values: Tensor, has_next: Tensor
+) -> Tensor:
+    """r + γ·(1 - done)·Q_target(s', a*): no bootstrap past the end of a session,
+    nor from an empty next candidate set."""
+    return rewards + gamma * (1.0 - dones) * torch.where(has_next, next_values, 0.0)
+
+
+class DoubleDQN:
+    """Online and target Q-networks, their optimizer and the candidate universe,
+    trained by Double DQN with ``next_value`` valuing next states."""
+
+    def __init__(
+        self,
+        config: DQNConfig,
+        n_categories: int,
+        n_attributes: int,
+        vocabulary: IdVocabulary,
+        next_value: NextStateValue,
+    ) -> None:
+        """Networks for a schema, without a catalog yet (``fresh`` and
+        ``from_payload`` give a usable core)."""
+        self.config = config
+        self.n_categories = n_categories
+        self.n_attributes = n_attributes
+        self.vocabulary = vocabulary
+        self.next_value = next_value
+        self.encoder = ObservationEncoder(config)
+        # Seed initialisation without disturbing the caller's global torch RNG.
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            self.online = QNetwork(config, len(vocabulary), n_categories, n_attributes)
+        self.target = copy.deepcopy(self.online).requires_grad_(False)
+        # Built when it first trains or saves; the context term learns at its own rate.
+        self.adam = LazyAdam(
+            self.online, config.lr, self.online.context_parameters(), config.context_lr
+        )
+        self.step = 0
+        self._item_tables: dict[str, Tensor] = {}
+
+    @classmethod
+    def fresh(
+        cls,
+        config: DQNConfig,
+        catalog: ItemCatalog,
+        n_categories: int | None,
+        next_value: NextStateValue,
+    ) -> DoubleDQN:
+        """An untrained core serving ``catalog`` (categories 0..max unless
+        ``n_categories`` says more)."""
+        if n_categories is None:
+            n_categories = category_count(catalog)
+        core = cls(
+            config,
+            int(n_categories),
+            attribute_count(catalog),
+            IdVocabulary(catalog.ids),
+            next_value,
+        )
+        core.set_catalog(catalog)
+        core.online.fit_catalog_scales(core.features)
+        core.sync_target()
+        core._item_tables.clear()
+        return core
+
+    @property
+    def optimizer(self) -> torch.optim.Adam:
+        """Adam over the online network (``recommender.rl.optim``: built on first use)."""
+        return self.adam.get()
+
+    # --- candidate universe -------------------------------------------------------------
+
+    def set_catalog(self, catalog: ItemCatalog) -> None:
+        """Make ``catalog`` the candidate universe (serving and training).
+
+        With ``grow_vocabulary`` its new ids get id-embedding rows; cached item
+        vectors are recomputed on next use.
+        """
+        if attribute_count(catalog) != self.n_attributes:
+            raise ValueError(
+                f"catalog has {attribute_count(catalog)} attributes per item, the model {self.n_attributes}"
+            )
+        if self.config.grow_vocabulary:
+            added = self.vocabulary.extend(catalog.ids)
+            if added:
+                grow_id_embeddings([self.online, self.target], self.adam, added)
+        self.catalog = catalog
+        self.index = ItemIndex.of(catalog)
+        self.features = ItemFeatures.build(  # item-tower inputs of every catalog row
+            catalog, self.vocabulary, self.n_categories
+        )
+        self._item_tables.clear()
+
+    # --- scoring ------------------------------------------------------------------------
+
+    def item_table(self, network: Network = "online") -> Tensor:
+        """(N, D + X + 1) item-tower outputs [g, x, b] of every catalog row, computed once
+        per catalog and weights."""
+        table = self._item_tables.get(network)
+        if table is None:
+            with torch.inference_mode():
+                table = self.network(network).items(self.features)
+            self._item_tables[network] = table
+        return table
+
+    def q_values(
+        self, obs: Observation, candidate_ids: np.ndarray, network: Network = "online"
+    ) -> np.ndarray:
+        """float32 Q(obs, i) for each candidate id (all must be in the catalog)."""
+        return self.q_values_batch([obs], candidate_ids, network)[0]
+
+    def q_values_batch(
+        self,
+        observations: Sequence[Observation],
+        candidate_ids: np.ndarray,
+        network: Network = "online",
+    ) -> np.ndarray:
+        """(B, C) float32 Q values; ``candidate_ids`` is (C,) shared by every
+        observation or (B, C), one candidate row per observation."""
+        ids = np.asarray(candidate_ids, dtype=np.int64)
+        rows = self.index.rows(ids)
+        if np.any(rows < 0):
+            unknown = np.unique(ids[rows < 0])[:10].tolist()
+            raise ValueError(f"candidate ids not in the catalog: {unknown}")
+        if ids.ndim == 2 and len(ids) != len(observations):
+            raise ValueError("2-d candidate_ids need one row per observation")
+        return self.scores(observations, rows, network)
+
+    def scores(
+        self, observations: Sequence[Observation], rows: np.ndarray, network: Network = "online"
+    ) -> np.ndarray:
+        """``q_values_batch`` of candidates given by catalog ``rows`` (C,) or (B, C)."""
+        table = self.item_table(network)
+        encoded = self.encoder.encode(observations, self.index)
+        with torch.inference_mode():
+            state_out = self.network(network).states(
+                table, StateInputs.from_encoded(encoded, encoded.rows)
+            )
+            if rows.ndim == 2:
+                return rows_q(state_out, table, torch.from_numpy(rows)).numpy()
+            if len(rows) >= _FULL_SCORING_FRACTION * len(table):
+                return all_items_q(state_out, table).numpy()[:, rows]
+            return all_items_q(state_out, table.index_select(0, torch.from_numpy(rows))).numpy()
+
+    def epsilon_at(self, step: int) -> float:
+        """Exploration rate of the linear schedule after ``step`` gradient steps."""
+        c = self.config
+        fraction = min(max(step, 0) / c.epsilon_decay_steps, 1.0)
+        return c.epsilon_start + fraction * (c.epsilon_end - c.epsilon_start)
+
+    @property
+    def epsilon(self) -> float:
+        """Exploration rate at the current step."""
+        return self.epsilon_at(self.step)
+
+    # --- learning -----------------------------------------------------------------------
+
+    def train_steps(
+        self, replay: ReplayBuffer, n_steps: int, rng: np.random.Generator
+    ) -> TrainStats:
+        """``n_steps`` gradient steps on minibatches sampled from ``replay``, which
+        must be encoded against this core's catalog."""
+        if replay.catalog is None or not len(replay):
+            raise ValueError("the replay buffer is empty")
+        if replay.catalog is not self.catalog and not np.array_equal(
+            replay.catalog.ids, self.catalog.ids
+        ):
+            raise ValueError(
+                "the replay buffer was encoded against another catalog than the agent's"
+            )
+        start = time.perf_counter()
+        loss_sum = torch.zeros(())
+        q_sum = torch.zeros(())
+        interval = self.config.target_update_interval
+        for _ in range(n_steps):
+            loss, mean_q = self._train_step(replay.sample(self.config.batch_size, rng), rng)
+            loss_sum += loss
+            q_sum += mean_q
+            self.step += 1
+            if interval and self.step % interval == 0:
+                self.soft_update(self.config.tau)
+        self._item_tables.clear()
+        steps = max(n_steps, 1)
+        return TrainStats(
+            steps=n_steps,
+            loss=float(loss_sum) / steps,
+            mean_q=float(q_sum) / steps,
+            epsilon=self.epsilon,
+            replay_size=len(replay),
+            seconds=time.perf_counter() - start,
+        )
+
+    def _train_step(self, batch: ReplayBatch, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+        c = self.config
+        table, local = self._online_table(batch)
+        # Current Q-values of the shown items. Gradients reach the state tower through
+        # f(s), c(s) and the item tower through g(a), b(a); the pooled context vectors
+        # are inputs, which keeps the backward pass independent of session lengths.
+        features = self.features.take(torch.from_numpy(batch.actions))
+        if c.id_dropout > 0:
+            # Hide a random share of id embeddings so the features learn to carry the signal.
+            hidden = torch.from_numpy(rng.random(len(batch.actions)) < c.id_dropout)
+            features = features._replace(id_rows=features.id_rows.masked_fill(hidden, 0))
+        state_out = self.online.states(table, StateInputs.from_encoded(batch.states, local[0]))
+        q = pair_q(state_out, self.online.items(features))
+        # Double-DQN targets (no gradient).
+        with torch.no_grad():
+            target = self._td_targets(batch, table, local[1], local[2])
+        # Huber loss, then one clipped gradient step.
+        loss = F.huber_loss(q, target, delta=c.huber_delta)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.online.parameters(), c.max_grad_norm, foreach=True)
+        self.optimizer.step()
+        return loss.detach(), q.detach().mean()
+
+    @torch.no_grad()
+    def td_targets(self, batch: ReplayBatch) -> Tensor:
+        """Double-DQN targets of a minibatch over each next state's candidate set."""
+        table, local = self._online_table(batch)
+        return self._td_targets(batch, table, local[1], local[2])
+
+    def _td_targets(
+        self, batch: ReplayBatch, table: Tensor, next_rows: np.ndarray, candidate_rows: np.ndarray
+    ) -> Tensor:
+        rewards = torch.from_numpy(batch.rewards)
+        if self.config.gamma == 0.0:
+            return rewards  # myopic: nothing to bootstrap
+        next_values, has_next = self.next_value.next_values(
+            self, batch, table, next_rows, candidate_rows
+        )
+        # One-step TD target.
+        return td_target(
+            rewards, torch.from_numpy(batch.dones), self.config.gamma, next_values, has_next
+        )
+
+    def _online_table(self, batch: ReplayBatch) -> tuple[Tensor, list[np.ndarray]]:
+        """Online item outputs (no gradient) of the rows the minibatch refers to, and
+        its states', next states' and next candidates' rows renumbered into them."""
+        # "Every catalog item except ..." candidate sets need the whole catalog.
+        used, local = self._compact(
+            batch.states.rows,
+            batch.next_states.rows,
+            batch.next_candidates,
+            everything=bool(batch.next_exclude.any()),
+        )
+        with torch.no_grad():
+            table = self.online.items(self.features if used is None else self.features.take(used))
+        return table, local
+
+    def dense_mask(self, batch: ReplayBatch) -> Tensor:
+        """(B, N) next-candidate mask over the whole catalog."""
+        mask = np.zeros((len(batch.rewards), len(self.catalog)), dtype=bool)
+        mask[batch.next_exclude] = True
+        b, j = np.nonzero(batch.next_candidates >= 0)
+        mask[b, batch.next_candidates[b, j]] = ~batch.next_exclude[b]
+        return torch.from_numpy(mask)
+
+    def _compact(
+        self, *row_arrays: np.ndarray, everything: bool = False
+    ) -> tuple[Tensor | None, list[np.ndarray]]:
+        """The catalog rows ``row_arrays`` reference (None: all of them) and the arrays
+        renumbered into that list, padding (-1) pointing at any valid row.
+
+        Running the item tower on the referenced rows only is what keeps a step's
+        cost independent of the catalog size.
+        """
+        n = len(self.catalog)
+        clipped = [np.maximum(a, 0).astype(np.int64) for a in row_arrays]
+        if everything or sum(a.size for a in clipped) >= n:
+            return None, clipped
+        used = np.zeros(n, dtype=bool)
+        for a in clipped:
+            used[a] = True
+        local = np.cumsum(used) - 1
+        return torch.from_numpy(np.flatnonzero(used)), [local[a] for a in clipped]
+
+    # --- target network -----------------------------------------------------------------
+
+    def sync_target(self) -> None:
+        """Hard copy of the online weights into the target network."""
+        self.target.load_state_dict(self.online.state_dict())
+        self._item_tables.pop("target", None)
+
+    @torch.no_grad()
+    def soft_update(self, tau: float) -> None:
+        """Polyak update: target ← tau·online + (1 - tau)·target (tau=1 is a hard copy)."""
+        if not 0.0 < tau <= 1.0:
+            raise ValueError("tau must be in (0, 1]")
+        if tau == 1.0:
+            self.sync_target()
+            return
+        torch._foreach_lerp_(list(self.target.parameters()), list(self.online.parameters()), tau)
+        for target, online in zip(self.target.buffers(), self.online.buffers(), strict=True):
+            target.copy_(online)
+        self._item_tables.pop("target", None)
+
+    def network(self, network: Network) -> QNetwork:
+        return self.online if network == "online" else self.target
+
+    def networks(self) -> dict[str, nn.Module]:
+        """Both Q-networks by name."""
+        return {"online": self.online, "target": self.target}
+
+    # --- persistence --------------------------------------------------------------------
+
+    def checkpoint_payload(self) -> dict:
+        """The checkpoint fields (``recommender.rl.checkpoint``) of this core:
+        weights, optimizer state, config, vocabulary and catalog."""
+        return {
+            "config": self.config.to_dict(),
+            "n_categories": self.n_categories,
+            "n_attributes": self.n_attributes,
+            "vocabulary": torch.from_numpy(self.vocabulary.ids.copy()),
+            "catalog": checkpoint.catalog_to_tensors(self.catalog),
+            "step": self.step,
+            "online": self.online.state_dict(),
+            "target": self.target.state_dict(),
+            "optimizer": self.adam.state_dict(),
+        }
+
+    @staticmethod
+    def read_schema(payload: dict) -> tuple[DQNConfig, int, int, IdVocabulary]:
+        """A parsed checkpoint's config, category count, attribute count and id
+        vocabulary; ``checkpoint.CheckpointError`` when they are invalid."""
+        try:
+            config = DQNConfig.from_dict(payload["config"])
+        except (TypeError, ValueError) as exc:
+            raise checkpoint.CheckpointError(f"invalid config in checkpoint: {exc}") from exc
+        try:
+            return (
+                config,
+                int(payload["n_categories"]),
+                int(payload["n_attributes"]),
+                IdVocabulary(payload["vocabulary"].numpy()),
+            )
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise checkpoint.CheckpointError(f"invalid schema in checkpoint: {exc}") from exc
+
+    @classmethod
+    def from_payload(
+        cls, payload: dict, next_value: NextStateValue, catalog: ItemCatalog | None = None
+    ) -> DoubleDQN:
+        """The core saved in a parsed checkpoint, serving ``catalog`` (default:
+        the saved one). Raises ``checkpoint.CheckpointError`` naming the
+        offending tensor when the weights are not finite or do not match the
+        saved config and schema."""
+        core = cls(*cls.read_schema(payload), next_value)
+        checkpoint.restore_module(core.online, payload["online"], "online")
+        checkpoint.restore_module(core.target, payload["target"], "target")
+        core.adam.restore(payload["optimizer"])
+        core.step = int(payload["step"])
+        core.set_catalog(
+            catalog if catalog is not None else checkpoint.catalog_from_tensors(payload["catalog"])
+        )
+        return core
+
+
+def category_count(catalog: ItemCatalog) -> int:
+    """Category-table size for a catalog whose categories are 0..max."""
+    return int(catalog.categories.max()) + 1 if len(catalog) else 1
+
+
+def attribute_count(catalog: ItemCatalog) -> int:
+    """Attributes per item of ``catalog``."""
+    attributes = np.asarray(catalog.attributes)
+    return int(attributes.shape[1]) if attributes.ndim == 2 else 0
