@@ -53,5 +53,8 @@ def test_schedules_are_not_reset_over_an_admins_changes(db):
 def test_scheduled_tasks_are_registered_with_celery():
     from config.celery_app import app
 
+    # What a worker does at start-up: import every app's tasks module
+    # (autodiscovery), rather than rely on another test having imported them.
+    app.loader.import_default_modules()
     for task, _ in SCHEDULES.values():
         assert task in app.tasks
