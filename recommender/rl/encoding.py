@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from recommender.rl.config import DQNConfig
+from recommender.rl.explain import LeaveOneOut
 from recommender.rl.types import EventType, ItemCatalog, Observation
 
 # Pools the state tower averages item vectors over: one per event type of the
@@ -164,8 +165,12 @@ class ObservationEncoder:
         """Encode ``observations``; items missing from ``index`` get weight 0.
 
         Keeps the newest ``max_recent`` / ``max_cart`` / ``max_history`` items of
-        each sequence (sequences are ordered oldest first).
+        each sequence (sequences are ordered oldest first). A ``LeaveOneOut``
+        batch is encoded without building its observations
+        (``encode_leave_one_out``).
         """
+        if isinstance(observations, LeaveOneOut):
+            return self.encode_leave_one_out(observations.state, observations.items, index)
         n, r = len(observations), self.max_recent
         ids = np.full((n, self.width), -1, dtype=np.int64)
         pools = np.tile(self._empty_pools, (n, 1))
@@ -204,7 +209,79 @@ class ObservationEncoder:
                 ids[b, self._focus] = obs.current_item
             slots[b] = obs.slot
             depths[b] = obs.page_depth
+        return self._weigh(ids, pools, ages, slots, depths, index)
 
+    def encode_leave_one_out(
+        self, obs: Observation, items: Sequence[int], index: ItemIndex
+    ) -> EncodedStates:
+        """``encode([obs, *(explain.without(obs, i) for i in items)], index)``,
+        the same arrays, computed from ``obs``'s sequences once: each state is
+        ``obs`` with the positions of one item masked out, and each sequence's
+        window (its newest items) taken among the positions left."""
+        if not len(obs.recent_items) == len(obs.recent_events) == len(obs.recent_ages):
+            raise ValueError(
+                "Observation.recent_items, recent_events and recent_ages must have equal lengths"
+            )
+        removed = np.asarray(items, dtype=np.int64)
+        n, r = len(removed) + 1, self.max_recent
+        ids = np.full((n, self.width), -1, dtype=np.int64)
+        pools = np.tile(self._empty_pools, (n, 1))
+        ages = np.zeros((n, r), dtype=np.float32)
+
+        recent = np.asarray(obs.recent_items, dtype=np.int64)
+        events = np.asarray(obs.recent_events, dtype=np.int64)
+        window = _newest(_kept(recent, removed), r)  # (n, len(recent))
+        if window.any():
+            shown = events[window.any(axis=0)]
+            if shown.min() < 0 or shown.max() >= len(EventType):
+                raise ValueError("Observation.recent_events must hold EventType values")
+            # Grouped by event type, time order kept within a type (a stable sort),
+            # then each state's window packed to the front.
+            order = np.argsort(events, kind="stable")
+            grouped = window[:, order]
+            states, positions = np.nonzero(grouped)
+            columns = np.cumsum(grouped, axis=1)[states, positions] - 1
+            ids[states, columns] = recent[order][positions]
+            pools[states, columns] = events[order][positions]
+            ages[states, columns] = np.asarray(obs.recent_ages, dtype=np.float32)[order][positions]
+            # Without a page product the focus is each state's newest interaction.
+            some = window.any(axis=1)
+            newest = len(recent) - 1 - np.argmax(window[:, ::-1], axis=1)
+            ids[some, self._focus] = recent[newest[some]]
+        for sequence, start, size in (
+            (obs.cart_items, self._cart_start, self.max_cart),
+            (obs.history_items, self._history_start, self.max_history),
+        ):
+            values = np.asarray(sequence, dtype=np.int64)
+            window = _newest(_kept(values, removed), size)
+            states, positions = np.nonzero(window)
+            columns = np.cumsum(window, axis=1)[states, positions] - 1
+            ids[states, start + columns] = values[positions]
+        if obs.current_item is not None:
+            current = int(obs.current_item)
+            on_page = np.concatenate([[True], removed != current])
+            ids[on_page, self._focus] = current
+        return self._weigh(
+            ids,
+            pools,
+            ages,
+            np.full(n, obs.slot, dtype=np.int8),
+            np.full(n, obs.page_depth, dtype=np.float32),
+            index,
+        )
+
+    def _weigh(
+        self,
+        ids: np.ndarray,
+        pools: np.ndarray,
+        ages: np.ndarray,
+        slots: np.ndarray,
+        depths: np.ndarray,
+        index: ItemIndex,
+    ) -> EncodedStates:
+        """Encoded states from their item ids (B, width) in pool order, pools
+        and recent items' ages (B, max_recent)."""
+        n, r = len(ids), self.max_recent
         rows = index.rows(ids)
         # Padding holds id -1 but is no item, even where -1 names a row (SlateQ's no-click row).
         rows[ids == -1] = -1
@@ -226,3 +303,16 @@ class ObservationEncoder:
             slots=slots,
             page_depths=depths,
         )
+
+
+def _kept(values: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """(1 + len(removed), len(values)): all of ``values``, then all but each removed item."""
+    kept = np.ones((len(removed) + 1, len(values)), dtype=bool)
+    np.not_equal(values[None, :], removed[:, None], out=kept[1:])
+    return kept
+
+
+def _newest(kept: np.ndarray, size: int) -> np.ndarray:
+    """The newest ``size`` kept positions of each row (positions are oldest first)."""
+    newer = np.cumsum(kept[:, ::-1], axis=1)[:, ::-1]  # kept positions from here on
+    return kept & (newer <= size)

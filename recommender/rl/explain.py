@@ -6,12 +6,17 @@ the page's product); an item's reason is the left-out item whose absence lowers
 its score most. It asks nothing of the model but item scores, so it holds for
 any network the agents use; a cold session, or an item no session item raised,
 has no reason.
+
+The states are handed to the scorer as one ``LeaveOneOut`` batch: a sequence
+of observations to any scorer, which the agents' encoder encodes at about the
+cost of the one state (``ObservationEncoder.encode``) rather than one
+observation at a time, with the same result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
 import numpy as np
 
@@ -52,6 +57,32 @@ def without(obs: Observation, item: int) -> Observation:
     )
 
 
+class LeaveOneOut(Sequence[Observation]):
+    """``state`` followed by ``without(state, item)`` for each of ``items``."""
+
+    def __init__(self, state: Observation, items: Sequence[int]) -> None:
+        self.state = state
+        self.items = [int(i) for i in items]
+
+    def __len__(self) -> int:
+        return 1 + len(self.items)
+
+    @overload
+    def __getitem__(self, index: int) -> Observation: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Observation]: ...
+
+    def __getitem__(self, index: int | slice) -> Observation | list[Observation]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self.state if index == 0 else without(self.state, self.items[index - 1])
+
+
 def reasons(
     score: ItemScorer,
     obs: Observation,
@@ -65,7 +96,7 @@ def reasons(
     anchors = session_items(obs)
     if not len(items) or not anchors:
         return [Reason(None, 0.0) for _ in items]
-    scores = score([obs, *(without(obs, a) for a in anchors)], items)
+    scores = score(LeaveOneOut(obs, anchors), items)
     contributions = scores[0][None, :] - scores[1:]  # (anchors, items)
     best = contributions.argmax(axis=0)
     found = []

@@ -113,8 +113,9 @@ class SlateBuilder:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Either exploration with at most one item per group: each slot's
         remaining items are the candidates whose group is not taken yet."""
-        _, group_of, sizes = np.unique(groups, return_inverse=True, return_counts=True)
-        group_of = group_of.ravel()
+        # A group leaves whole when one of its items is taken, so it is found by
+        # comparing keys then: k passes over the keys rather than sorting them
+        # (np.unique) for every slate.
         eligible = np.ones(len(scores), dtype=bool)
         remaining = len(scores)
         logits = None
@@ -152,9 +153,9 @@ class SlateBuilder:
             chosen.append(pick)
             propensities.append(propensity)
             # The picked item's whole group leaves the remaining candidates.
-            group = group_of[pick]
-            eligible[group_of == group] = False
-            remaining -= int(sizes[group])
+            group = groups == groups[pick]
+            eligible[group] = False
+            remaining -= int(np.count_nonzero(group))
         return np.asarray(chosen, dtype=np.int64), np.asarray(propensities, dtype=np.float64)
 
     def _softmax(

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 
-from recommender.rl.explain import Reason, reasons, session_items, without
-from recommender.rl.types import EventType, Observation, Slot
+from recommender.rl.agent import DQNAgent
+from recommender.rl.config import DQNConfig
+from recommender.rl.encoding import ObservationEncoder
+from recommender.rl.explain import LeaveOneOut, Reason, reasons, session_items, without
+from recommender.rl.types import EventType, ItemCatalog, Observation, Slot
 
 VIEW, CLICK = int(EventType.VIEW), int(EventType.CLICK)
 
@@ -62,3 +67,139 @@ def test_without_removes_every_trace_of_an_item():
     assert stripped.recent_items == (5,) and stripped.recent_ages == (20.0,)
     assert stripped.cart_items == (6,) and stripped.history_items == ()
     assert stripped.page_depth == 3
+
+
+# Windows shorter than the sessions below, so that leaving an item out brings
+# older ones into view.
+SMALL = DQNConfig(
+    id_dim=4,
+    category_dim=4,
+    item_hidden=16,
+    embed_dim=8,
+    state_hidden=16,
+    max_recent=5,
+    max_cart=2,
+    max_history=3,
+)
+N_ITEMS = 30
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _catalog() -> ItemCatalog:
+    rng = np.random.default_rng(7)
+    # Ids 1..N_ITEMS - 3: the sessions below also hold ids the catalog does not know.
+    n = N_ITEMS - 3
+    return ItemCatalog(
+        ids=np.arange(1, n + 1),
+        categories=np.arange(n) % 4,
+        prices=rng.uniform(5, 100, n).astype(np.float32),
+        attributes=rng.random((n, 3)).astype(np.float32),
+    )
+
+
+def _sessions(n: int, seed: int = 0) -> list[Observation]:
+    """Busy sessions over few items: repeats, a page product also in the
+    recent items or cart, sequences longer than SMALL's windows."""
+    rng = np.random.default_rng(seed)
+    sessions = []
+    for _ in range(n):
+        recent = int(rng.integers(0, 9))
+
+        def some(size: int) -> tuple[int, ...]:
+            return tuple(int(i) for i in rng.integers(1, N_ITEMS + 1, size))
+
+        sessions.append(
+            Observation(
+                slot=Slot(int(rng.integers(len(Slot)))),
+                current_item=int(rng.integers(1, N_ITEMS + 1)) if rng.random() < 0.6 else None,
+                recent_items=some(recent),
+                recent_events=tuple(int(e) for e in rng.integers(0, len(EventType), recent)),
+                recent_ages=tuple(float(a) for a in np.sort(rng.exponential(900.0, recent))[::-1]),
+                cart_items=some(int(rng.integers(0, 5))),
+                history_items=some(int(rng.integers(0, 6))),
+                page_depth=int(rng.integers(0, 9)),
+            )
+        )
+    return sessions
+
+
+def _reference_reasons(score, obs, items, min_contribution=0.0):
+    """Each session item left out in turn, the states built as observations."""
+    anchors = session_items(obs)
+    if not anchors:
+        return [Reason(None, 0.0)] * len(items)
+    scores = score([obs, *(without(obs, a) for a in anchors)], np.asarray(items))
+    found = []
+    for column in range(len(items)):
+        lowered = scores[0, column] - scores[1:, column]
+        row = int(np.argmax(lowered))
+        value = float(lowered[row])
+        found.append(Reason(anchors[row], value) if value > min_contribution else Reason(None, 0.0))
+    return found
+
+
+def test_leave_one_out_states_are_the_states_without_each_item():
+    obs = _sessions(1, seed=3)[0]
+    anchors = session_items(obs)
+    batch = LeaveOneOut(obs, anchors)
+    expected = [obs, *(without(obs, a) for a in anchors)]
+    assert len(batch) == len(expected)
+    assert list(batch) == expected
+    assert batch[-1] == expected[-1] and batch[1:3] == expected[1:3]
+    with pytest.raises(IndexError):
+        batch[len(expected)]
+
+
+def test_leave_one_out_batches_encode_as_their_observations_do():
+    encoder = ObservationEncoder(SMALL)
+    index = DQNAgent(SMALL, _catalog()).index
+    for obs in _sessions(200):
+        # Session items, and an item the session never held.
+        removed = [*session_items(obs), N_ITEMS + 5]
+        fast = encoder.encode(LeaveOneOut(obs, removed), index)
+        slow = encoder.encode([obs, *(without(obs, a) for a in removed)], index)
+        for name, got, want in zip(fast._fields, fast, slow, strict=True):
+            assert got.dtype == want.dtype, name
+            np.testing.assert_array_equal(got, want, err_msg=f"{name} of {obs}")
+
+
+def test_leave_one_out_batches_reject_what_observations_are_rejected_for():
+    encoder = ObservationEncoder(SMALL)
+    index = DQNAgent(SMALL, _catalog()).index
+    misaligned = Observation(
+        slot=Slot.HOME, recent_items=(1, 2), recent_events=(0,), recent_ages=(0.0, 1.0)
+    )
+    with pytest.raises(ValueError, match="equal lengths"):
+        encoder.encode(LeaveOneOut(misaligned, [1]), index)
+    # An unknown event type just outside the window enters it once item 2 is left out.
+    unknown_event = Observation(
+        slot=Slot.HOME,
+        recent_items=(1, 2, 3, 4, 5, 2),
+        recent_events=(9, 0, 0, 0, 0, 0),
+        recent_ages=(6.0, 5.0, 4.0, 3.0, 2.0, 1.0),
+    )
+    # Outside every state's window: accepted, as the observations are.
+    encoder.encode([unknown_event, without(unknown_event, 7)], index)
+    encoder.encode(LeaveOneOut(unknown_event, [7]), index)
+    with pytest.raises(ValueError, match="EventType"):
+        encoder.encode([without(unknown_event, 2)], index)
+    with pytest.raises(ValueError, match="EventType"):
+        encoder.encode(LeaveOneOut(unknown_event, [7, 2]), index)
+
+
+def test_an_agents_reasons_are_those_of_leaving_each_item_out_in_turn():
+    agent = DQNAgent(SMALL, _catalog())
+    items = agent.catalog.ids[::3]
+    explained = 0
+    for obs in _sessions(40, seed=1):
+        found = reasons(agent.q_values_batch, obs, items, min_contribution=0.001)
+        assert found == _reference_reasons(agent.q_values_batch, obs, items, 0.001)
+        explained += sum(r.item is not None for r in found)
+    assert explained > 40  # the sessions do raise scores: the comparison has reasons to compare
