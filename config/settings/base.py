@@ -300,8 +300,8 @@ RECOMMENDER_RELOAD_SECONDS = env.float("RECOMMENDER_RELOAD_SECONDS", default=10.
 # that changes, and at least this often.
 RECOMMENDER_HEARTBEAT_SECONDS = env.float("RECOMMENDER_HEARTBEAT_SECONDS", default=30.0)
 RECOMMENDER_ELIGIBILITY_TTL = env.float("RECOMMENDER_ELIGIBILITY_TTL", default=5.0)
-# A carousel item says "Because you viewed X" when leaving X out of the session
-# lowers the item's Q by more than this (in reward units; a click earns 1).
+# A carousel item says "Because you viewed X" when X alone raises the item's Q
+# over an empty session by more than this (in reward units; a click earns 1).
 RECOMMENDER_REASON_MIN_CONTRIBUTION = env.float("RECOMMENDER_REASON_MIN_CONTRIBUTION", default=0.05)
 RECOMMENDER_ATTRIBUTION_WINDOW = env.int("RECOMMENDER_ATTRIBUTION_WINDOW", default=600)
 RECOMMENDER_SESSION_IDLE = env.int("RECOMMENDER_SESSION_IDLE", default=900)

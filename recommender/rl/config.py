@@ -54,6 +54,10 @@ class DQNConfig:
     """Adam learning rate of the context term <v(s), x(i)> (recommender.rl.network):
     its few weights start at zero and must reach reward units within the store's
     first training runs, which ``lr`` would take thousands of steps to do"""
+    context_l2: float = 1e-3
+    """L2 penalty on the context term's per-pair affinities (category to category,
+    attribute to attribute, price to price): pulls each towards the shared
+    same-category / same-attribute weights until its own clicks are many"""
     batch_size: int = 256
     """transitions per gradient step"""
     replay_capacity: int = 100_000
@@ -136,8 +140,9 @@ class DQNConfig:
         for name in ("epsilon_start", "epsilon_end"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"DQNConfig.{name} must be in [0, 1]")
-        if self.click_steps_per_step < 0:
-            raise ValueError("DQNConfig.click_steps_per_step must not be negative")
+        for name in ("click_steps_per_step", "context_l2"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"DQNConfig.{name} must not be negative")
         for name in (
             "lr",
             "context_lr",

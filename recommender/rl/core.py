@@ -285,6 +285,8 @@ class DoubleDQN:
             target = self._td_targets(batch, table, local[1], local[2])
         # Huber loss, then one clipped gradient step.
         loss = F.huber_loss(q, target, delta=c.huber_delta)
+        if c.context_l2 > 0:
+            loss = loss + c.context_l2 * self.online.states.context.penalty()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.online.parameters(), c.max_grad_norm, foreach=True)

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from recommender.rl.config import DQNConfig
-from recommender.rl.explain import LeaveOneOut
+from recommender.rl.explain import EachAlone
 from recommender.rl.types import EventType, ItemCatalog, Observation
 
 # Pools the state tower averages item vectors over: one per event type of the
@@ -165,12 +165,12 @@ class ObservationEncoder:
         """Encode ``observations``; items missing from ``index`` get weight 0.
 
         Keeps the newest ``max_recent`` / ``max_cart`` / ``max_history`` items of
-        each sequence (sequences are ordered oldest first). A ``LeaveOneOut``
+        each sequence (sequences are ordered oldest first). An ``EachAlone``
         batch is encoded without building its observations
-        (``encode_leave_one_out``).
+        (``encode_each_alone``).
         """
-        if isinstance(observations, LeaveOneOut):
-            return self.encode_leave_one_out(observations.state, observations.items, index)
+        if isinstance(observations, EachAlone):
+            return self.encode_each_alone(observations.state, observations.items, index)
         n, r = len(observations), self.max_recent
         ids = np.full((n, self.width), -1, dtype=np.int64)
         pools = np.tile(self._empty_pools, (n, 1))
@@ -211,26 +211,26 @@ class ObservationEncoder:
             depths[b] = obs.page_depth
         return self._weigh(ids, pools, ages, slots, depths, index)
 
-    def encode_leave_one_out(
+    def encode_each_alone(
         self, obs: Observation, items: Sequence[int], index: ItemIndex
     ) -> EncodedStates:
-        """``encode([obs, *(explain.without(obs, i) for i in items)], index)``,
-        the same arrays, computed from ``obs``'s sequences once: each state is
-        ``obs`` with the positions of one item masked out, and each sequence's
-        window (its newest items) taken among the positions left."""
+        """``encode(explain.EachAlone(obs, items), index)`` as observations would
+        encode, the same arrays, computed from ``obs``'s sequences once: each
+        state keeps the positions of one item (the first state none), and each
+        sequence's window (its newest items) is taken among them."""
         if not len(obs.recent_items) == len(obs.recent_events) == len(obs.recent_ages):
             raise ValueError(
                 "Observation.recent_items, recent_events and recent_ages must have equal lengths"
             )
-        removed = np.asarray(items, dtype=np.int64)
-        n, r = len(removed) + 1, self.max_recent
+        kept_items = np.asarray(items, dtype=np.int64)
+        n, r = len(kept_items) + 1, self.max_recent
         ids = np.full((n, self.width), -1, dtype=np.int64)
         pools = np.tile(self._empty_pools, (n, 1))
         ages = np.zeros((n, r), dtype=np.float32)
 
         recent = np.asarray(obs.recent_items, dtype=np.int64)
         events = np.asarray(obs.recent_events, dtype=np.int64)
-        window = _newest(_kept(recent, removed), r)  # (n, len(recent))
+        window = _newest(_alone(recent, kept_items), r)  # (n, len(recent))
         if window.any():
             shown = events[window.any(axis=0)]
             if shown.min() < 0 or shown.max() >= len(EventType):
@@ -253,13 +253,13 @@ class ObservationEncoder:
             (obs.history_items, self._history_start, self.max_history),
         ):
             values = np.asarray(sequence, dtype=np.int64)
-            window = _newest(_kept(values, removed), size)
+            window = _newest(_alone(values, kept_items), size)
             states, positions = np.nonzero(window)
             columns = np.cumsum(window, axis=1)[states, positions] - 1
             ids[states, start + columns] = values[positions]
         if obs.current_item is not None:
             current = int(obs.current_item)
-            on_page = np.concatenate([[True], removed != current])
+            on_page = np.concatenate([[False], kept_items == current])
             ids[on_page, self._focus] = current
         return self._weigh(
             ids,
@@ -305,10 +305,10 @@ class ObservationEncoder:
         )
 
 
-def _kept(values: np.ndarray, removed: np.ndarray) -> np.ndarray:
-    """(1 + len(removed), len(values)): all of ``values``, then all but each removed item."""
-    kept = np.ones((len(removed) + 1, len(values)), dtype=bool)
-    np.not_equal(values[None, :], removed[:, None], out=kept[1:])
+def _alone(values: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """(1 + len(items), len(values)): none of ``values``, then the positions of each item."""
+    kept = np.zeros((len(items) + 1, len(values)), dtype=bool)
+    np.equal(values[None, :], items[:, None], out=kept[1:])
     return kept
 
 

@@ -1,16 +1,19 @@
-"""Why a carousel item is there: the session item that raised its score most.
+"""Why a carousel item is there: the session item that raises its score most.
 
-``reasons`` scores the shown items once with the whole state and once with each
-of the session's items left out (recent interactions, cart, signed-in history,
-the page's product); an item's reason is the left-out item whose absence lowers
-its score most. It asks nothing of the model but item scores, so it holds for
-any network the agents use; a cold session, or an item no session item raised,
+``reasons`` scores the shown items in the session's state reduced to nothing
+(no interaction, cart, history or page product: the baseline) and reduced to
+each of its items in turn; an item's reason is the session item that, alone,
+raises its score most over the baseline. Alone rather than left out: a session
+of three tents pools to the same "camping" context with any one of them left
+out, so leaving one out would credit none of them for the camping gear they
+brought. It asks nothing of the model but item scores, so it holds for any
+network the agents use; a cold session, or an item no session item raised,
 has no reason.
 
-The states are handed to the scorer as one ``LeaveOneOut`` batch: a sequence
-of observations to any scorer, which the agents' encoder encodes at about the
-cost of the one state (``ObservationEncoder.encode``) rather than one
-observation at a time, with the same result.
+The states are handed to the scorer as one ``EachAlone`` batch: a sequence of
+observations to any scorer, which the agents' encoder encodes from the state's
+arrays at once (``ObservationEncoder.encode``) rather than one observation at
+a time, with the same result.
 """
 
 from __future__ import annotations
@@ -42,23 +45,24 @@ def session_items(obs: Observation) -> list[int]:
     return list(dict.fromkeys(int(i) for i in ordered))
 
 
-def without(obs: Observation, item: int) -> Observation:
-    """``obs`` as if the shopper had never touched ``item``."""
-    keep = [j for j, i in enumerate(obs.recent_items) if int(i) != item]
+def alone(obs: Observation, item: int | None) -> Observation:
+    """``obs`` as if the shopper had touched nothing but ``item`` (``None``:
+    nothing at all), on the same page at the same depth."""
+    keep = [j for j, i in enumerate(obs.recent_items) if int(i) == item]
     return Observation(
         slot=obs.slot,
-        current_item=None if obs.current_item == item else obs.current_item,
+        current_item=obs.current_item if item is not None and obs.current_item == item else None,
         recent_items=tuple(obs.recent_items[j] for j in keep),
         recent_events=tuple(obs.recent_events[j] for j in keep),
         recent_ages=tuple(obs.recent_ages[j] for j in keep),
-        cart_items=tuple(i for i in obs.cart_items if int(i) != item),
-        history_items=tuple(i for i in obs.history_items if int(i) != item),
+        cart_items=tuple(i for i in obs.cart_items if int(i) == item),
+        history_items=tuple(i for i in obs.history_items if int(i) == item),
         page_depth=obs.page_depth,
     )
 
 
-class LeaveOneOut(Sequence[Observation]):
-    """``state`` followed by ``without(state, item)`` for each of ``items``."""
+class EachAlone(Sequence[Observation]):
+    """``alone(state, None)``, then ``alone(state, item)`` for each of ``items``."""
 
     def __init__(self, state: Observation, items: Sequence[int]) -> None:
         self.state = state
@@ -80,7 +84,7 @@ class LeaveOneOut(Sequence[Observation]):
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(index)
-        return self.state if index == 0 else without(self.state, self.items[index - 1])
+        return alone(self.state, None if index == 0 else self.items[index - 1])
 
 
 def reasons(
@@ -89,15 +93,15 @@ def reasons(
     item_ids: Sequence[int] | np.ndarray,
     min_contribution: float = 0.0,
 ) -> list[Reason]:
-    """One ``Reason`` per item of ``item_ids``: the session item whose removal
-    lowers that item's score most, if it lowers it by more than
-    ``min_contribution``."""
+    """One ``Reason`` per item of ``item_ids``: the session item that, alone,
+    raises that item's score most over the empty state, if it raises it by
+    more than ``min_contribution``."""
     items = np.asarray(item_ids, dtype=np.int64)
     anchors = session_items(obs)
     if not len(items) or not anchors:
         return [Reason(None, 0.0) for _ in items]
-    scores = score(LeaveOneOut(obs, anchors), items)
-    contributions = scores[0][None, :] - scores[1:]  # (anchors, items)
+    scores = score(EachAlone(obs, anchors), items)
+    contributions = scores[1:] - scores[0][None, :]  # (anchors, items)
     best = contributions.argmax(axis=0)
     found = []
     for column, row in enumerate(best):

@@ -221,6 +221,12 @@ class ContextAffinity(nn.Module):
         if len(context):
             self.mean.copy_(context.mean(0))
 
+    def penalty(self) -> Tensor:
+        """Squared size of W's own entries: the shrinkage that keeps an affinity
+        at the shared "same category" / "same attribute" weights until the clicks
+        of its own pair of categories or attributes say otherwise."""
+        return (self.weight * self.mask).square().sum()
+
     def forward(self, pooled: Tensor, present: Tensor) -> Tensor:
         """(B, X) v(s) from pooled x (B, N_POOLS, X) and which pools hold items (B, N_POOLS)."""
         centred = pooled - present.to(pooled.dtype).unsqueeze(2) * self.mean

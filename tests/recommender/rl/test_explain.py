@@ -9,7 +9,7 @@ import torch
 from recommender.rl.agent import DQNAgent
 from recommender.rl.config import DQNConfig
 from recommender.rl.encoding import ObservationEncoder
-from recommender.rl.explain import LeaveOneOut, Reason, reasons, session_items, without
+from recommender.rl.explain import EachAlone, Reason, alone, reasons, session_items
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot
 
 VIEW, CLICK = int(EventType.VIEW), int(EventType.CLICK)
@@ -51,7 +51,34 @@ def test_small_contributions_give_no_reason():
     assert reasons(_scorer, obs, [10], min_contribution=0.6)[0].item is None
 
 
-def test_without_removes_every_trace_of_an_item():
+def test_a_session_item_is_a_reason_even_when_others_like_it_are_there():
+    # Three tents and a lamp: each tent alone raises the camping stove as the
+    # three together do, so leaving one out would change nothing; alone, the
+    # newest tent gets the credit.
+    lift = {1: {10: 1.0}, 2: {10: 1.0}, 3: {10: 1.0}, 4: {20: 0.5}}
+
+    def camping(observations, items):
+        out = np.ones((len(observations), len(items)))
+        for b, obs in enumerate(observations):
+            # The camping signal is "any tent in the session", not how many.
+            tents = [a for a in session_items(obs) if a in (1, 2, 3)]
+            for c, item in enumerate(items):
+                out[b, c] += max((lift[a].get(int(item), 0.0) for a in tents), default=0.0)
+                if 4 in session_items(obs):
+                    out[b, c] += lift[4].get(int(item), 0.0)
+        return out
+
+    obs = Observation(
+        slot=Slot.HOME,
+        recent_items=(1, 2, 3, 4),
+        recent_events=(VIEW,) * 4,
+        recent_ages=(40.0, 30.0, 20.0, 10.0),
+    )
+    found = reasons(camping, obs, [10, 20])
+    assert found == [Reason(3, 1.0), Reason(4, 0.5)]
+
+
+def test_alone_keeps_every_trace_of_one_item_and_nothing_else():
     obs = Observation(
         slot=Slot.PRODUCT,
         current_item=4,
@@ -62,15 +89,20 @@ def test_without_removes_every_trace_of_an_item():
         history_items=(4,),
         page_depth=3,
     )
-    stripped = without(obs, 4)
-    assert stripped.current_item is None
-    assert stripped.recent_items == (5,) and stripped.recent_ages == (20.0,)
-    assert stripped.cart_items == (6,) and stripped.history_items == ()
-    assert stripped.page_depth == 3
+    only = alone(obs, 4)
+    assert only.current_item == 4
+    assert only.recent_items == (4, 4) and only.recent_events == (VIEW, CLICK)
+    assert only.recent_ages == (30.0, 10.0)
+    assert only.cart_items == (4,) and only.history_items == (4,)
+    assert (only.slot, only.page_depth) == (Slot.PRODUCT, 3)
+    other = alone(obs, 6)
+    assert other.current_item is None and other.recent_items == () and other.cart_items == (6,)
+    empty = alone(obs, None)
+    assert session_items(empty) == [] and empty.page_depth == 3
 
 
-# Windows shorter than the sessions below, so that leaving an item out brings
-# older ones into view.
+# Windows shorter than the sessions below, so that an item's older occurrences
+# fall outside the full state's window but inside its own.
 SMALL = DQNConfig(
     id_dim=4,
     category_dim=4,
@@ -131,25 +163,26 @@ def _sessions(n: int, seed: int = 0) -> list[Observation]:
 
 
 def _reference_reasons(score, obs, items, min_contribution=0.0):
-    """Each session item left out in turn, the states built as observations."""
+    """Each session item alone in turn, the states built as observations."""
     anchors = session_items(obs)
     if not anchors:
         return [Reason(None, 0.0)] * len(items)
-    scores = score([obs, *(without(obs, a) for a in anchors)], np.asarray(items))
+    states = [alone(obs, None), *(alone(obs, a) for a in anchors)]
+    scores = score(states, np.asarray(items))
     found = []
     for column in range(len(items)):
-        lowered = scores[0, column] - scores[1:, column]
-        row = int(np.argmax(lowered))
-        value = float(lowered[row])
+        raised = scores[1:, column] - scores[0, column]
+        row = int(np.argmax(raised))
+        value = float(raised[row])
         found.append(Reason(anchors[row], value) if value > min_contribution else Reason(None, 0.0))
     return found
 
 
-def test_leave_one_out_states_are_the_states_without_each_item():
+def test_each_alone_states_are_the_empty_state_then_each_item_alone():
     obs = _sessions(1, seed=3)[0]
     anchors = session_items(obs)
-    batch = LeaveOneOut(obs, anchors)
-    expected = [obs, *(without(obs, a) for a in anchors)]
+    batch = EachAlone(obs, anchors)
+    expected = [alone(obs, None), *(alone(obs, a) for a in anchors)]
     assert len(batch) == len(expected)
     assert list(batch) == expected
     assert batch[-1] == expected[-1] and batch[1:3] == expected[1:3]
@@ -157,28 +190,28 @@ def test_leave_one_out_states_are_the_states_without_each_item():
         batch[len(expected)]
 
 
-def test_leave_one_out_batches_encode_as_their_observations_do():
+def test_each_alone_batches_encode_as_their_observations_do():
     encoder = ObservationEncoder(SMALL)
     index = DQNAgent(SMALL, _catalog()).index
     for obs in _sessions(200):
         # Session items, and an item the session never held.
-        removed = [*session_items(obs), N_ITEMS + 5]
-        fast = encoder.encode(LeaveOneOut(obs, removed), index)
-        slow = encoder.encode([obs, *(without(obs, a) for a in removed)], index)
+        kept = [*session_items(obs), N_ITEMS + 5]
+        fast = encoder.encode(EachAlone(obs, kept), index)
+        slow = encoder.encode([alone(obs, None), *(alone(obs, a) for a in kept)], index)
         for name, got, want in zip(fast._fields, fast, slow, strict=True):
             assert got.dtype == want.dtype, name
             np.testing.assert_array_equal(got, want, err_msg=f"{name} of {obs}")
 
 
-def test_leave_one_out_batches_reject_what_observations_are_rejected_for():
+def test_each_alone_batches_reject_what_observations_are_rejected_for():
     encoder = ObservationEncoder(SMALL)
     index = DQNAgent(SMALL, _catalog()).index
     misaligned = Observation(
         slot=Slot.HOME, recent_items=(1, 2), recent_events=(0,), recent_ages=(0.0, 1.0)
     )
     with pytest.raises(ValueError, match="equal lengths"):
-        encoder.encode(LeaveOneOut(misaligned, [1]), index)
-    # An unknown event type just outside the window enters it once item 2 is left out.
+        encoder.encode(EachAlone(misaligned, [1]), index)
+    # An unknown event type outside the full state's window enters item 1's own.
     unknown_event = Observation(
         slot=Slot.HOME,
         recent_items=(1, 2, 3, 4, 5, 2),
@@ -186,15 +219,15 @@ def test_leave_one_out_batches_reject_what_observations_are_rejected_for():
         recent_ages=(6.0, 5.0, 4.0, 3.0, 2.0, 1.0),
     )
     # Outside every state's window: accepted, as the observations are.
-    encoder.encode([unknown_event, without(unknown_event, 7)], index)
-    encoder.encode(LeaveOneOut(unknown_event, [7]), index)
+    encoder.encode([alone(unknown_event, None), alone(unknown_event, 2)], index)
+    encoder.encode(EachAlone(unknown_event, [2]), index)
     with pytest.raises(ValueError, match="EventType"):
-        encoder.encode([without(unknown_event, 2)], index)
+        encoder.encode([alone(unknown_event, 1)], index)
     with pytest.raises(ValueError, match="EventType"):
-        encoder.encode(LeaveOneOut(unknown_event, [7, 2]), index)
+        encoder.encode(EachAlone(unknown_event, [2, 1]), index)
 
 
-def test_an_agents_reasons_are_those_of_leaving_each_item_out_in_turn():
+def test_an_agents_reasons_are_those_of_each_session_item_alone():
     agent = DQNAgent(SMALL, _catalog())
     items = agent.catalog.ids[::3]
     explained = 0

@@ -123,3 +123,38 @@ def test_the_context_weights_learn_at_their_own_rate():
     assert {id(p) for p in groups[1]["params"]} == {
         id(p) for p in agent.online.context_parameters()
     }
+
+
+def test_the_context_penalty_is_on_the_per_pair_affinities_only():
+    agent = DQNAgent(CONFIG, catalog([1, 2, 3], [0, 1, 0], [10, 20, 30]))
+    context = agent.online.states.context
+    with torch.no_grad():
+        context.shared.fill_(1.0)
+        context.bias.fill_(1.0)
+        assert float(context.penalty()) == 0.0  # shared weights and u are free
+        context.weight.fill_(1.0)
+    # Only the affinities the mask allows count: category to category,
+    # attribute to the same attribute, price to price.
+    assert float(context.penalty()) == float(context.mask.sum())
+
+
+def test_affinities_the_clicks_do_not_support_shrink_towards_zero():
+    n_categories = 6
+    items = catalog(np.arange(1, 61), np.arange(60) % n_categories, np.linspace(5.0, 50.0, 60))
+    rng = np.random.default_rng(0)
+    log = []
+    for _ in range(2000):  # clicks that owe nothing to the page's category
+        current = int(rng.integers(1, 61))
+        shown = int(rng.choice(items.ids[items.ids != current]))
+        state = Observation(slot=Slot.PRODUCT, current_item=current)
+        log.append(Transition(state, shown, float(rng.random() < 0.3), None, True))
+
+    def affinities(l2: float) -> float:
+        agent = DQNAgent(dataclasses.replace(CONFIG, gamma=0.0, context_l2=l2), items)
+        replay = agent.make_replay()
+        replay.add_many(log, items)
+        agent.train_steps(replay, 200, np.random.default_rng(1))
+        context = agent.online.states.context
+        return float((context.weight * context.mask).abs().sum())
+
+    assert affinities(1e-2) < 0.75 * affinities(0.0)

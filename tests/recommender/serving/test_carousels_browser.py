@@ -34,6 +34,8 @@ def trained_store(transactional_db, settings):
     """The demo catalog and an active policy from the store's trainer on
     simulated shoppers (as ``make demo`` builds it, smaller)."""
     settings.RECOMMENDER_TRAIN_STEPS = 800
+    # Seeded, so that the same history trains the same policy on every run.
+    settings.RECOMMENDER_TRAIN_SEED = 1
     catalog_seed(seed=1, product_count=PRODUCTS)
     call_command(
         "seed_history",
@@ -59,9 +61,10 @@ def trained_store(transactional_db, settings):
 
 
 @pytest.mark.xfail(
-    reason="issue 14: on this 400-session history the home carousel after three tents still "
-    "holds about one camping item in eight (the HTTP integration test's category probes, on "
-    "a smaller store, do follow the viewed category)",
+    reason="issue 14: on this 400-session history the carousel after three tents is not "
+    "reliably mostly camping: cheap items of other categories, which the policy ranks high "
+    "for every shopper, can outrank it (serving's exploration is unseeded, so each run's "
+    "history differs)",
     strict=False,
 )
 def test_a_shopper_who_viewed_three_tents_is_recommended_camping_gear_with_reasons(
