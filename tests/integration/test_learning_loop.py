@@ -23,6 +23,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BRANDS = ["Northwind", "Fjord", "Alder", "Kestrel", "Marlow", "Sable"]
 COLOURS = ["black", "navy", "olive", "sand", "red", "white"]
 MATERIALS = ["cotton", "wool", "leather", "steel", "oak"]
+# Enough sessions for a few hundred impressions per policy: the learned
+# policy's lead over the fallback is then several standard errors.
+SESSIONS = 80
 
 
 def _catalog() -> None:
@@ -60,7 +63,11 @@ def test_store_learns_from_simulated_shoppers(celery_worker, live_server, settin
 
     # 1. Shoppers meet the fallback: no policy has been trained yet.
     call_command(
-        "simulate_traffic", base_url=live_server.url, sessions=120, seed=1, stdout=io.StringIO()
+        "simulate_traffic",
+        base_url=live_server.url,
+        sessions=SESSIONS,
+        seed=1,
+        stdout=io.StringIO(),
     )
     fallback_ctr, fallback_n = _ctr("popularity")
     assert fallback_n > 300
@@ -90,7 +97,11 @@ def test_store_learns_from_simulated_shoppers(celery_worker, live_server, settin
 
     # 4. The same shoppers (same seeds) click more on the learned policy.
     call_command(
-        "simulate_traffic", base_url=live_server.url, sessions=120, seed=1, stdout=io.StringIO()
+        "simulate_traffic",
+        base_url=live_server.url,
+        sessions=SESSIONS,
+        seed=1,
+        stdout=io.StringIO(),
     )
     learned_ctr, learned_n = _ctr("dqn")
     assert learned_n > 300
