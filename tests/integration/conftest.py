@@ -158,3 +158,36 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.5, what: str = "c
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def train_and_publish(queue: str, *, transitions: int, steps: int, timeout: float = 300):
+    """The learning loop's worker side, as the schedule runs it: the worker on
+    ``queue`` builds transitions (waits for at least ``transitions``), then
+    trains ``steps`` steps and publishes. Returns the training run and its
+    checkpoint, failing with the run's reasons when it skipped or failed or
+    the guards rejected the version, instead of a bare timeout."""
+    from recommender.models import Checkpoint, TrainingRun, Transition
+    from recommender.tasks import build_transitions, train_policy
+
+    build_transitions.apply_async(queue=queue)
+    wait_for(lambda: Transition.objects.count() >= transitions, timeout=timeout, what="transitions")
+    train_policy.apply_async(
+        kwargs={"triggered_by": "integration-test", "steps": steps}, queue=queue
+    )
+    run = wait_for(
+        lambda: (
+            TrainingRun.objects.filter(kind=TrainingRun.Kind.TRAIN)
+            .exclude(status=TrainingRun.Status.RUNNING)
+            .first()
+        ),
+        timeout=timeout,
+        what="the training run",
+    )
+    assert run.status == TrainingRun.Status.SUCCEEDED, (run.status, run.outcome)
+    active = Checkpoint.objects.get(training_run=run)
+    assert active.status == Checkpoint.Status.ACTIVE, (
+        active.note,
+        active.checks,
+        {k: active.evaluation.get(k) for k in ("reason", "snips", "active")},
+    )
+    return run, active

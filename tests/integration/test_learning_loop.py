@@ -13,16 +13,19 @@ import pytest
 from django.core.management import call_command
 from django.db.models import Count, Q
 
-from recommender.models import Checkpoint, Impression, TrainingRun, Transition
-from recommender.tasks import build_transitions, sync_target_network, train_policy
+from recommender.models import Impression, TrainingRun
+from recommender.tasks import sync_target_network
 from tests.factories import CategoryFactory, ProductFactory
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import train_and_publish, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BRANDS = ["Northwind", "Fjord", "Alder", "Kestrel", "Marlow", "Sable"]
 COLOURS = ["black", "navy", "olive", "sand", "red", "white"]
 MATERIALS = ["cotton", "wool", "leather", "steel", "oak"]
+# Enough sessions for a few hundred impressions per policy: the learned
+# policy's lead over the fallback is then several standard errors.
+SESSIONS = 80
 
 
 def _catalog() -> None:
@@ -60,37 +63,17 @@ def test_store_learns_from_simulated_shoppers(celery_worker, live_server, settin
 
     # 1. Shoppers meet the fallback: no policy has been trained yet.
     call_command(
-        "simulate_traffic", base_url=live_server.url, sessions=120, seed=1, stdout=io.StringIO()
+        "simulate_traffic",
+        base_url=live_server.url,
+        sessions=SESSIONS,
+        seed=1,
+        stdout=io.StringIO(),
     )
     fallback_ctr, fallback_n = _ctr("popularity")
     assert fallback_n > 300
 
     # 2. The worker turns sessions into transitions, trains and publishes.
-    build_transitions.apply_async(queue=celery_worker)
-    wait_for(
-        lambda: Transition.objects.count() >= 8 * fallback_n * 0.9, timeout=60, what="transitions"
-    )
-    train_policy.apply_async(
-        kwargs={"triggered_by": "integration-test", "steps": 800}, queue=celery_worker
-    )
-    # Wait for the run to end, then say what it did: a skipped or failed run, or
-    # a rejected version, fails here with its reasons instead of a bare timeout.
-    run = wait_for(
-        lambda: (
-            TrainingRun.objects.filter(kind=TrainingRun.Kind.TRAIN)
-            .exclude(status=TrainingRun.Status.RUNNING)
-            .first()
-        ),
-        timeout=240,
-        what="the training run",
-    )
-    assert run.status == TrainingRun.Status.SUCCEEDED, (run.status, run.outcome)
-    active = Checkpoint.objects.get(training_run=run)
-    assert active.status == Checkpoint.Status.ACTIVE, (
-        active.note,
-        active.checks,
-        {k: active.evaluation.get(k) for k in ("reason", "snips", "active")},
-    )
+    run, active = train_and_publish(celery_worker, transitions=8 * fallback_n * 0.9, steps=800)
     assert run.steps == 800 and run.replay_size >= 8 * fallback_n * 0.9
     assert run.loss is not None and run.mean_q is not None
     assert active.checks["passed"] is True
@@ -114,7 +97,11 @@ def test_store_learns_from_simulated_shoppers(celery_worker, live_server, settin
 
     # 4. The same shoppers (same seeds) click more on the learned policy.
     call_command(
-        "simulate_traffic", base_url=live_server.url, sessions=120, seed=1, stdout=io.StringIO()
+        "simulate_traffic",
+        base_url=live_server.url,
+        sessions=SESSIONS,
+        seed=1,
+        stdout=io.StringIO(),
     )
     learned_ctr, learned_n = _ctr("dqn")
     assert learned_n > 300

@@ -30,12 +30,11 @@ import pytest
 from django.core.management import call_command
 from django.db.models import Count, Q
 
-from recommender.models import Checkpoint, Impression, TrainingRun, Transition
+from recommender.models import Impression
 from recommender.simulation.traffic import HttpShopClient
-from recommender.tasks import build_transitions, train_policy
 from shop.demo import catalog_seed
 from shop.models import Product
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import train_and_publish
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -114,28 +113,8 @@ def test_carousels_follow_shoppers_of_a_family_the_demo_was_not_built_on(
     assert fallback_n > 500
 
     # 2. The worker builds transitions, trains and publishes a version.
-    build_transitions.apply_async(queue=celery_worker)
-    wait_for(
-        lambda: Transition.objects.count() >= K * fallback_n * 0.9, timeout=90, what="transitions"
-    )
-    train_policy.apply_async(
-        kwargs={"triggered_by": "integration-test", "steps": TRAIN_STEPS}, queue=celery_worker
-    )
-    run = wait_for(
-        lambda: (
-            TrainingRun.objects.filter(kind=TrainingRun.Kind.TRAIN)
-            .exclude(status=TrainingRun.Status.RUNNING)
-            .first()
-        ),
-        timeout=300,
-        what="the training run",
-    )
-    assert run.status == TrainingRun.Status.SUCCEEDED, (run.status, run.outcome)
-    active = Checkpoint.objects.get(training_run=run)
-    assert active.status == Checkpoint.Status.ACTIVE, (
-        active.note,
-        active.checks,
-        {k: active.evaluation.get(k) for k in ("reason", "snips", "active")},
+    _, active = train_and_publish(
+        celery_worker, transitions=K * fallback_n * 0.9, steps=TRAIN_STEPS
     )
 
     # 3. (c) The same shoppers (same seeds) click more on the trained version.
