@@ -8,6 +8,7 @@ from recommender.rl.core import td_target
 from recommender.rl.replay import ReplayBuffer
 from recommender.rl.simulator import make_catalog
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot, Transition
+from tests.recommender.rl.factories import item_catalog
 
 SMALL = DQNConfig(
     id_dim=4,
@@ -31,16 +32,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def catalog(n: int = 12, first_id: int = 1) -> ItemCatalog:
-    rng = np.random.default_rng(n)
-    return ItemCatalog(
-        ids=np.arange(first_id, first_id + n),
-        categories=np.arange(n) % 3,
-        prices=rng.uniform(5, 100, n).astype(np.float32),
-        attributes=rng.random((n, 2)).astype(np.float32),
-    )
 
 
 def observation(slot: Slot = Slot.HOME, **kwargs) -> Observation:
@@ -130,7 +121,7 @@ def test_double_dqn_target_selects_with_online_and_evaluates_with_target():
 
 
 def test_agent_td_targets_match_a_hand_computed_transition():
-    items = catalog()
+    items = item_catalog(12, seed=12)
     config = DQNConfig(**{**SMALL.to_dict(), "gamma": 0.8, "target_update_interval": 0})
     agent = DQNAgent(config, items)
     rng = np.random.default_rng(0)
@@ -153,7 +144,7 @@ def test_agent_td_targets_match_a_hand_computed_transition():
 
 
 def test_terminal_and_myopic_targets_are_the_reward():
-    items = catalog()
+    items = item_catalog(12, seed=12)
     rng = np.random.default_rng(1)
     transitions = random_transitions(items, 50, rng)
     for gamma in (0.0, 0.9):
@@ -169,7 +160,7 @@ def test_terminal_and_myopic_targets_are_the_reward():
 
 
 def test_targets_over_every_catalog_item_except_some_match_hand_computation():
-    items = catalog()
+    items = item_catalog(12, seed=12)
     config = DQNConfig(**{**SMALL.to_dict(), "target_update_interval": 0, "max_next_candidates": 3})
     agent = DQNAgent(config, items)
     rng = np.random.default_rng(2)
@@ -198,7 +189,7 @@ def test_targets_over_every_catalog_item_except_some_match_hand_computation():
 def test_training_learns_long_term_value_that_a_myopic_agent_forgoes():
     # From the home page, item 1 earns nothing now but leads to a product page where
     # item 3 earns 1; item 2 earns 0.5 and ends the session.
-    items = catalog(6)
+    items = item_catalog(6, seed=6)
     home = observation(Slot.HOME)
     product = observation(Slot.PRODUCT, current_item=1, page_depth=1)
     transitions = [
@@ -233,14 +224,14 @@ def test_training_learns_long_term_value_that_a_myopic_agent_forgoes():
 
 
 def test_epsilon_schedule_decays_linearly_then_stays():
-    agent = DQNAgent(SMALL, catalog())
+    agent = DQNAgent(SMALL, item_catalog(12, seed=12))
     assert agent.epsilon_at(0) == 1.0
     assert agent.epsilon_at(50) == pytest.approx(0.525)
     assert agent.epsilon_at(100) == agent.epsilon_at(10_000) == pytest.approx(0.05)
 
 
 def test_act_builds_a_slate_from_known_distinct_candidates():
-    items = catalog()
+    items = item_catalog(12, seed=12)
     agent = DQNAgent(SMALL, items)
     rng = np.random.default_rng(4)
     slate = agent.act(observation(), np.array([3, 999, 5, 7]), 8, rng, epsilon=0.0)
@@ -259,7 +250,7 @@ def test_act_builds_a_slate_from_known_distinct_candidates():
 
 
 def test_target_updates_copy_or_average_the_online_weights():
-    items = catalog()
+    items = item_catalog(12, seed=12)
     config = DQNConfig(**{**SMALL.to_dict(), "target_update_interval": 0})
     agent = DQNAgent(config, items)
     rng = np.random.default_rng(5)
@@ -279,13 +270,13 @@ def test_target_updates_copy_or_average_the_online_weights():
 
 
 def test_new_catalog_items_get_vocabulary_rows_and_training_continues():
-    items = catalog(12)
+    items = item_catalog(12, seed=12)
     agent = DQNAgent(SMALL, items)
     rng = np.random.default_rng(6)
     replay = ReplayBuffer(SMALL)
     replay.add_many(random_transitions(items, 100, rng), items)
     agent.train_steps(replay, 5, rng)
-    bigger = catalog(15)
+    bigger = item_catalog(15, seed=15)
     agent.set_catalog(bigger)
     assert len(agent.vocabulary) == 15
     assert (
@@ -304,7 +295,7 @@ def test_new_catalog_items_get_vocabulary_rows_and_training_continues():
 
 
 def test_agents_with_the_same_seed_agree():
-    items = catalog()
+    items = item_catalog(12, seed=12)
     obs = observation(Slot.HOME, history_items=(1, 2, 3))
     np.testing.assert_array_equal(
         DQNAgent(SMALL, items).q_values(obs, items.ids),
@@ -335,7 +326,7 @@ def test_q_components_add_up_to_q_and_name_what_varies_across_items():
 
 
 def test_near_duplicate_groups_keep_one_item_per_group_in_act_and_slates():
-    agent = DQNAgent(SMALL, catalog(12), n_categories=3)
+    agent = DQNAgent(SMALL, item_catalog(12, seed=12), n_categories=3)
     ids = agent.catalog.ids
     groups = ids % 4  # four groups of three
     obs = observation()

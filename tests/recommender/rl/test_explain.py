@@ -11,6 +11,7 @@ from recommender.rl.config import DQNConfig
 from recommender.rl.encoding import ObservationEncoder
 from recommender.rl.explain import EachAlone, Reason, alone, reasons, session_items
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot
+from tests.recommender.rl.factories import item_catalog
 
 VIEW, CLICK = int(EventType.VIEW), int(EventType.CLICK)
 
@@ -125,15 +126,8 @@ def one_torch_thread():
 
 
 def _catalog() -> ItemCatalog:
-    rng = np.random.default_rng(7)
     # Ids 1..N_ITEMS - 3: the sessions below also hold ids the catalog does not know.
-    n = N_ITEMS - 3
-    return ItemCatalog(
-        ids=np.arange(1, n + 1),
-        categories=np.arange(n) % 4,
-        prices=rng.uniform(5, 100, n).astype(np.float32),
-        attributes=rng.random((n, 3)).astype(np.float32),
-    )
+    return item_catalog(N_ITEMS - 3, n_categories=4, n_attributes=3, seed=7)
 
 
 def _sessions(n: int, seed: int = 0) -> list[Observation]:

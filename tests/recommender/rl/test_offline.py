@@ -10,6 +10,7 @@ from recommender.rl.agent import DQNAgent
 from recommender.rl.baselines import PopularityPolicy
 from recommender.rl.config import DQNConfig
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot
+from tests.recommender.rl.factories import item_catalog
 
 N_ITEMS, N_POSITIONS = 12, 3
 POSITION_EFFECT = np.array([1.0, 0.7, 0.5])
@@ -27,11 +28,12 @@ def one_torch_thread():
 
 
 def catalog() -> ItemCatalog:
-    return ItemCatalog(
-        ids=np.arange(100, 100 + N_ITEMS),
-        categories=np.arange(N_ITEMS) % 4,
-        prices=np.full(N_ITEMS, 10.0, dtype=np.float32),
-        attributes=np.eye(N_ITEMS, 3, dtype=np.float32),
+    return item_catalog(
+        N_ITEMS,
+        first_id=100,
+        n_categories=4,
+        prices=np.full(N_ITEMS, 10.0),
+        attributes=np.eye(N_ITEMS, 3),
     )
 
 
