@@ -1,12 +1,28 @@
-"""Item catalogs for the RL core's tests. No Django here: ``recommender.rl``
-and its tests run without it."""
+"""Catalogs, observations and transitions for the RL core's tests. No Django
+here: ``recommender.rl`` and its tests run without it."""
 
 from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from recommender.rl.types import ItemCatalog
+from recommender.rl.config import DQNConfig
+from recommender.rl.types import EventType, ItemCatalog, Observation, Slot, Transition
+
+# Tiny networks and windows: quick to train, enough to tell values apart.
+SMALL = DQNConfig(
+    id_dim=4,
+    category_dim=4,
+    item_hidden=16,
+    embed_dim=8,
+    state_hidden=16,
+    max_recent=4,
+    max_cart=2,
+    max_history=2,
+    batch_size=32,
+    max_next_candidates=8,
+    epsilon_decay_steps=100,
+)
 
 
 def item_catalog(
@@ -51,3 +67,38 @@ def item_catalog(
         prices=np.asarray(prices).astype(np.float32),
         attributes=np.asarray(attributes).astype(np.float32),
     )
+
+
+def observation(slot: Slot = Slot.HOME, **kwargs) -> Observation:
+    return Observation(slot=slot, **kwargs)
+
+
+def random_transitions(
+    items: ItemCatalog, n: int, rng: np.random.Generator, n_candidates: int = 5
+) -> list[Transition]:
+    ids = items.ids.tolist()
+    out = []
+    for _ in range(n):
+        recent = tuple(int(i) for i in rng.choice(ids, 3))
+        state = observation(
+            Slot(int(rng.integers(3))),
+            recent_items=recent,
+            recent_events=(EventType.VIEW, EventType.CLICK, EventType.VIEW),
+            recent_ages=(30.0, 20.0, 10.0),
+        )
+        done = bool(rng.random() < 0.3)
+        out.append(
+            Transition(
+                state=state,
+                item=int(rng.choice(ids)),
+                reward=float(rng.random()),
+                next_state=None
+                if done
+                else observation(Slot.CART, cart_items=recent[:1], page_depth=1),
+                done=done,
+                next_candidates=None
+                if done
+                else tuple(int(i) for i in rng.choice(ids, n_candidates, replace=False)),
+            )
+        )
+    return out
