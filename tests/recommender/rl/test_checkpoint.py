@@ -15,6 +15,8 @@ from recommender.rl.replay import ReplayBuffer
 from recommender.rl.types import EventType, Observation, Slot, Transition
 from tests.recommender.rl.factories import item_catalog
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 CONFIG = DQNConfig(
     id_dim=4,
     category_dim=4,
@@ -37,15 +39,6 @@ OBSERVATIONS = [
         page_depth=2,
     ),
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks: a second thread's hand-offs cost more than the math it takes on."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def trained_agent() -> DQNAgent:

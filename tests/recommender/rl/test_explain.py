@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from recommender.rl.agent import DQNAgent
 from recommender.rl.config import DQNConfig
@@ -12,6 +11,8 @@ from recommender.rl.encoding import ObservationEncoder
 from recommender.rl.explain import EachAlone, Reason, alone, reasons, session_items
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot
 from tests.recommender.rl.factories import item_catalog
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 VIEW, CLICK = int(EventType.VIEW), int(EventType.CLICK)
 
@@ -115,14 +116,6 @@ SMALL = DQNConfig(
     max_history=3,
 )
 N_ITEMS = 30
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _catalog() -> ItemCatalog:

@@ -3,7 +3,6 @@ per-position log whose click probabilities are known."""
 
 import numpy as np
 import pytest
-import torch
 
 from recommender.rl import offline, ope
 from recommender.rl.agent import DQNAgent
@@ -12,19 +11,13 @@ from recommender.rl.config import DQNConfig
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot
 from tests.recommender.rl.factories import item_catalog
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 N_ITEMS, N_POSITIONS = 12, 3
 POSITION_EFFECT = np.array([1.0, 0.7, 0.5])
 SMALL = DQNConfig(
     id_dim=8, category_dim=4, item_hidden=32, embed_dim=16, state_hidden=32, batch_size=128
 )
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def catalog() -> ItemCatalog:
