@@ -18,8 +18,15 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from recommender.dashboard import charts, selectors
-from recommender.dashboard.selectors import Bucket, DateRange, PolicySeries, Timeseries, Totals
-from recommender.models import SlotName, TrainingRun
+from recommender.dashboard.selectors import (
+    Bucket,
+    DateRange,
+    PolicySeries,
+    ServedBy,
+    Timeseries,
+    Totals,
+)
+from recommender.models import Checkpoint, SlotName, TrainingRun
 from recommender.simulation.history import history_in_progress, history_latest
 
 logger = logging.getLogger(__name__)
@@ -276,24 +283,43 @@ def dashboard_context(filters: DashboardFilters, *, now: datetime) -> dict[str, 
     runs = selectors.training_runs_for_chart(date_range=date_range)
     active = selectors.active_checkpoint()
     served_by = selectors.serving_processes(active=active, now=now)
-    personalised = selectors.personalisation_by_version(
-        policy.version for policy in series.series if not policy.is_fallback
-    )
     return {
         "filters": filters,
         "report": report,
         "series": series,
-        "policies": [
-            {
-                "label": policy.label,
-                "version": policy.version,
-                "is_fallback": policy.is_fallback,
-                "is_active": active is not None and active.version == policy.version,
-                "totals": policy.totals,
-                "personalisation": personalised.get(policy.version),
-            }
-            for policy in series.series
-        ],
+        "policies": _policy_rows(series, active),
+        **_policy_charts(series, date_range),
+        "history": history_latest(),
+        "history_running": history_in_progress(now=now),
+        **_training_context(runs),
+        **_serving_context(active, served_by),
+        "scheduled_tasks": selectors.scheduled_tasks(),
+        "rolled_up_until": selectors.stats_rolled_up_until(),
+    }
+
+
+def _policy_rows(series: Timeseries, active: Checkpoint | None) -> list[dict[str, Any]]:
+    """The policies table: one row per policy served in the range."""
+    personalised = selectors.personalisation_by_version(
+        policy.version for policy in series.series if not policy.is_fallback
+    )
+    return [
+        {
+            "label": policy.label,
+            "version": policy.version,
+            "is_fallback": policy.is_fallback,
+            "is_active": active is not None and active.version == policy.version,
+            "totals": policy.totals,
+            "personalisation": personalised.get(policy.version),
+        }
+        for policy in series.series
+    ]
+
+
+def _policy_charts(series: Timeseries, date_range: DateRange) -> dict[str, Any]:
+    """CTR and reward per impression by policy, and the same as trends of the
+    learned policy against the fallback with its version starts marked."""
+    return {
         "ctr_chart": policy_chart(
             series,
             date_range=date_range,
@@ -326,8 +352,12 @@ def dashboard_context(filters: DashboardFilters, *, now: datetime) -> dict[str, 
             lines=trend_lines(series),
             markers=version_starts(series),
         ),
-        "history": history_latest(),
-        "history_running": history_in_progress(now=now),
+    }
+
+
+def _training_context(runs: list[TrainingRun]) -> dict[str, Any]:
+    """Loss and mean-Q charts of the range's training runs, and the latest runs."""
+    return {
         "loss_chart": training_chart(
             runs, title="Training loss", field="loss", label="Huber loss", colour=charts.PALETTE[1]
         ),
@@ -336,6 +366,13 @@ def dashboard_context(filters: DashboardFilters, *, now: datetime) -> dict[str, 
         ),
         "training_runs": selectors.training_runs_recent(),
         "training_run_count": len(runs),
+    }
+
+
+def _serving_context(active: Checkpoint | None, served_by: list[ServedBy]) -> dict[str, Any]:
+    """The checkpoints, which one is active, which processes serve it and
+    what shoppers are served."""
+    return {
         "checkpoints": selectors.checkpoints_table(),
         "active_checkpoint": active,
         "serving_processes": served_by,
@@ -345,8 +382,6 @@ def dashboard_context(filters: DashboardFilters, *, now: datetime) -> dict[str, 
         # runs' ε is the training schedule's, a different number).
         "served_epsilon": settings.RECOMMENDER_EPSILON,
         "carousel_size": settings.RECOMMENDER_DEFAULT_K,
-        "scheduled_tasks": selectors.scheduled_tasks(),
-        "rolled_up_until": selectors.stats_rolled_up_until(),
     }
 
 

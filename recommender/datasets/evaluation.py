@@ -27,6 +27,7 @@ from recommender.rl.checkpoint import CheckpointError
 from recommender.rl.core import category_count
 from recommender.rl.learner import Learner
 from recommender.rl.offline import LoggedFeedback, PolicyEvaluation
+from recommender.rl.types import ItemCatalog
 from recommender.serving import features
 
 POLICIES = ("uniform", "logged", *offline.BASELINES, "checkpoint:<version>")
@@ -261,19 +262,71 @@ def policy_train_offline(
     train_rows, test_rows = offline.time_split(len(feedback), test_fraction)
     if not len(train_rows) or not len(test_rows):
         raise PolicyError(f"dataset {dataset.name!r} has too few rows to hold any out")
-    catalog = feedback.catalog
-    if dataset.format == LoggedDataset.Format.STORE:
-        n_categories = features.category_table_size(int(catalog.categories.max(initial=0)))
-    else:
-        n_categories = category_count(catalog)
     config = dataclasses.replace(dqn_config(), seed=seed)
-    agent = DQNAgent(config, catalog, n_categories)
-    # Each transition's reward is capped as the store caps it (one luxury order
-    # must not dominate the squared errors); the evaluations keep the log's own.
-    capped = dataclasses.replace(
-        feedback, rewards=np.minimum(feedback.rewards, config.max_abs_reward)
+    agent = DQNAgent(config, feedback.catalog, _category_table_size(dataset, feedback.catalog))
+    training = _train_capped(
+        agent,
+        feedback,
+        train_rows,
+        steps=steps,
+        seed=seed,
+        importance_weighted=importance_weighted,
+        max_weight=max_weight,
     )
-    training = offline.train(
+    comparisons = _compare_on_test_rows(
+        agent,
+        dataset,
+        feedback,
+        test_rows,
+        test_fraction=test_fraction,
+        reward=reward,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+    )
+    sample = [feedback.observations[r] for r in test_rows[:200]]
+    checks = GuardReport.from_agent_check(
+        check_agent(agent, sample, max_abs_reward=config.max_abs_reward)
+    ).to_dict()
+    evaluation = _evaluation_record(
+        dataset,
+        comparisons,
+        training,
+        n_train=len(train_rows),
+        n_test=len(test_rows),
+        test_fraction=test_fraction,
+        importance_weighted=importance_weighted,
+        max_weight=max_weight,
+        reward=reward,
+    )
+    checkpoint = _store_candidate(agent, checks, evaluation, dataset, _candidate_note(dataset))
+    return TrainReport(checkpoint, training, comparisons, len(train_rows), len(test_rows))
+
+
+def _category_table_size(dataset: LoggedDataset, catalog: ItemCatalog) -> int:
+    """The store's category table size for a store export (so the policy can
+    serve the store), the dataset's own categories otherwise."""
+    if dataset.format == LoggedDataset.Format.STORE:
+        return features.category_table_size(int(catalog.categories.max(initial=0)))
+    return category_count(catalog)
+
+
+def _train_capped(
+    agent: DQNAgent,
+    feedback: LoggedFeedback,
+    train_rows: np.ndarray,
+    *,
+    steps: int,
+    seed: int,
+    importance_weighted: bool,
+    max_weight: float,
+) -> offline.TrainingResult:
+    """Train ``agent`` on ``train_rows``. Each transition's reward is capped as
+    the store caps it (one luxury order must not dominate the squared errors);
+    the evaluations keep the log's own."""
+    capped = dataclasses.replace(
+        feedback, rewards=np.minimum(feedback.rewards, agent.config.max_abs_reward)
+    )
+    return offline.train(
         agent,
         capped,
         train_rows,
@@ -282,6 +335,21 @@ def policy_train_offline(
         importance_weighted=importance_weighted,
         max_weight=max_weight,
     )
+
+
+def _compare_on_test_rows(
+    agent: DQNAgent,
+    dataset: LoggedDataset,
+    feedback: LoggedFeedback,
+    test_rows: np.ndarray,
+    *,
+    test_fraction: float,
+    reward: str,
+    n_bootstrap: int,
+    seed: int,
+) -> dict[str, OfflineReport]:
+    """Off-policy estimates on the held-out rows of ``uniform``, ``logged``,
+    each baseline and, last, the trained ``candidate``."""
     comparisons: dict[str, OfflineReport] = {}
     common = {
         "dataset": dataset,
@@ -304,11 +372,25 @@ def policy_train_offline(
     comparisons["candidate"] = OfflineReport(
         dataset.name, "candidate", "test", candidate, _notes(candidate)
     )
-    sample = [feedback.observations[r] for r in test_rows[:200]]
-    checks = GuardReport.from_agent_check(
-        check_agent(agent, sample, max_abs_reward=config.max_abs_reward)
-    ).to_dict()
-    evaluation = {
+    return comparisons
+
+
+def _evaluation_record(
+    dataset: LoggedDataset,
+    comparisons: dict[str, OfflineReport],
+    training: offline.TrainingResult,
+    *,
+    n_train: int,
+    n_test: int,
+    test_fraction: float,
+    importance_weighted: bool,
+    max_weight: float,
+    reward: str,
+) -> dict:
+    """The candidate checkpoint's evaluation: its estimates, the logged policy's
+    as the active one's, every comparison and how it was trained."""
+    candidate = comparisons["candidate"].evaluation
+    return {
         **{k: candidate.estimates[k].to_dict() for k in ("ips", "snips", "dr")},
         "active": {
             "policy": "logged policy",
@@ -321,13 +403,13 @@ def policy_train_offline(
         "offline": {
             "dataset": dataset.name,
             "rows": "test",
-            "n_rows": len(test_rows),
+            "n_rows": n_test,
             "policies": {name: report.to_dict() for name, report in comparisons.items()},
         },
         "training": {
             "dataset": dataset.name,
             "test_fraction": test_fraction,
-            "train_rows": len(train_rows),
+            "train_rows": n_train,
             "steps": training.stats.steps,
             "loss": training.stats.loss,
             "importance_weighted": importance_weighted,
@@ -337,12 +419,14 @@ def policy_train_offline(
             "reward": reward,
         },
     }
+
+
+def _candidate_note(dataset: LoggedDataset) -> str:
     servable = dataset.format == LoggedDataset.Format.STORE
     note = f"Trained offline on dataset {dataset.name!r}" + (
         "." if servable else " (its own item ids): the store cannot serve it."
     )
-    checkpoint = _store_candidate(agent, checks, evaluation, dataset, note[:200])
-    return TrainReport(checkpoint, training, comparisons, len(train_rows), len(test_rows))
+    return note[:200]
 
 
 def _store_candidate(

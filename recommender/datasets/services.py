@@ -61,10 +61,7 @@ def dataset_import(
     ``replace=True``, which swaps the dataset's items and rows in the same
     transaction. ``on_progress`` is called with the number of rows just read.
     """
-    if not _SLUG.fullmatch(name):
-        raise DatasetImportError(
-            f"dataset name {name!r} must be 1 to 64 letters, digits, hyphens or underscores"
-        )
+    _check_name(name)
     files = formats.locate(path, format)
     digest = files.digest()
     existing = LoggedDataset.objects.filter(name=name).first()
@@ -80,59 +77,96 @@ def dataset_import(
         items = _with_store_attributes(items)
     item_ids = {item.item_id for item in items}
     with transaction.atomic():
-        if existing is not None:
-            existing.rows.all().delete()
-            existing.items.all().delete()
-            dataset = existing
-        else:
-            dataset = LoggedDataset(name=name)
+        dataset = _emptied_or_new(existing, name=name)
         dataset.format = format
         dataset.source = str(Path(path).resolve())[:500]
         dataset.digest = digest
         dataset.meta = _meta(files, items)
         dataset.save()
-        LoggedItem.objects.bulk_create(
-            [
-                LoggedItem(
-                    dataset=dataset,
-                    item_id=item.item_id,
-                    category=item.category,
-                    price=item.price,
-                    attributes=list(item.attributes),
-                    features=item.features,
-                )
-                for item in items
-            ],
-            batch_size=_BATCH,
-        )
-        seen: set[str] = set()
-        batch: list[LoggedRow] = []
-        n_rows = clicks = positions = 0
-        for record in formats.read_rows(files, item_ids):
-            for name, limit in _TEXT_LIMITS.items():
-                if len(getattr(record, name)) > limit:
-                    raise formats.FormatError(
-                        files.rows_path, record.line, f"{name} is longer than {limit} characters"
-                    )
-            if record.key in seen:
-                raise formats.FormatError(
-                    files.rows_path, record.line, f"row {record.key!r} appears twice"
-                )
-            seen.add(record.key)
-            batch.append(_row(dataset, record))
-            clicks += record.click
-            positions = max(positions, record.position + 1)
-            if len(batch) == _BATCH:
-                n_rows += _flush(batch, on_progress)
-        n_rows += _flush(batch, on_progress)
-        if not n_rows:
-            raise formats.FormatError(files.rows_path, None, "no logged rows")
-        dataset.n_rows = n_rows
+        _write_items(dataset, items)
+        totals = _write_rows(dataset, files, item_ids, on_progress)
+        dataset.n_rows = totals.rows
         dataset.n_items = len(items)
-        dataset.n_positions = positions
-        dataset.clicks = clicks
+        dataset.n_positions = totals.positions
+        dataset.clicks = totals.clicks
         dataset.save(update_fields=["n_rows", "n_items", "n_positions", "clicks"])
-    return ImportResult(dataset, created=True, rows=n_rows)
+    return ImportResult(dataset, created=True, rows=totals.rows)
+
+
+def _check_name(name: str) -> None:
+    if not _SLUG.fullmatch(name):
+        raise DatasetImportError(
+            f"dataset name {name!r} must be 1 to 64 letters, digits, hyphens or underscores"
+        )
+
+
+def _emptied_or_new(existing: LoggedDataset | None, *, name: str) -> LoggedDataset:
+    """The dataset to import into: the existing one without its rows and
+    items (a replacement, in the import's transaction), or a new one."""
+    if existing is None:
+        return LoggedDataset(name=name)
+    existing.rows.all().delete()
+    existing.items.all().delete()
+    return existing
+
+
+def _write_items(dataset: LoggedDataset, items: list[formats.ItemRecord]) -> None:
+    LoggedItem.objects.bulk_create(
+        [
+            LoggedItem(
+                dataset=dataset,
+                item_id=item.item_id,
+                category=item.category,
+                price=item.price,
+                attributes=list(item.attributes),
+                features=item.features,
+            )
+            for item in items
+        ],
+        batch_size=_BATCH,
+    )
+
+
+@dataclass(frozen=True)
+class _RowTotals:
+    rows: int
+    clicks: int
+    positions: int  # one more than the deepest position logged
+
+
+def _write_rows(
+    dataset: LoggedDataset,
+    files: formats.LogFiles,
+    item_ids: set[int],
+    on_progress: Callable[[int], None] | None,
+) -> _RowTotals:
+    """Validate and write the rows file in batches; FormatError (with its line)
+    on an over-long text value, a repeated row key or no rows at all."""
+    seen: set[str] = set()
+    batch: list[LoggedRow] = []
+    n_rows = clicks = positions = 0
+    for record in formats.read_rows(files, item_ids):
+        _check_row(record, files, seen)
+        seen.add(record.key)
+        batch.append(_row(dataset, record))
+        clicks += record.click
+        positions = max(positions, record.position + 1)
+        if len(batch) == _BATCH:
+            n_rows += _flush(batch, on_progress)
+    n_rows += _flush(batch, on_progress)
+    if not n_rows:
+        raise formats.FormatError(files.rows_path, None, "no logged rows")
+    return _RowTotals(rows=n_rows, clicks=clicks, positions=positions)
+
+
+def _check_row(record: formats.RowRecord, files: formats.LogFiles, seen: set[str]) -> None:
+    for field, limit in _TEXT_LIMITS.items():
+        if len(getattr(record, field)) > limit:
+            raise formats.FormatError(
+                files.rows_path, record.line, f"{field} is longer than {limit} characters"
+            )
+    if record.key in seen:
+        raise formats.FormatError(files.rows_path, record.line, f"row {record.key!r} appears twice")
 
 
 def _flush(batch: list[LoggedRow], on_progress: Callable[[int], None] | None) -> int:

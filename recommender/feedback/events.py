@@ -162,22 +162,17 @@ def event_record(
     fresh = event_id is None
     event_id = event_id or uuid.uuid4()
     if not fresh:
-        existing = Event.objects.filter(event_id=event_id).first()
-        if existing is not None:
-            if existing.session_key != session_key:
-                raise EventRejected("event_id was already used by another session.")
-            return RecordedEvent(existing, created=False)
-
-    impression = None
-    if type == EventType.CLICK and impression_id is not None:
-        impression = _impression_for_click(
-            impression_id=impression_id, session_key=session_key, product_id=product.pk, now=now
-        )
-    elif type in (EventType.ADD_TO_CART, EventType.PURCHASE) and rewardable:
-        impression = _impression_for_server_event(
-            session_key=session_key, product_id=product.pk, type=type, now=now
-        )
-
+        repeat = _stored_repeat(event_id, session_key=session_key)
+        if repeat is not None:
+            return repeat
+    impression = _impression_to_credit(
+        type=type,
+        product_id=product.pk,
+        session_key=session_key,
+        impression_id=impression_id,
+        rewardable=rewardable,
+        now=now,
+    )
     fields = dict(
         event_id=event_id,
         created_at=now,
@@ -194,38 +189,97 @@ def event_record(
         return RecordedEvent(Event.objects.create(**fields), created=True)
     with transaction.atomic():
         if impression is not None:
-            try:
-                # The savepoint lets a lost race on the reward-once constraint,
-                # or a click past the impression's cap, fall back to an
-                # unattributed event instead of failing.
-                with transaction.atomic():
-                    reward = reward_for(type=type, line_value=line_value)
-                    event = Event.objects.create(**fields, impression=impression, reward=reward)
-                    counter = _COUNTER_FOR_TYPE[type]
-                    impression_row = Impression.objects.filter(pk=impression.pk)
-                    if type == EventType.CLICK:
-                        # In the UPDATE itself, so concurrent clicks cannot pass the cap.
-                        impression_row = impression_row.filter(
-                            clicks__lt=settings.RECOMMENDER_REWARDED_CLICKS_PER_IMPRESSION
-                        )
-                    if not impression_row.update(
-                        **{counter: F(counter) + 1},
-                        reward=F("reward") + reward,
-                        revenue=F("revenue") + fields["value"],
-                    ):
-                        raise _ClickCapReached
-                    return RecordedEvent(event, created=True)
-            except _ClickCapReached:
-                pass
-            except IntegrityError:
-                stored = Event.objects.filter(event_id=event_id).first()
-                if stored is not None:
-                    return _concurrent_repeat(stored, session_key=session_key)
-        try:
-            with transaction.atomic():
-                return RecordedEvent(Event.objects.create(**fields), created=True)
-        except IntegrityError:
-            return _concurrent_repeat(Event.objects.get(event_id=event_id), session_key=session_key)
+            credited = _create_credited(fields, impression=impression, line_value=line_value)
+            if credited is not None:
+                return credited
+        return _create_uncredited(fields)
+
+
+def _stored_repeat(event_id: uuid.UUID, *, session_key: str) -> RecordedEvent | None:
+    """The event already stored under a client's ``event_id``, if any."""
+    existing = Event.objects.filter(event_id=event_id).first()
+    if existing is None:
+        return None
+    return _concurrent_repeat(existing, session_key=session_key)
+
+
+def _impression_to_credit(
+    *,
+    type: str,
+    product_id: int,
+    session_key: str,
+    impression_id: uuid.UUID | None,
+    rewardable: bool,
+    now: datetime,
+) -> Impression | None:
+    """The impression an event earns reward for: the one a click names, or
+    the one the server finds for an add-to-cart or purchase."""
+    if type == EventType.CLICK and impression_id is not None:
+        return _impression_for_click(
+            impression_id=impression_id, session_key=session_key, product_id=product_id, now=now
+        )
+    if type in (EventType.ADD_TO_CART, EventType.PURCHASE) and rewardable:
+        return _impression_for_server_event(
+            session_key=session_key, product_id=product_id, type=type, now=now
+        )
+    return None
+
+
+def _create_credited(
+    fields: dict, *, impression: Impression, line_value: Decimal
+) -> RecordedEvent | None:
+    """Store the event with its reward and add both to the impression.
+
+    Returns None when the event must be stored unattributed instead: the click
+    cap is reached, or another request won the reward-once race. A concurrent
+    repeat of the same ``event_id`` returns that stored event.
+    """
+    try:
+        # The savepoint lets a lost race on the reward-once constraint, or a
+        # click past the impression's cap, fall back to an unattributed event
+        # instead of failing.
+        with transaction.atomic():
+            reward = reward_for(type=fields["type"], line_value=line_value)
+            event = Event.objects.create(**fields, impression=impression, reward=reward)
+            _credit_impression(
+                impression, type=fields["type"], reward=reward, value=fields["value"]
+            )
+            return RecordedEvent(event, created=True)
+    except _ClickCapReached:
+        return None
+    except IntegrityError:
+        stored = Event.objects.filter(event_id=fields["event_id"]).first()
+        if stored is None:
+            return None
+        return _concurrent_repeat(stored, session_key=fields["session_key"])
+
+
+def _credit_impression(impression: Impression, *, type: str, reward: float, value: Decimal) -> None:
+    """Add an event's reward, revenue and count to its impression's totals;
+    raises _ClickCapReached when a click would pass the impression's cap."""
+    counter = _COUNTER_FOR_TYPE[type]
+    impression_row = Impression.objects.filter(pk=impression.pk)
+    if type == EventType.CLICK:
+        # In the UPDATE itself, so concurrent clicks cannot pass the cap.
+        impression_row = impression_row.filter(
+            clicks__lt=settings.RECOMMENDER_REWARDED_CLICKS_PER_IMPRESSION
+        )
+    if not impression_row.update(
+        **{counter: F(counter) + 1},
+        reward=F("reward") + reward,
+        revenue=F("revenue") + value,
+    ):
+        raise _ClickCapReached
+
+
+def _create_uncredited(fields: dict) -> RecordedEvent:
+    """Store the event without reward (or return a concurrent repeat of it)."""
+    try:
+        with transaction.atomic():
+            return RecordedEvent(Event.objects.create(**fields), created=True)
+    except IntegrityError:
+        stored = Event.objects.get(event_id=fields["event_id"])
+        return _concurrent_repeat(stored, session_key=fields["session_key"])
 
 
 class _ClickCapReached(Exception):
@@ -287,7 +341,8 @@ def add_to_cart_reverse(
 
 
 def _concurrent_repeat(stored: Event, *, session_key: str) -> RecordedEvent:
-    """A concurrent request stored the same event_id first."""
+    """The event a repeat (or a concurrent request) stored under the same
+    event_id first; refused when another session sent it."""
     if stored.session_key != session_key:
         raise EventRejected("event_id was already used by another session.")
     return RecordedEvent(stored, created=False)

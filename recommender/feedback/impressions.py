@@ -91,7 +91,27 @@ def impression_log(
         epsilon=epsilon,
         sold_out_id=sold_out_id,
     )
-    # Plain columns straight from the slate (no model instance per item).
+    columns = _item_columns(slate)
+    product_ids = columns[0]
+    alias = router.db_for_write(Impression)
+    if not product_ids:
+        impression.save(force_insert=True, using=alias)
+        return LoggedImpression(impression, [], {})
+    extra = sorted({int(i) for i in also_read})
+    by_id, available = _log(
+        impression, columns, extra, force=not available_only, connection=connections[alias]
+    )
+    if not available and available_only:
+        return None
+    impression._state.adding, impression._state.db = False, alias
+    products = [by_id[pk] for pk in product_ids if pk in by_id]
+    return LoggedImpression(impression, products, {pk: by_id[pk] for pk in extra if pk in by_id})
+
+
+def _item_columns(slate: Slate) -> tuple[list, ...]:
+    """The slate's item rows as plain columns (no model instance per item),
+    in ITEM_FIELDS order after the impression: product, position,
+    propensity, score."""
     product_ids = [int(item) for item in slate.items]
     columns = (
         product_ids,
@@ -101,25 +121,17 @@ def impression_log(
     )
     if not (len(product_ids) == len(columns[2]) == len(columns[3])):
         raise ValueError("a slate needs one propensity and one score per item")
-    alias = router.db_for_write(Impression)
-    connection = connections[alias]
-    if not product_ids:
-        impression.save(force_insert=True, using=alias)
-        return LoggedImpression(impression, [], {})
-    extra = sorted({int(i) for i in also_read})
+    return columns
+
+
+def _log(
+    impression: Impression, columns: tuple[list, ...], extra: list[int], *, force: bool, connection
+) -> tuple[dict[int, Product], bool]:
+    """Write the impression and its items the fastest way the database allows;
+    returns the products read by id and whether the slate was available."""
     if connection.vendor == "postgresql":
-        by_id, available = _log_in_one_statement(
-            impression, columns, extra, force=not available_only, connection=connection
-        )
-    else:
-        by_id, available = _log_in_a_transaction(
-            impression, columns, extra, force=not available_only, alias=alias
-        )
-    if not available and available_only:
-        return None
-    impression._state.adding, impression._state.db = False, alias
-    products = [by_id[pk] for pk in product_ids if pk in by_id]
-    return LoggedImpression(impression, products, {pk: by_id[pk] for pk in extra if pk in by_id})
+        return _log_in_one_statement(impression, columns, extra, force=force, connection=connection)
+    return _log_in_a_transaction(impression, columns, extra, force=force, alias=connection.alias)
 
 
 def _slate_available(by_id: dict[int, Product], item_ids: list[int]) -> bool:

@@ -25,6 +25,7 @@ from recommender.simulation.traffic import (
     shopper_seeds,
     store_simulator,
 )
+from tests.recommender.rl.factories import item_catalog
 from tests.recommender.support import Shopper, make_catalog
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("recommender_isolation")]
@@ -167,13 +168,8 @@ def test_an_older_store_judges_the_baselines_on_the_whole_window(history, settin
 
 
 def _catalog() -> ItemCatalog:
-    ids = np.arange(1, 9)
-    return ItemCatalog(
-        ids=ids,
-        categories=(ids - 1) // 4,
-        prices=np.full(8, 10.0, dtype=np.float32),
-        attributes=np.zeros((8, 2), dtype=np.float32),
-    )
+    """Items 1-4 in category 0, 5-8 in category 1."""
+    return item_catalog(8, categories=np.arange(8) // 4, prices=np.full(8, 10.0))
 
 
 @pytest.mark.parametrize("make", [PopularityPolicy, CooccurrencePolicy, SameCategoryPolicy])
@@ -204,12 +200,7 @@ def test_a_baseline_is_ranked_for_the_estimates_as_it_serves(make):
 def test_a_baseline_is_ranked_as_it_serves_over_many_random_requests(make):
     rng = np.random.default_rng(5)
     ids = np.arange(1, 41)
-    catalog = ItemCatalog(
-        ids=ids,
-        categories=ids % 4,
-        prices=np.full(40, 10.0, dtype=np.float32),
-        attributes=np.zeros((40, 2), dtype=np.float32),
-    )
+    catalog = item_catalog(ids=ids, categories=ids % 4, prices=np.full(40, 10.0))
     policy = make(catalog) if make is SameCategoryPolicy else make()
     events = [int(e) for e in EventType]
     policy.fit(

@@ -7,75 +7,10 @@ from recommender.rl.config import DQNConfig
 from recommender.rl.core import td_target
 from recommender.rl.replay import ReplayBuffer
 from recommender.rl.simulator import make_catalog
-from recommender.rl.types import EventType, ItemCatalog, Observation, Slot, Transition
+from recommender.rl.types import EventType, Observation, Slot, Transition
+from tests.recommender.rl.factories import SMALL, item_catalog, observation, random_transitions
 
-SMALL = DQNConfig(
-    id_dim=4,
-    category_dim=4,
-    item_hidden=16,
-    embed_dim=8,
-    state_hidden=16,
-    max_recent=4,
-    max_cart=2,
-    max_history=2,
-    batch_size=32,
-    max_next_candidates=8,
-    epsilon_decay_steps=100,
-)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks: a second thread's hand-offs cost more than the math it takes on."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def catalog(n: int = 12, first_id: int = 1) -> ItemCatalog:
-    rng = np.random.default_rng(n)
-    return ItemCatalog(
-        ids=np.arange(first_id, first_id + n),
-        categories=np.arange(n) % 3,
-        prices=rng.uniform(5, 100, n).astype(np.float32),
-        attributes=rng.random((n, 2)).astype(np.float32),
-    )
-
-
-def observation(slot: Slot = Slot.HOME, **kwargs) -> Observation:
-    return Observation(slot=slot, **kwargs)
-
-
-def random_transitions(
-    items: ItemCatalog, n: int, rng: np.random.Generator, n_candidates: int = 5
-) -> list[Transition]:
-    ids = items.ids.tolist()
-    out = []
-    for _ in range(n):
-        recent = tuple(int(i) for i in rng.choice(ids, 3))
-        state = observation(
-            Slot(int(rng.integers(3))),
-            recent_items=recent,
-            recent_events=(EventType.VIEW, EventType.CLICK, EventType.VIEW),
-            recent_ages=(30.0, 20.0, 10.0),
-        )
-        done = bool(rng.random() < 0.3)
-        out.append(
-            Transition(
-                state=state,
-                item=int(rng.choice(ids)),
-                reward=float(rng.random()),
-                next_state=None
-                if done
-                else observation(Slot.CART, cart_items=recent[:1], page_depth=1),
-                done=done,
-                next_candidates=None
-                if done
-                else tuple(int(i) for i in rng.choice(ids, n_candidates, replace=False)),
-            )
-        )
-    return out
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_greedy_in_catalog_matches_a_dense_mask_for_both_kinds_of_sets():
@@ -130,7 +65,7 @@ def test_double_dqn_target_selects_with_online_and_evaluates_with_target():
 
 
 def test_agent_td_targets_match_a_hand_computed_transition():
-    items = catalog()
+    items = item_catalog(12, seed=12)
     config = DQNConfig(**{**SMALL.to_dict(), "gamma": 0.8, "target_update_interval": 0})
     agent = DQNAgent(config, items)
     rng = np.random.default_rng(0)
@@ -152,24 +87,8 @@ def test_agent_td_targets_match_a_hand_computed_transition():
     assert y.item() == pytest.approx(expected, abs=1e-5)
 
 
-def test_terminal_and_myopic_targets_are_the_reward():
-    items = catalog()
-    rng = np.random.default_rng(1)
-    transitions = random_transitions(items, 50, rng)
-    for gamma in (0.0, 0.9):
-        config = DQNConfig(**{**SMALL.to_dict(), "gamma": gamma})
-        replay = ReplayBuffer(config)
-        replay.add_many(transitions, items)
-        batch = replay.sample(64, rng)
-        y = DQNAgent(config, items).td_targets(batch).numpy()
-        terminal = batch.dones == 1
-        np.testing.assert_allclose(y[terminal], batch.rewards[terminal])
-        if gamma == 0.0:
-            np.testing.assert_allclose(y, batch.rewards)
-
-
 def test_targets_over_every_catalog_item_except_some_match_hand_computation():
-    items = catalog()
+    items = item_catalog(12, seed=12)
     config = DQNConfig(**{**SMALL.to_dict(), "target_update_interval": 0, "max_next_candidates": 3})
     agent = DQNAgent(config, items)
     rng = np.random.default_rng(2)
@@ -198,7 +117,7 @@ def test_targets_over_every_catalog_item_except_some_match_hand_computation():
 def test_training_learns_long_term_value_that_a_myopic_agent_forgoes():
     # From the home page, item 1 earns nothing now but leads to a product page where
     # item 3 earns 1; item 2 earns 0.5 and ends the session.
-    items = catalog(6)
+    items = item_catalog(6, seed=6)
     home = observation(Slot.HOME)
     product = observation(Slot.PRODUCT, current_item=1, page_depth=1)
     transitions = [
@@ -232,15 +151,8 @@ def test_training_learns_long_term_value_that_a_myopic_agent_forgoes():
     assert chosen == {0.9: 1, 0.0: 2}
 
 
-def test_epsilon_schedule_decays_linearly_then_stays():
-    agent = DQNAgent(SMALL, catalog())
-    assert agent.epsilon_at(0) == 1.0
-    assert agent.epsilon_at(50) == pytest.approx(0.525)
-    assert agent.epsilon_at(100) == agent.epsilon_at(10_000) == pytest.approx(0.05)
-
-
 def test_act_builds_a_slate_from_known_distinct_candidates():
-    items = catalog()
+    items = item_catalog(12, seed=12)
     agent = DQNAgent(SMALL, items)
     rng = np.random.default_rng(4)
     slate = agent.act(observation(), np.array([3, 999, 5, 7]), 8, rng, epsilon=0.0)
@@ -256,60 +168,6 @@ def test_act_builds_a_slate_from_known_distinct_candidates():
         agent.act(observation(), np.array([3, 3]), 2, rng)
     with pytest.raises(ValueError, match="not in the catalog"):
         agent.q_values(observation(), np.array([3, 999]))
-
-
-def test_target_updates_copy_or_average_the_online_weights():
-    items = catalog()
-    config = DQNConfig(**{**SMALL.to_dict(), "target_update_interval": 0})
-    agent = DQNAgent(config, items)
-    rng = np.random.default_rng(5)
-    replay = ReplayBuffer(config)
-    replay.add_many(random_transitions(items, 100, rng), items)
-    agent.train_steps(replay, 10, rng)
-    online = agent.online.states.mlp[0].weight.detach().clone()
-    before = agent.target.states.mlp[0].weight.detach().clone()
-    assert not torch.equal(online, before)
-    agent.soft_update(0.25)
-    torch.testing.assert_close(agent.target.states.mlp[0].weight, 0.25 * online + 0.75 * before)
-    agent.sync_target()
-    obs = observation(Slot.CART, cart_items=(2,))
-    np.testing.assert_array_equal(
-        agent.q_values(obs, items.ids), agent.q_values(obs, items.ids, network="target")
-    )
-
-
-def test_new_catalog_items_get_vocabulary_rows_and_training_continues():
-    items = catalog(12)
-    agent = DQNAgent(SMALL, items)
-    rng = np.random.default_rng(6)
-    replay = ReplayBuffer(SMALL)
-    replay.add_many(random_transitions(items, 100, rng), items)
-    agent.train_steps(replay, 5, rng)
-    bigger = catalog(15)
-    agent.set_catalog(bigger)
-    assert len(agent.vocabulary) == 15
-    assert (
-        agent.online.items.id_embedding.weight.shape[0]
-        == agent.target.items.id_embedding.weight.shape[0]
-        == 16
-    )
-    assert np.isfinite(agent.q_values(observation(), bigger.ids)).all()
-    replay = ReplayBuffer(SMALL)
-    replay.add_many(random_transitions(bigger, 100, rng), bigger)
-    assert np.isfinite(agent.train_steps(replay, 5, rng).loss)
-    stale = ReplayBuffer(SMALL)
-    stale.add_many(random_transitions(items, 10, rng), items)
-    with pytest.raises(ValueError, match="another catalog"):
-        agent.train_steps(stale, 1, rng)
-
-
-def test_agents_with_the_same_seed_agree():
-    items = catalog()
-    obs = observation(Slot.HOME, history_items=(1, 2, 3))
-    np.testing.assert_array_equal(
-        DQNAgent(SMALL, items).q_values(obs, items.ids),
-        DQNAgent(SMALL, items).q_values(obs, items.ids),
-    )
 
 
 def test_q_components_add_up_to_q_and_name_what_varies_across_items():
@@ -335,7 +193,7 @@ def test_q_components_add_up_to_q_and_name_what_varies_across_items():
 
 
 def test_near_duplicate_groups_keep_one_item_per_group_in_act_and_slates():
-    agent = DQNAgent(SMALL, catalog(12), n_categories=3)
+    agent = DQNAgent(SMALL, item_catalog(12, seed=12), n_categories=3)
     ids = agent.catalog.ids
     groups = ids % 4  # four groups of three
     obs = observation()

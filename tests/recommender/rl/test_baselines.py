@@ -18,6 +18,7 @@ from recommender.rl.baselines import (
 from recommender.rl.config import DQNConfig
 from recommender.rl.simulator import ShopperSimulator, make_catalog, run_session
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot
+from tests.recommender.rl.factories import item_catalog
 
 CLICK, ADD, BUY, VIEW = (
     int(EventType.CLICK),
@@ -121,12 +122,7 @@ def test_cooccurrence_uses_recent_items_and_the_cart():
 
 def _two_category_catalog() -> ItemCatalog:
     """Items 1-3 in category 0, 4-6 in category 1."""
-    return ItemCatalog(
-        ids=np.arange(1, 7),
-        categories=np.array([0, 0, 0, 1, 1, 1]),
-        prices=np.full(6, 10.0, dtype=np.float32),
-        attributes=np.zeros((6, 0), dtype=np.float32),
-    )
+    return item_catalog(6, categories=[0, 0, 0, 1, 1, 1], prices=np.full(6, 10.0), n_attributes=0)
 
 
 def test_same_category_follows_the_page_and_the_recent_items():

@@ -12,7 +12,10 @@ from recommender.rl.agents import check_agent
 from recommender.rl.checkpoint import CheckpointError
 from recommender.rl.config import DQNConfig
 from recommender.rl.replay import ReplayBuffer
-from recommender.rl.types import EventType, ItemCatalog, Observation, Slot, Transition
+from recommender.rl.types import EventType, Observation, Slot, Transition
+from tests.recommender.rl.factories import item_catalog
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CONFIG = DQNConfig(
     id_dim=4,
@@ -23,12 +26,7 @@ CONFIG = DQNConfig(
     batch_size=16,
     target_update_interval=0,
 )
-ITEMS = ItemCatalog(
-    ids=np.arange(1, 9),
-    categories=np.array([0, 1, 2, 0, 1, 2, 0, 1]),
-    prices=np.linspace(5, 80, 8).astype(np.float32),
-    attributes=np.eye(8, 3, dtype=np.float32),
-)
+ITEMS = item_catalog(8, max_price=80, attributes=np.eye(8, 3))
 OBSERVATIONS = [
     Observation(slot=Slot.HOME),
     Observation(
@@ -41,15 +39,6 @@ OBSERVATIONS = [
         page_depth=2,
     ),
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks: a second thread's hand-offs cost more than the math it takes on."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def trained_agent() -> DQNAgent:
@@ -133,12 +122,7 @@ print(agent.adam.built, "torch._dynamo" in sys.modules)
 def test_a_checkpoint_loaded_for_a_grown_catalog_keeps_its_optimizer_moments():
     """New products get id rows and zero moments whether the optimizer was built
     before the catalog grew (a trainer) or is built after (a loaded checkpoint)."""
-    newer = ItemCatalog(
-        ids=np.arange(1, 11),
-        categories=np.arange(10) % 3,
-        prices=np.linspace(5, 80, 10).astype(np.float32),
-        attributes=np.eye(10, 3, dtype=np.float32),
-    )
+    newer = item_catalog(10, max_price=80, attributes=np.eye(10, 3))
     agent = trained_agent()
     loaded = DQNAgent.load(agent.save(), catalog=newer)
     agent.set_catalog(newer)
@@ -165,12 +149,7 @@ def test_load_refuses_non_finite_optimizer_moments():
 
 
 def test_load_can_serve_a_newer_catalog():
-    newer = ItemCatalog(
-        ids=np.arange(1, 11),
-        categories=np.arange(10) % 3,
-        prices=np.linspace(5, 80, 10).astype(np.float32),
-        attributes=np.zeros((10, 3), dtype=np.float32),
-    )
+    newer = item_catalog(10, max_price=80, n_attributes=3)
     loaded = DQNAgent.load(trained_agent().save(), catalog=newer)
     assert loaded.q_values(OBSERVATIONS[1], newer.ids).shape == (10,)
 

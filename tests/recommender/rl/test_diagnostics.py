@@ -10,19 +10,14 @@ from recommender.rl.agent import DQNAgent
 from recommender.rl.config import DQNConfig
 from recommender.rl.diagnostics import candidate_masks, personalisation_report
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot
+from tests.recommender.rl.factories import item_catalog
 
 VIEW = int(EventType.VIEW)
 
 
 def _catalog() -> ItemCatalog:
     """Four categories of five items each: ids 1-20, category (id - 1) // 5."""
-    ids = np.arange(1, 21)
-    return ItemCatalog(
-        ids=ids,
-        categories=(ids - 1) // 5,
-        prices=np.linspace(5, 100, 20).astype(np.float32),
-        attributes=np.zeros((20, 2), dtype=np.float32),
-    )
+    return item_catalog(20, categories=np.arange(20) // 5)
 
 
 def _viewer(item: int) -> Observation:

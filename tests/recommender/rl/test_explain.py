@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from recommender.rl.agent import DQNAgent
 from recommender.rl.config import DQNConfig
 from recommender.rl.encoding import ObservationEncoder
 from recommender.rl.explain import EachAlone, Reason, alone, reasons, session_items
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot
+from tests.recommender.rl.factories import item_catalog
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 VIEW, CLICK = int(EventType.VIEW), int(EventType.CLICK)
 
@@ -116,24 +118,9 @@ SMALL = DQNConfig(
 N_ITEMS = 30
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _catalog() -> ItemCatalog:
-    rng = np.random.default_rng(7)
     # Ids 1..N_ITEMS - 3: the sessions below also hold ids the catalog does not know.
-    n = N_ITEMS - 3
-    return ItemCatalog(
-        ids=np.arange(1, n + 1),
-        categories=np.arange(n) % 4,
-        prices=rng.uniform(5, 100, n).astype(np.float32),
-        attributes=rng.random((n, 3)).astype(np.float32),
-    )
+    return item_catalog(N_ITEMS - 3, n_categories=4, n_attributes=3, seed=7)
 
 
 def _sessions(n: int, seed: int = 0) -> list[Observation]:

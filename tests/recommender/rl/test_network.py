@@ -8,6 +8,7 @@ from recommender.rl.agent import DQNAgent
 from recommender.rl.config import DQNConfig
 from recommender.rl.network import all_items_q, candidate_q, pair_q
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot, Transition
+from tests.recommender.rl.factories import item_catalog
 
 CONFIG = DQNConfig(
     id_dim=4, category_dim=4, item_hidden=16, embed_dim=8, state_hidden=16, grow_vocabulary=False
@@ -19,16 +20,6 @@ OBS = Observation(
     recent_ages=(10.0, 1.0),
     cart_items=(2,),
 )
-
-
-def catalog(ids, categories, prices, attributes=None) -> ItemCatalog:
-    n = len(ids)
-    return ItemCatalog(
-        ids=np.asarray(ids),
-        categories=np.asarray(categories),
-        prices=np.asarray(prices, dtype=np.float32),
-        attributes=np.zeros((n, 2), dtype=np.float32) if attributes is None else attributes,
-    )
 
 
 def test_q_helpers_agree_on_the_dot_product_form():
@@ -44,19 +35,23 @@ def test_q_helpers_agree_on_the_dot_product_form():
 
 
 def test_catalogs_of_any_size_are_scored_by_the_same_parameters():
-    agent = DQNAgent(CONFIG, catalog([1, 2, 3], [0, 1, 0], [10, 20, 30]))
+    agent = DQNAgent(CONFIG, item_catalog(ids=[1, 2, 3], categories=[0, 1, 0], prices=[10, 20, 30]))
     sizes = {name: p.shape for name, p in agent.online.named_parameters()}
-    bigger = catalog(np.arange(1, 501), np.arange(500) % 2, np.linspace(5, 50, 500))
+    bigger = item_catalog(500, n_categories=2, max_price=50)
     agent.set_catalog(bigger)
     assert {name: p.shape for name, p in agent.online.named_parameters()} == sizes
     assert agent.q_values(OBS, bigger.ids).shape == (500,)
 
 
 def test_items_unseen_in_training_are_scored_from_their_features():
-    agent = DQNAgent(CONFIG, catalog([1, 2, 3], [0, 1, 0], [10, 20, 30]))
+    agent = DQNAgent(CONFIG, item_catalog(ids=[1, 2, 3], categories=[0, 1, 0], prices=[10, 20, 30]))
     # Ids 7 and 8 are outside the vocabulary: same features, same finite score;
     # other features, another score.
-    agent.set_catalog(catalog([1, 2, 3, 7, 8, 9], [0, 1, 0, 2, 2, 0], [10, 20, 30, 15, 15, 99]))
+    agent.set_catalog(
+        item_catalog(
+            ids=[1, 2, 3, 7, 8, 9], categories=[0, 1, 0, 2, 2, 0], prices=[10, 20, 30, 15, 15, 99]
+        )
+    )
     q = agent.q_values(OBS, np.array([7, 8, 9]))
     assert np.isfinite(q).all()
     # Equal up to float rounding: the rows sit at different SIMD lanes of the product.
@@ -65,7 +60,7 @@ def test_items_unseen_in_training_are_scored_from_their_features():
 
 
 def test_the_unknown_id_row_stays_zero():
-    agent = DQNAgent(CONFIG, catalog([1, 2, 3], [0, 1, 0], [10, 20, 30]))
+    agent = DQNAgent(CONFIG, item_catalog(ids=[1, 2, 3], categories=[0, 1, 0], prices=[10, 20, 30]))
     assert agent.online.items.id_embedding.padding_idx == 0
     assert torch.count_nonzero(agent.online.items.id_embedding.weight[0]) == 0
 
@@ -86,7 +81,7 @@ def _category_log(items: ItemCatalog, n: int, rng: np.random.Generator) -> list[
 
 def test_the_context_term_learns_that_shoppers_click_what_resembles_the_page():
     n_categories = 6
-    items = catalog(np.arange(1, 61), np.arange(60) % n_categories, np.linspace(5.0, 50.0, 60))
+    items = item_catalog(60, n_categories=n_categories, max_price=50)
     agent = DQNAgent(dataclasses.replace(CONFIG, gamma=0.0, batch_size=64), items)
     rng = np.random.default_rng(0)
     replay = agent.make_replay()
@@ -116,7 +111,7 @@ def test_the_context_term_learns_that_shoppers_click_what_resembles_the_page():
 def test_the_context_weights_learn_at_their_own_rate():
     agent = DQNAgent(
         dataclasses.replace(CONFIG, lr=1e-4, context_lr=5e-2),
-        catalog([1, 2, 3], [0, 1, 0], [10, 20, 30]),
+        item_catalog(ids=[1, 2, 3], categories=[0, 1, 0], prices=[10, 20, 30]),
     )
     groups = agent.optimizer.param_groups
     assert [g["lr"] for g in groups] == [1e-4, 5e-2]
@@ -126,7 +121,7 @@ def test_the_context_weights_learn_at_their_own_rate():
 
 
 def test_the_context_penalty_is_on_the_per_pair_affinities_only():
-    agent = DQNAgent(CONFIG, catalog([1, 2, 3], [0, 1, 0], [10, 20, 30]))
+    agent = DQNAgent(CONFIG, item_catalog(ids=[1, 2, 3], categories=[0, 1, 0], prices=[10, 20, 30]))
     context = agent.online.states.context
     with torch.no_grad():
         context.shared.fill_(1.0)
@@ -140,7 +135,7 @@ def test_the_context_penalty_is_on_the_per_pair_affinities_only():
 
 def test_affinities_the_clicks_do_not_support_shrink_towards_zero():
     n_categories = 6
-    items = catalog(np.arange(1, 61), np.arange(60) % n_categories, np.linspace(5.0, 50.0, 60))
+    items = item_catalog(60, n_categories=n_categories, max_price=50)
     rng = np.random.default_rng(0)
     log = []
     for _ in range(2000):  # clicks that owe nothing to the page's category

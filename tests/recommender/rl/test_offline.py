@@ -3,13 +3,15 @@ per-position log whose click probabilities are known."""
 
 import numpy as np
 import pytest
-import torch
 
 from recommender.rl import offline, ope
 from recommender.rl.agent import DQNAgent
 from recommender.rl.baselines import PopularityPolicy
 from recommender.rl.config import DQNConfig
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot
+from tests.recommender.rl.factories import item_catalog
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 N_ITEMS, N_POSITIONS = 12, 3
 POSITION_EFFECT = np.array([1.0, 0.7, 0.5])
@@ -18,20 +20,13 @@ SMALL = DQNConfig(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def catalog() -> ItemCatalog:
-    return ItemCatalog(
-        ids=np.arange(100, 100 + N_ITEMS),
-        categories=np.arange(N_ITEMS) % 4,
-        prices=np.full(N_ITEMS, 10.0, dtype=np.float32),
-        attributes=np.eye(N_ITEMS, 3, dtype=np.float32),
+    return item_catalog(
+        N_ITEMS,
+        first_id=100,
+        n_categories=4,
+        prices=np.full(N_ITEMS, 10.0),
+        attributes=np.eye(N_ITEMS, 3),
     )
 
 

@@ -1,20 +1,16 @@
+from functools import partial
+
 import numpy as np
 import pytest
 
 from recommender.rl.config import DQNConfig
 from recommender.rl.replay import ReplayBuffer
-from recommender.rl.types import ItemCatalog, Observation, Slot, Transition
+from recommender.rl.types import Observation, Slot, Transition
+from tests.recommender.rl.factories import item_catalog
 
 CONFIG = DQNConfig(max_recent=3, max_cart=2, max_history=2, max_next_candidates=4)
-
-
-def catalog(n: int = 10) -> ItemCatalog:
-    return ItemCatalog(
-        ids=np.arange(100, 100 + n),
-        categories=np.arange(n) % 3,
-        prices=np.linspace(5, 50, n).astype(np.float32),
-        attributes=np.zeros((n, 2), dtype=np.float32),
-    )
+# Ids from 100, the items the transitions below name.
+catalog = partial(item_catalog, first_id=100, max_price=50)
 
 
 def transition(
@@ -34,7 +30,7 @@ def transition(
 
 def test_ring_buffer_is_bounded_and_overwrites_the_oldest():
     replay = ReplayBuffer(CONFIG, capacity=3)
-    items = catalog()
+    items = catalog(10)
     replay.add_many([transition(reward=r) for r in (1, 2)], items)
     replay.add_many([transition(reward=r) for r in (3, 4, 5)], items)
     assert len(replay) == 3
@@ -46,7 +42,7 @@ def test_ring_buffer_is_bounded_and_overwrites_the_oldest():
 
 def test_sample_returns_encoded_arrays_of_the_batch_size():
     replay = ReplayBuffer(CONFIG)
-    replay.add_many([transition(reward=1.0, item=103)], catalog())
+    replay.add_many([transition(reward=1.0, item=103)], catalog(10))
     batch = replay.sample(5, np.random.default_rng(0))
     assert batch.actions.tolist() == [3] * 5  # catalog row of item 103
     assert batch.states.rows.shape == (5, 3 + 2 + 2 + 1)  # recent, cart, history, focus
@@ -104,7 +100,7 @@ def test_sets_fitting_neither_way_are_rejected():
 
 def test_transitions_on_items_outside_the_catalog_are_skipped():
     replay = ReplayBuffer(CONFIG)
-    assert replay.add_many([transition(item=999), transition(item=100)], catalog()) == 1
+    assert replay.add_many([transition(item=999), transition(item=100)], catalog(10)) == 1
     assert len(replay) == 1
 
 
@@ -118,7 +114,7 @@ def test_a_buffer_stays_bound_to_its_catalog():
 
 def test_sampling_weights_draw_transitions_in_proportion():
     replay = ReplayBuffer(CONFIG, capacity=4)
-    replay.add_many([transition(reward=r) for r in (0, 1, 2)], catalog())
+    replay.add_many([transition(reward=r) for r in (0, 1, 2)], catalog(10))
     replay.set_sampling_weights(np.array([0.0, 1.0, 3.0]))
     rewards = replay.sample(20_000, np.random.default_rng(1)).rewards
     assert 0.0 not in rewards
@@ -126,17 +122,17 @@ def test_sampling_weights_draw_transitions_in_proportion():
     replay.set_sampling_weights(None)
     assert 0.0 in replay.sample(200, np.random.default_rng(1)).rewards
     replay.set_sampling_weights(np.array([1.0, 0.0, 0.0]))
-    replay.add_many([transition(reward=5)], catalog())  # new rows: back to uniform
+    replay.add_many([transition(reward=5)], catalog(10))  # new rows: back to uniform
     assert set(replay.sample(400, np.random.default_rng(1)).rewards.tolist()) == {0, 1, 2, 5}
 
 
 def test_sampling_weights_must_match_an_unwrapped_buffer():
     replay = ReplayBuffer(CONFIG, capacity=2)
-    replay.add_many([transition(), transition()], catalog())
+    replay.add_many([transition(), transition()], catalog(10))
     with pytest.raises(ValueError, match="one weight per stored transition"):
         replay.set_sampling_weights(np.ones(3))
     with pytest.raises(ValueError, match="not all zero"):
         replay.set_sampling_weights(np.zeros(2))
-    replay.add_many([transition()], catalog())  # the ring wraps
+    replay.add_many([transition()], catalog(10))  # the ring wraps
     with pytest.raises(ValueError, match="wrapped"):
         replay.set_sampling_weights(np.ones(2))

@@ -21,6 +21,7 @@ from recommender.rl.simulator import (
 from recommender.rl.simulator.model import GATEWAY, PREMIUM, REGULAR
 from recommender.rl.slate import best_carousels
 from recommender.rl.types import EventType, ItemCatalog, Slate, Slot
+from tests.recommender.rl.factories import item_catalog
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +77,11 @@ def test_make_catalog_is_seeded_and_store_shaped():
 
 def test_simulator_works_on_any_catalog():
     # Sparse ids, a gap in the category indices, no attributes, very few items.
-    catalog = ItemCatalog(
-        ids=np.array([1005, 17, 400, 9, 33], dtype=np.int64),
-        categories=np.array([0, 3, 3, 5, 0], dtype=np.int64),
-        prices=np.array([10.0, 250.0, 99.0, 5.0, 12.5], dtype=np.float32),
-        attributes=np.zeros((5, 0), dtype=np.float32),
+    catalog = item_catalog(
+        ids=[1005, 17, 400, 9, 33],
+        categories=[0, 3, 3, 5, 0],
+        prices=[10.0, 250.0, 99.0, 5.0, 12.5],
+        n_attributes=0,
     )
     simulator = ShopperSimulator(catalog, seed=1)
     assert simulator.n_categories == 6
