@@ -4,10 +4,16 @@ demo store: ``make screenshots`` (``python -m tests.screenshots``).
 In a throwaway folder (its own SQLite database, media, broker and mail; never
 your data) it migrates, seeds the demo catalog, writes the simulated history
 inline (simulated shoppers, training as it goes, so a trained policy is
-active), starts the store, and photographs the storefront and the
-recommendation dashboard in headless Chromium. Tests never write these files.
+active), starts the store, and photographs in headless Chromium the home page
+of a shopper who searched for tents and viewed three, and the recommendation
+dashboard. Tests never write these files.
 
-    python -m tests.screenshots [--sessions 1000] [--port 8182]
+The history's shoppers are of the ``category`` family (interest in the
+category just looked at), for which "camping gear after tents" is what the
+policy should learn; the demo's default ``funnel`` shoppers move on to a
+complementary category instead.
+
+    python -m tests.screenshots [--sessions 1000] [--family category] [--port 8182]
 """
 
 from __future__ import annotations
@@ -54,11 +60,22 @@ def photograph(base: str, profile: Path) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     with chromium_driver(profile) as browser:
+        browser.get(base + "/search/?q=tent")
+        tents = [
+            link.get_attribute("href")
+            for link in browser.find_elements(By.CSS_SELECTOR, "a.product-card-link")
+            if link.text and "Tent" in link.text
+        ]
+        for url in tents[:3]:
+            browser.get(url)
         browser.get(base + "/")
-        WebDriverWait(browser, 15).until(
-            EC.presence_of_element_located((By.CSS_SELECTOR, ".carousel"))
+        carousel = WebDriverWait(browser, 15).until(
+            EC.presence_of_element_located((By.CSS_SELECTOR, '.carousel[data-slot="home"]'))
         )
-        print("wrote", full_page_screenshot(browser, OUT / "store.png"))
+        # The carousel in the middle of one window's height, not the whole long page.
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", carousel)
+        browser.save_screenshot(str(OUT / "store.png"))
+        print("wrote", OUT / "store.png")
         dashboard = "/admin/recommender/dashboard/"
         browser.get(f"{base}/admin/login/?next={dashboard}")
         browser.find_element(By.NAME, "username").send_keys("admin")
@@ -73,6 +90,7 @@ def photograph(base: str, profile: Path) -> None:
 def main() -> None:
     arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     arguments.add_argument("--sessions", type=int, default=1000)
+    arguments.add_argument("--family", default="category")
     arguments.add_argument("--port", type=int, default=8182)
     args = arguments.parse_args()
     with tempfile.TemporaryDirectory(prefix="screenshots-") as folder:
@@ -91,7 +109,7 @@ def main() -> None:
         }
         manage(env, "migrate", "--noinput", "--verbosity", "0")
         manage(env, "seed_demo")
-        manage(env, "seed_history", "--sessions", str(args.sessions))
+        manage(env, "seed_history", "--sessions", str(args.sessions), "--family", args.family)
         server = manage(
             env,
             "runserver",
