@@ -23,6 +23,21 @@ def configure_torch_threads(n: int | None = None) -> int:
     return torch.get_num_threads()
 
 
+def configure_training_process() -> None:
+    """Once per process, before it trains: one torch thread (RL_TORCH_THREADS)
+    and freed memory kept for reuse (``keep_freed_memory``). Celery workers of
+    every pool and the commands that train in their own process call it."""
+    global _configured_pid
+    if _configured_pid == os.getpid():
+        return
+    configure_torch_threads()
+    keep_freed_memory()
+    _configured_pid = os.getpid()
+
+
+_configured_pid: int | None = None
+
+
 def keep_freed_memory(mmap_threshold_mb: int = 32, trim_threshold_mb: int = 256) -> bool:
     """Let glibc's malloc keep freed blocks for reuse instead of handing them
     back to the kernel, in a process that trains.

@@ -10,6 +10,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from recommender.rl.runtime import configure_training_process
 from recommender.simulation.history import HistoryBusy, history_plan, history_run
 
 
@@ -81,6 +82,8 @@ class Command(BaseCommand):
         if background:
             self._queue(history)
             return
+        # It trains here, as a worker would: one torch thread, freed memory kept.
+        configure_training_process()
         with tqdm(
             total=history.sessions_total,
             initial=history.sessions_done,

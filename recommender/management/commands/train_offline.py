@@ -11,7 +11,7 @@ from recommender.datasets.reports import comparison_table, verdict
 from recommender.datasets.selectors import REWARDS, DatasetNotFound, dataset_get
 from recommender.rl import ope
 from recommender.rl.offline import BASELINES
-from recommender.rl.runtime import configure_torch_threads, keep_freed_memory
+from recommender.rl.runtime import configure_training_process
 
 
 class Command(BaseCommand):
@@ -58,8 +58,7 @@ class Command(BaseCommand):
             raise CommandError("--bootstrap must be at least 10")
         # As in the store's workers: one torch thread (RL_TORCH_THREADS), freed
         # memory kept for the next step.
-        configure_torch_threads()
-        keep_freed_memory()
+        configure_training_process()
         try:
             dataset = dataset_get(name=options["dataset"])
             report = policy_train_offline(

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from recommender.learning.training import TrainerBusy, policy_train
 from recommender.models import TrainingRun
+from recommender.rl.runtime import configure_training_process
 
 
 class Command(BaseCommand):
@@ -13,6 +14,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, steps: int | None, **options) -> None:
+        # It trains here, as a worker would: one torch thread, freed memory kept.
+        configure_training_process()
         try:
             run = policy_train(triggered_by="command", steps=steps)
         except TrainerBusy as exc:
