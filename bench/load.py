@@ -185,7 +185,7 @@ def publish_checkpoint() -> int:
     from recommender.serving.checkpoints import checkpoint_activate
 
     catalog = features.build_catalog()
-    n_categories = features.category_table_size(int(catalog.categories.max(initial=0)))
+    n_categories = features.category_table_size(catalog)
     agent = make_agent(settings.RECOMMENDER_AGENT, dqn_config(), catalog, n_categories)
     rng = np.random.default_rng(0)
     ids = catalog.ids

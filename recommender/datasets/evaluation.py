@@ -306,7 +306,7 @@ def _category_table_size(dataset: LoggedDataset, catalog: ItemCatalog) -> int:
     """The store's category table size for a store export (so the policy can
     serve the store), the dataset's own categories otherwise."""
     if dataset.format == LoggedDataset.Format.STORE:
-        return features.category_table_size(int(catalog.categories.max(initial=0)))
+        return features.category_table_size(catalog)
     return category_count(catalog)
 
 

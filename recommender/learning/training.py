@@ -215,8 +215,8 @@ def learner_load() -> tuple[Learner, ItemCatalog]:
     catalog = features.build_catalog()
     state = TrainerState.objects.filter(pk=1).first()
     if state is not None:
-        # The learner keeps its category table: categories created since share its
-        # "unknown category" row until a fresh learner is trained.
+        # The learner keeps its category table: categories created since take its
+        # free rows, then share its "unknown category" row until a new learner.
         try:
             agent = load_agent(bytes(state.weights), catalog=catalog)
         except CheckpointError as exc:
@@ -231,7 +231,7 @@ def learner_load() -> tuple[Learner, ItemCatalog]:
                 kind,
                 agent_kind(agent),
             )
-    n_categories = features.category_table_size(int(catalog.categories.max(initial=0)))
+    n_categories = features.category_table_size(catalog)
     return make_agent(kind, dqn_config(), catalog, n_categories), catalog
 
 

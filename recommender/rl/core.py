@@ -23,7 +23,12 @@ from torch import Tensor, nn
 
 from recommender.rl import checkpoint
 from recommender.rl.config import DQNConfig
-from recommender.rl.encoding import IdVocabulary, ItemIndex, ObservationEncoder
+from recommender.rl.encoding import (
+    CategoryVocabulary,
+    IdVocabulary,
+    ItemIndex,
+    ObservationEncoder,
+)
 from recommender.rl.network import (
     ItemFeatures,
     QNetwork,
@@ -101,6 +106,8 @@ class DoubleDQN:
         self.n_categories = n_categories
         self.n_attributes = n_attributes
         self.vocabulary = vocabulary
+        # Category labels' rows (``fresh`` and ``from_payload`` set the catalog's).
+        self.categories = CategoryVocabulary(n_categories, np.arange(n_categories))
         self.next_value = next_value
         self.encoder = ObservationEncoder(config)
         # Seed initialisation without disturbing the caller's global torch RNG.
@@ -123,8 +130,8 @@ class DoubleDQN:
         n_categories: int | None,
         next_value: NextStateValue,
     ) -> DoubleDQN:
-        """An untrained core serving ``catalog`` (categories 0..max unless
-        ``n_categories`` says more)."""
+        """An untrained core serving ``catalog``, with a category table of
+        ``n_categories`` rows (default: categories 0..max)."""
         if n_categories is None:
             n_categories = category_count(catalog)
         core = cls(
@@ -134,6 +141,7 @@ class DoubleDQN:
             IdVocabulary(catalog.ids),
             next_value,
         )
+        core.categories = CategoryVocabulary.for_catalog(int(n_categories), catalog.categories)
         core.set_catalog(catalog)
         core.online.fit_catalog_scales(core.features)
         core.sync_target()
@@ -161,10 +169,11 @@ class DoubleDQN:
             added = self.vocabulary.extend(catalog.ids)
             if added:
                 grow_id_embeddings([self.online, self.target], self.adam, added)
+        self.categories.extend(catalog.categories)
         self.catalog = catalog
         self.index = ItemIndex.of(catalog)
         self.features = ItemFeatures.build(  # item-tower inputs of every catalog row
-            catalog, self.vocabulary, self.n_categories
+            catalog, self.vocabulary, self.categories
         )
         self._item_tables.clear()
 
@@ -391,6 +400,7 @@ class DoubleDQN:
             "n_categories": self.n_categories,
             "n_attributes": self.n_attributes,
             "vocabulary": torch.from_numpy(self.vocabulary.ids.copy()),
+            "category_labels": torch.from_numpy(self.categories.labels.copy()),
             "catalog": checkpoint.catalog_to_tensors(self.catalog),
             "step": self.step,
             "online": self.online.state_dict(),
@@ -425,6 +435,14 @@ class DoubleDQN:
         offending tensor when the weights are not finite or do not match the
         saved config and schema."""
         core = cls(*cls.read_schema(payload), next_value)
+        # Checkpoints from before category labels used the labels as rows.
+        if "category_labels" in payload:
+            try:
+                core.categories = CategoryVocabulary(
+                    core.n_categories, payload["category_labels"].numpy()
+                )
+            except (AttributeError, TypeError, ValueError) as exc:
+                raise checkpoint.CheckpointError(f"invalid category labels: {exc}") from exc
         checkpoint.restore_module(core.online, payload["online"], "online")
         checkpoint.restore_module(core.target, payload["target"], "target")
         core.adam.restore(payload["optimizer"])

@@ -112,6 +112,54 @@ class IdVocabulary:
         return len(new)
 
 
+class CategoryVocabulary:
+    """Which row of a model's category table (``size`` rows plus the "unknown
+    category" row, ``size``) each category label takes.
+
+    Labels are whatever the catalog uses; a store's are primary keys, which
+    grow with every category ever created, so using them as rows would size
+    the context term (quadratic in the table) by the highest key rather than
+    by the categories there are. A catalog whose labels already fit the table
+    keeps them as rows; otherwise labels take rows in sorted order. Rows never
+    move; labels seen later take the free rows while there are any, and then
+    share the unknown row, as negative labels ("no category") always do.
+    """
+
+    def __init__(self, size: int, labels: Sequence[int] | np.ndarray = ()) -> None:
+        self.size = int(size)
+        self.labels = np.asarray(labels, dtype=np.int64).copy()
+        if len(self.labels) > self.size:
+            raise ValueError(f"{len(self.labels)} category labels for a table of {self.size}")
+        self._index = ItemIndex(self.labels)
+
+    @classmethod
+    def for_catalog(cls, size: int, categories: np.ndarray) -> CategoryVocabulary:
+        """Rows for a new model of ``size`` rows over a catalog's category labels."""
+        present = np.unique(np.asarray(categories, dtype=np.int64))
+        present = present[present >= 0]
+        if not len(present) or present[-1] < size:
+            return cls(size, np.arange(size))
+        return cls(size, present[:size])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def rows(self, categories: np.ndarray) -> np.ndarray:
+        """Table rows of ``categories``: the unknown row (``size``) for labels without one."""
+        rows = self._index.rows(np.asarray(categories, dtype=np.int64))
+        return np.where(rows >= 0, rows, self.size)
+
+    def extend(self, categories: np.ndarray) -> int:
+        """Give labels not yet known the free rows, in sorted order; returns how many."""
+        categories = np.unique(np.asarray(categories, dtype=np.int64))
+        new = categories[(categories >= 0) & (self._index.rows(categories) < 0)]
+        new = new[: self.size - len(self.labels)]
+        if len(new):
+            self.labels = np.concatenate([self.labels, new])
+            self._index = ItemIndex(self.labels)
+        return len(new)
+
+
 class EncodedStates(NamedTuple):
     """A batch of encoded observations: B states of L item positions each.
 

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recommender.rl.config import DQNConfig
-from recommender.rl.encoding import N_POOLS, EncodedStates, IdVocabulary
+from recommender.rl.encoding import N_POOLS, CategoryVocabulary, EncodedStates, IdVocabulary
 from recommender.rl.types import ItemCatalog, Slot
 
 if TYPE_CHECKING:
@@ -63,17 +63,13 @@ class ItemFeatures(NamedTuple):
 
     @classmethod
     def build(
-        cls, catalog: ItemCatalog, vocabulary: IdVocabulary, n_categories: int
+        cls, catalog: ItemCatalog, vocabulary: IdVocabulary, categories: CategoryVocabulary
     ) -> ItemFeatures:
-        """Features of every catalog row; unseen categories share one extra row."""
-        categories = np.asarray(catalog.categories, dtype=np.int64)
-        categories = np.where(
-            (categories >= 0) & (categories < n_categories), categories, n_categories
-        )
+        """Features of every catalog row; categories without a row share the unknown one."""
         prices = np.maximum(np.asarray(catalog.prices, dtype=np.float32), 0.0)
         return cls(
             id_rows=torch.from_numpy(vocabulary.rows(catalog.ids)),
-            categories=torch.from_numpy(categories),
+            categories=torch.from_numpy(categories.rows(catalog.categories)),
             log_prices=torch.from_numpy(np.log1p(prices)),
             attributes=torch.from_numpy(np.ascontiguousarray(catalog.attributes, dtype=np.float32)),
         )

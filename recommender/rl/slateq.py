@@ -86,10 +86,8 @@ def with_no_click_row(catalog: ItemCatalog) -> ItemCatalog:
     attributes = np.asarray(catalog.attributes, dtype=np.float32).reshape(len(catalog), -1)
     return ItemCatalog(
         ids=np.append(ids, NO_CLICK_ID),
-        # One past the last category: the item tower's "unknown category" row.
-        categories=np.append(
-            np.asarray(catalog.categories, dtype=np.int64), np.iinfo(np.int64).max
-        ),
+        # No category: the item tower's "unknown category" row.
+        categories=np.append(np.asarray(catalog.categories, dtype=np.int64), -1),
         prices=np.append(np.asarray(catalog.prices, dtype=np.float32), 0.0).astype(np.float32),
         attributes=np.vstack([attributes, np.zeros((1, attributes.shape[1]), np.float32)]),
     )
@@ -428,8 +426,9 @@ class SlateQAgent:
         self.catalog = catalog
         self.index = ItemIndex.of(catalog)
         self.n_items = len(catalog)
+        # The click towers read categories through the value core's rows.
         self.clicks.use_catalog(
-            ItemFeatures.build(catalog, self.click_vocabulary, self.n_categories)
+            ItemFeatures.build(catalog, self.click_vocabulary, self.core.categories)
         )
 
     # --- persistence --------------------------------------------------------------------

@@ -30,8 +30,9 @@ BRAND_BUCKETS = 16
 COLOUR_BUCKETS = 12
 MATERIAL_BUCKETS = 8
 N_ATTRIBUTES = BRAND_BUCKETS + COLOUR_BUCKETS + MATERIAL_BUCKETS
-# Category embeddings are indexed by category primary key; keys beyond a
-# model's table share its "unknown category" row until a larger model is trained.
+# A new model's category table: room for the store's categories and as many
+# again, at least this many rows. Categories created beyond it share the
+# table's "unknown category" row until a new model is trained.
 MIN_CATEGORY_TABLE = 64
 
 MAX_RECENT_EVENTS = 20
@@ -51,8 +52,11 @@ def _bucket(value: str, buckets: int) -> int:
     return zlib.crc32(value.strip().lower().encode()) % buckets
 
 
-def category_table_size(max_category_id: int) -> int:
-    return max(MIN_CATEGORY_TABLE, max_category_id + 1)
+def category_table_size(catalog: ItemCatalog) -> int:
+    """Rows of a new model's category table for the store's ``catalog``: sized
+    by how many categories there are, never by their primary keys (a model
+    maps keys to rows, ``recommender.rl.encoding.CategoryVocabulary``)."""
+    return max(MIN_CATEGORY_TABLE, 2 * len(np.unique(catalog.categories)))
 
 
 def catalog_from_rows(rows: Iterable[tuple]) -> ItemCatalog:

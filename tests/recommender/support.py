@@ -165,7 +165,7 @@ def tiny_agent(*, steps: int = 3, seed: int = 0, kind: str | None = None) -> Lea
     # As the trainer makes its first learner (recommender.learning.training.learner_load).
     catalog = features.build_catalog()
     torch.manual_seed(seed)  # the same weights every run: tests do not flake on an unlucky init
-    n_categories = features.category_table_size(int(catalog.categories.max(initial=0)))
+    n_categories = features.category_table_size(catalog)
     agent = make_agent(
         kind or settings.RECOMMENDER_AGENT, dqn_config(), catalog, n_categories=n_categories
     )

@@ -36,6 +36,7 @@ from recommender.rl.slateq import group_slates
 from recommender.rl.types import Observation, Slot
 from recommender.serving import features
 from recommender.serving.server import policy_server, sold_out_set
+from tests.factories import CategoryFactory, ProductFactory
 from tests.recommender.factories import (
     EventFactory,
     ImpressionFactory,
@@ -624,3 +625,21 @@ def test_an_unseeded_run_records_the_seed_it_drew(shopper_history, settings):
 
     assert first.seed is not None and second.seed is not None
     assert first.seed != second.seed
+
+
+# ---------------------------------------------------------------------------
+# The learner's category table
+# ---------------------------------------------------------------------------
+
+
+def test_a_new_learner_is_sized_by_the_categories_there_are_not_by_their_keys():
+    # A store that has created and deleted many categories: high primary keys.
+    categories = [CategoryFactory(pk=pk) for pk in (5001, 7002, 9003)]
+    for i in range(9):
+        ProductFactory(category=categories[i % 3])
+
+    agent, catalog = training.learner_load()
+
+    assert agent.core.n_categories == features.MIN_CATEGORY_TABLE
+    rows = agent.core.categories.rows(catalog.categories)
+    assert sorted(set(rows.tolist())) == [0, 1, 2]
