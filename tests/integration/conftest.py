@@ -19,18 +19,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from tests.services import redis_reachable, service_missing
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _redis_reachable() -> bool:
-    if not settings.REDIS_URL:
-        return False
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1).ping())
-    except redis.RedisError:
-        return False
 
 
 @pytest.fixture(scope="session")
@@ -38,13 +29,10 @@ def real_services() -> None:
     missing = []
     if not settings.IS_POSTGRES:
         missing.append("PostgreSQL (DATABASE_URL=postgres://...)")
-    if not _redis_reachable():
+    if not redis_reachable(settings.REDIS_URL):
         missing.append("Redis (REDIS_URL=redis://...)")
     if missing:
-        message = "needs " + " and ".join(missing)
-        if os.environ.get("REQUIRE_SERVICES") == "1":
-            pytest.fail(message + " but REQUIRE_SERVICES=1")
-        pytest.skip(message)
+        service_missing("needs " + " and ".join(missing))
 
 
 class Worker:

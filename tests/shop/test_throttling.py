@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from shop import throttling
 from shop.models import CartItem
 from tests.factories import ProductFactory
+from tests.services import redis_reachable, service_missing
 
 pytestmark = pytest.mark.django_db
 
@@ -114,22 +115,10 @@ def test_budgets_fail_open_and_stop_asking_a_failed_cache(stocked, throttle_rate
 @pytest.fixture
 def redis_cache(settings):
     """The production cache: Redis, under a key prefix of this test's own."""
-    import os
     import uuid
 
-    import redis
-
-    try:
-        reachable = (
-            bool(settings.REDIS_URL)
-            and redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1).ping()
-        )
-    except redis.RedisError:
-        reachable = False
-    if not reachable:
-        if os.environ.get("REQUIRE_SERVICES") == "1":
-            pytest.fail("needs Redis (REDIS_URL=redis://...) but REQUIRE_SERVICES=1")
-        pytest.skip("needs Redis (REDIS_URL=redis://...)")
+    if not redis_reachable(settings.REDIS_URL):
+        service_missing("needs Redis (REDIS_URL=redis://...)")
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
