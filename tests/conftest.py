@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from django.test.testcases import QuietWSGIRequestHandler
 from rest_framework.test import APIClient
 
 from tests.factories import ProductFactory, UserFactory
-
-# The live server (pytest-django's live_server, which simulated shoppers and
-# the browser tests talk to) writes a response's headers and body in separate
-# sends; with Nagle's algorithm on, the body waits for the client's delayed
-# ACK of the headers, a stall of tens of milliseconds on every request over a
-# kept-alive connection. Sending at once makes each request cost only its work.
-QuietWSGIRequestHandler.disable_nagle_algorithm = True
 
 
 @pytest.fixture
