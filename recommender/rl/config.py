@@ -56,9 +56,8 @@ class DQNConfig:
     first training runs, which ``lr`` would take thousands of steps to do"""
     context_l2: float = 1e-3
     """L2 penalty on the context term's per-pair affinities (category to category,
-    attribute to attribute): pulls each towards the shared same-category /
-    same-attribute weights until its own clicks are many. Price to price has
-    no shared weight behind it and is not penalised."""
+    attribute to attribute, price to price): pulls each towards the shared
+    same-category / same-attribute weights until its own clicks are many"""
     batch_size: int = 256
     """transitions per gradient step"""
     replay_capacity: int = 100_000

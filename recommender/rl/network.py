@@ -220,11 +220,8 @@ class ContextAffinity(nn.Module):
     def penalty(self) -> Tensor:
         """Squared size of W's own entries: the shrinkage that keeps an affinity
         at the shared "same category" / "same attribute" weights until the clicks
-        of its own pair of categories or attributes say otherwise. The price
-        rows (the last two) have no shared weight to fall back on: shrinking
-        them would only weaken the price affinities, so they are left out."""
-        shrunk = self.width - 2
-        return (self.weight[:shrunk] * self.mask[:shrunk]).square().sum()
+        of its own pair of categories or attributes say otherwise."""
+        return (self.weight * self.mask).square().sum()
 
     def forward(self, pooled: Tensor, present: Tensor) -> Tensor:
         """(B, X) v(s) from pooled x (B, N_POOLS, X) and which pools hold items (B, N_POOLS)."""
