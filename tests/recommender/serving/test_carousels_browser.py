@@ -8,12 +8,12 @@ The history's shoppers are of the ``category`` family: interest in the
 category just looked at drives their clicks, so "camping gear after tents" is
 what the policy should have learned from them. (The demo's default ``funnel``
 shoppers move on to a complementary category instead.) They are also
-price-sensitive, so cheap items of every category stay attractive to them:
-by their own utilities, a shopper who viewed three tents likes a few camping
-items among the eight they like best (cheap gear of other categories beats the
-dearer camping items), and a shopper with no history hardly any. The test asks
-the carousel for that, not for a carousel of camping gear those shoppers would
-not click.
+price-sensitive, so cheap items of every category stay attractive to them.
+By their own utilities, a shopper whose favourite is camping likes mostly
+camping gear after three tents, but one with another favourite who looked at
+tents likes only a couple of camping items, and three views do not tell the
+two apart. The test asks for camping items with a tent as their reason, and
+for more of them than a new visitor gets.
 """
 
 from __future__ import annotations
