@@ -13,19 +13,13 @@ app.autodiscover_tasks()
 
 
 @worker_process_init.connect
-def _configure_forked_child(**_kwargs) -> None:
-    # Prefork children share the cores, so each gets one torch thread (more
-    # oversubscribe them), and torch must not run in the parent before fork (OpenMP hangs):
-    # configure it in each child, before its first task.
-    from recommender.rl.runtime import configure_training_process
-
-    configure_training_process()
-
-
 @task_prerun.connect
-def _configure_before_first_task(**_kwargs) -> None:
-    # The solo and threads pools run tasks in the worker's own process, where
-    # worker_process_init never fires: configure it before the first task there.
+def _configure_worker_process(**_kwargs) -> None:
+    # One torch thread per worker process (more oversubscribe the cores) and
+    # freed memory kept for the next replay step. Prefork children do it on
+    # worker_process_init, never in the parent before fork (OpenMP hangs); the
+    # solo and threads pools run tasks in the worker's own process, where that
+    # signal never fires, so each process also does it before its first task.
     from recommender.rl.runtime import configure_training_process
 
     configure_training_process()

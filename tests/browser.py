@@ -8,13 +8,14 @@ Use the ``browser`` fixture (import it into a conftest.py) with pytest-django's
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from tests.services import skip_or_fail
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 CHROMIUM_FLAGS = (
@@ -47,18 +48,12 @@ def chromium_and_driver() -> tuple[str, str] | tuple[None, str]:
     return chromium, driver
 
 
-def skip_or_fail(reason: str) -> None:
-    if os.environ.get("REQUIRE_BROWSER") == "1":
-        pytest.fail(f"REQUIRE_BROWSER=1 but {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator:
     """A headless Chromium WebDriver with a throwaway profile."""
     chromium, driver_or_reason = chromium_and_driver()
     if chromium is None:
-        skip_or_fail(driver_or_reason)
+        skip_or_fail(driver_or_reason, required_by="REQUIRE_BROWSER")
     with chromium_driver(tmp_path / "chromium-profile") as driver:
         yield driver
 

@@ -1,6 +1,7 @@
 """Whether a real service a test needs is here, and what a test does when it
-is not: skip on a laptop running `make test` on SQLite, fail in CI, where
-REQUIRE_SERVICES=1 says nothing may be skipped for want of a service."""
+or the browser is not: skip on a laptop running `make test` on SQLite, fail
+in CI, where REQUIRE_SERVICES=1 / REQUIRE_BROWSER=1 say nothing may be
+skipped for want of them."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ def redis_reachable(url: str) -> bool:
         return False
 
 
-def service_missing(message: str) -> NoReturn:
-    """Skip the test for want of a service ("needs ..."), or fail it in CI."""
-    if os.environ.get("REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{message} but REQUIRE_SERVICES=1")
-    pytest.skip(message)
+def skip_or_fail(reason: str, *, required_by: str = "REQUIRE_SERVICES") -> NoReturn:
+    """Skip the test for want of something (``reason``), or fail it when the
+    environment variable ``required_by`` is 1, as in CI."""
+    if os.environ.get(required_by) == "1":
+        pytest.fail(f"{reason} but {required_by}=1")
+    pytest.skip(reason)

@@ -141,9 +141,6 @@ class CategoryVocabulary:
             return cls(size, np.arange(size))
         return cls(size, present[:size])
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
     def rows(self, categories: np.ndarray) -> np.ndarray:
         """Table rows of ``categories``: the unknown row (``size``) for labels without one."""
         rows = self._index.rows(np.asarray(categories, dtype=np.int64))

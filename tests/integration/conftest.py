@@ -19,7 +19,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.services import redis_reachable, service_missing
+from tests.services import redis_reachable, skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +32,7 @@ def real_services() -> None:
     if not redis_reachable(settings.REDIS_URL):
         missing.append("Redis (REDIS_URL=redis://...)")
     if missing:
-        service_missing("needs " + " and ".join(missing))
+        skip_or_fail("needs " + " and ".join(missing))
 
 
 class Worker:

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from shop import throttling
 from shop.models import CartItem
 from tests.factories import ProductFactory
-from tests.services import redis_reachable, service_missing
+from tests.services import redis_reachable, skip_or_fail
 
 pytestmark = pytest.mark.django_db
 
@@ -118,7 +118,7 @@ def redis_cache(settings):
     import uuid
 
     if not redis_reachable(settings.REDIS_URL):
-        service_missing("needs Redis (REDIS_URL=redis://...)")
+        skip_or_fail("needs Redis (REDIS_URL=redis://...)")
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
