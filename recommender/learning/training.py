@@ -142,6 +142,10 @@ def _build_batch(pending: list[dict], *, idle_since: datetime) -> tuple[int, int
         )
         for item in ImpressionItem.objects.filter(impression_id__in=ready.keys())
     ]
+    # In the order they were served: replay (and so a seeded training run)
+    # then sees the same log in the same order on every database.
+    served_at = {p["id"]: p["created_at"] for p in pending}
+    rows.sort(key=lambda t: (served_at[t.impression_id], str(t.impression_id), t.position))
     with transaction.atomic():
         created = TransitionRow.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
         Impression.objects.filter(pk__in=ready.keys()).update(transitions_built=True)
@@ -270,18 +274,23 @@ def run_skip(*, kind: str, triggered_by: str, outcome: str) -> TrainingRun:
     )
 
 
-def training_seed() -> int:
-    """RECOMMENDER_TRAIN_SEED, or a fresh one from the OS when it is unset; the
-    run records it, so any run can be repeated on the same log and learner."""
+def training_seed(default: int | None = None) -> int:
+    """RECOMMENDER_TRAIN_SEED, else ``default``, else a fresh one from the OS;
+    the run records it, so any run can be repeated on the same log and learner."""
     seed = settings.RECOMMENDER_TRAIN_SEED
+    if seed is None:
+        seed = default
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint32)[0])
     return int(seed)
 
 
-def policy_train(*, triggered_by: str = "schedule", steps: int | None = None) -> TrainingRun:
+def policy_train(
+    *, triggered_by: str = "schedule", steps: int | None = None, seed: int | None = None
+) -> TrainingRun:
     """Replay training for ``steps`` gradient steps over the recent window,
     then publish a candidate checkpoint and activate it if it passes the guards.
+    ``seed`` seeds the run when RECOMMENDER_TRAIN_SEED does not.
 
     Raises TrainerBusy when another run holds the lock (the task retries).
     """
@@ -307,7 +316,7 @@ def policy_train(*, triggered_by: str = "schedule", steps: int | None = None) ->
             agent, catalog = learner_load()
             replay = agent.make_replay(capacity=len(transitions))
             replay.add_many(transitions, catalog)
-            run.seed = training_seed()
+            run.seed = training_seed(seed)
             rng = np.random.default_rng(run.seed)
             stats = agent.train_steps(replay, steps, rng)
             # A learner whose weights diverged (NaN/inf) is not kept: loading

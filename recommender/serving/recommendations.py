@@ -5,7 +5,10 @@ Used by the HTML carousels and by GET /api/v1/recommendations/."""
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,8 +39,47 @@ class Recommendation:
     reasons: list[Product | None] = field(default_factory=list)
 
 
+# Set by ``replayable_serving``: one generator that every request in this
+# process draws its exploration from, so that a simulation replays exactly.
+_seeded: np.random.Generator | None = None
+_seeded_lock = threading.Lock()
+
+
+@contextmanager
+def replayable_serving(seed: int) -> Iterator[None]:
+    """While the block runs, serve this process's requests so that simulated
+    traffic (a history, a test's shoppers) sent one request after another gets
+    the same slates on every run: exploration is drawn from one generator
+    seeded with ``seed``, and the policy server re-reads the active version,
+    stock and popularity on every request instead of when its wall-clock
+    timers expire (a simulation's pace differs from run to run).
+
+    Real traffic never runs under it: exploration a visitor could predict
+    would no longer be what its logged propensities say."""
+    global _seeded
+    # Only simulations get here: web processes need not import the test tools.
+    from django.test.utils import override_settings
+
+    with _seeded_lock:
+        if _seeded is not None:
+            raise RuntimeError("Serving is seeded already in this process.")
+        _seeded = np.random.default_rng([seed, 0xE4910])
+    try:
+        with override_settings(RECOMMENDER_ELIGIBILITY_TTL=0, RECOMMENDER_RELOAD_SECONDS=0):
+            yield
+    finally:
+        with _seeded_lock:
+            _seeded = None
+
+
 def _rng() -> np.random.Generator:
-    return np.random.default_rng()
+    seeded = _seeded
+    if seeded is None:
+        return np.random.default_rng()
+    with _seeded_lock:
+        # One child per request: requests served in the same order draw the
+        # same numbers, whatever each of them consumes.
+        return np.random.default_rng(seeded.integers(2**63))
 
 
 def recommend(

@@ -166,6 +166,7 @@ def history_run(*, history_id: int, on_progress: ProgressCallback | None = None)
     finished already is returned unchanged (with no traffic).
     """
     from recommender.evaluation.stats import stats_rollup
+    from recommender.serving.recommendations import replayable_serving
     from recommender.simulation.traffic import (
         InProcessShopClient,
         ShopperDriver,
@@ -191,7 +192,13 @@ def history_run(*, history_id: int, on_progress: ProgressCallback | None = None)
         simulator = store_simulator(seed=history.seed, family=history.family)
         first = history.sessions_done
         report(first, total, note)
-        with _debug_off(), time_machine.travel(start + spacing * first, tick=False) as traveller:
+        # The history's seed fixes its shoppers, the store's exploration and
+        # each training run: a history written in one go is the same every time.
+        with (
+            _debug_off(),
+            replayable_serving(history.seed + first),
+            time_machine.travel(start + spacing * first, tick=False) as traveller,
+        ):
             for number in range(first, total):
                 traveller.move_to(start + spacing * number)
                 driver = ShopperDriver(InProcessShopClient(), on_clock=traveller.shift)
@@ -200,13 +207,13 @@ def history_run(*, history_id: int, on_progress: ProgressCallback | None = None)
                 )
                 done = number + 1
                 if done < total and _trains_after(done, history):
-                    note = _train(done)
+                    note = _train(done, seed=history.seed)
                 SimulatedHistory.objects.filter(pk=history.pk).update(
                     sessions_done=done, heartbeat_at=real_now(), outcome=note
                 )
                 report(done, total, note)
             traveller.move_to(end)
-            note = _train(total)
+            note = _train(total, seed=history.seed)
         stats_rollup(since=start - timedelta(hours=1), until=timezone.now())
     except Exception as exc:
         logger.exception("Simulated history %s failed", history.pk)
@@ -233,7 +240,7 @@ def _trains_after(done: int, history: SimulatedHistory) -> bool:
     return (done - history.first_train) % history.train_every == 0
 
 
-def _train(sessions_done: int) -> str:
+def _train(sessions_done: int, *, seed: int) -> str:
     """Build transitions and train at the simulated time, as beat would have."""
     from recommender.learning.training import (
         TrainerBusy,
@@ -245,7 +252,7 @@ def _train(sessions_done: int) -> str:
 
     transitions_build()
     try:
-        run = policy_train(triggered_by="seed_history")
+        run = policy_train(triggered_by="seed_history", seed=seed + sessions_done)
         target_sync(triggered_by="seed_history")
     except TrainerBusy:
         return f"after {sessions_done} sessions: trainer busy, training skipped"

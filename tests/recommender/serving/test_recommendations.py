@@ -8,7 +8,7 @@ import pytest
 
 from recommender.feedback.events import event_record
 from recommender.models import Event, EventType, Impression
-from recommender.serving.recommendations import recommend
+from recommender.serving.recommendations import recommend, replayable_serving
 from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("recommender_isolation")]
@@ -49,3 +49,39 @@ def test_a_view_of_the_session_shapes_its_observation(catalog):
 
     impression = Impression.objects.get(pk=rec.impression.pk)
     assert viewed.pk in impression.state["recent_items"]
+
+
+def test_replayable_serving_replays_the_same_slates_and_only_while_it_lasts(catalog, settings):
+    """Simulated traffic sent in the same order gets the same slates, so a
+    simulated history (or a test's shoppers) can be replayed exactly."""
+    settings.RECOMMENDER_EPSILON = 1.0  # every position explores
+
+    def slates(prefix: str) -> list[list[int]]:
+        return [
+            [
+                p.pk
+                for p in recommend(
+                    session_key=f"{prefix}{n}", user_id=None, slot="home", k=4
+                ).products
+            ]
+            for n in range(6)
+        ]
+
+    with replayable_serving(7):
+        first = slates("a")
+    with replayable_serving(7):
+        again = slates("b")
+    with replayable_serving(8):
+        other = slates("c")
+    unseeded = [slates("d"), slates("e")]
+
+    assert first == again
+    assert other != first
+    assert unseeded[0] != unseeded[1]
+    # Nested replays would share one stream: refused.
+    with (
+        replayable_serving(7),
+        pytest.raises(RuntimeError, match="seeded already"),
+        replayable_serving(7),
+    ):
+        pass

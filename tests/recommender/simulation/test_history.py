@@ -121,6 +121,8 @@ def test_a_history_trains_early_and_lays_out_the_past_in_time_order(small_traini
     # published later in simulated time than the one before.
     runs = TrainingRun.objects.filter(kind=TrainingRun.Kind.TRAIN, triggered_by="seed_history")
     assert runs.count() == 3
+    # Seeded by the history's seed, so that the same history trains the same policy.
+    assert sorted(runs.values_list("seed", flat=True)) == [4, 9, 12]
     checkpoints = list(Checkpoint.objects.order_by("version"))
     assert len(checkpoints) == 3
     times = [c.created_at for c in checkpoints]
