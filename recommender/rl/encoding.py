@@ -119,10 +119,13 @@ class CategoryVocabulary:
     Labels are whatever the catalog uses; a store's are primary keys, which
     grow with every category ever created, so using them as rows would size
     the context term (quadratic in the table) by the highest key rather than
-    by the categories there are. A catalog whose labels already fit the table
-    keeps them as rows; otherwise labels take rows in sorted order. Rows never
-    move; labels seen later take the free rows while there are any, and then
-    share the unknown row, as negative labels ("no category") always do.
+    by the categories there are. A new model's labels take rows in sorted
+    order, so that the same categories under other keys (another database,
+    keys shifted by earlier deletes) give the same model. Rows never move;
+    labels seen later take the free rows while there are any, and then share
+    the unknown row, as negative labels ("no category") always do. (Models
+    saved before labels were kept used the labels as rows: they load as the
+    identity.)
     """
 
     def __init__(self, size: int, labels: Sequence[int] | np.ndarray = ()) -> None:
@@ -137,8 +140,6 @@ class CategoryVocabulary:
         """Rows for a new model of ``size`` rows over a catalog's category labels."""
         present = np.unique(np.asarray(categories, dtype=np.int64))
         present = present[present >= 0]
-        if not len(present) or present[-1] < size:
-            return cls(size, np.arange(size))
         return cls(size, present[:size])
 
     def rows(self, categories: np.ndarray) -> np.ndarray:

@@ -75,7 +75,11 @@ def test_categories_beyond_the_table_share_the_unknown_row():
     assert vocabulary.rows(np.array([500, 600, 700, 800, -1])).tolist() == [0, 1, 2, 3, 3]
 
 
-def test_a_catalog_whose_labels_fit_the_table_keeps_them_as_rows():
-    vocabulary = CategoryVocabulary.for_catalog(6, np.array([0, 4, 4, 2]))
+def test_rows_follow_the_labels_order_not_their_values():
+    """The same categories under keys shifted by other rows give the same rows,
+    so a store rebuilt on another database trains the same model."""
+    fresh = CategoryVocabulary.for_catalog(6, np.array([1, 5, 5, 3]))
+    shifted = CategoryVocabulary.for_catalog(6, np.array([15, 19, 19, 17]))
 
-    assert vocabulary.rows(np.array([0, 2, 4, 5, 6])).tolist() == [0, 2, 4, 5, 6]
+    assert fresh.rows(np.array([1, 3, 5, 2])).tolist() == [0, 1, 2, 6]
+    assert shifted.rows(np.array([15, 17, 19])).tolist() == [0, 1, 2]
