@@ -31,6 +31,7 @@ from django.core.management import call_command
 from django.db.models import Count, Q
 
 from recommender.models import Impression
+from recommender.serving.recommendations import replayable_serving
 from recommender.simulation.traffic import HttpShopClient
 from shop.demo import catalog_seed
 from shop.models import Product
@@ -54,15 +55,19 @@ def _ctr(policy_name: str) -> tuple[float, int]:
 
 
 def _shoppers(base_url: str, seed: int) -> None:
-    call_command(
-        "simulate_traffic",
-        base_url=base_url,
-        sessions=SESSIONS,
-        seed=seed,
-        family=FAMILY,
-        verbosity=0,
-        stdout=io.StringIO(),
-    )
+    # The live server runs in this process: its exploration is seeded too, and
+    # the worker's training (below), so runs differ only by the real seconds
+    # between a shopper's requests (the state's recency weights).
+    with replayable_serving(seed):
+        call_command(
+            "simulate_traffic",
+            base_url=base_url,
+            sessions=SESSIONS,
+            seed=seed,
+            family=FAMILY,
+            verbosity=0,
+            stdout=io.StringIO(),
+        )
 
 
 class Probe:
@@ -94,8 +99,9 @@ def _jaccard(a: list[int], b: list[int]) -> float:
 
 
 def test_carousels_follow_shoppers_of_a_family_the_demo_was_not_built_on(
-    celery_worker, live_server, settings, throttle_rates
+    celery_workers, live_server, settings, throttle_rates
 ):
+    celery_worker = celery_workers(RECOMMENDER_TRAIN_SEED=str(SEED)).queue
     settings.RECOMMENDER_RELOAD_SECONDS = 0
     throttle_rates(
         events_address="60000/min", recommendations_address="60000/min", cart_address="60000/min"

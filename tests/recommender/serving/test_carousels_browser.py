@@ -41,8 +41,6 @@ def trained_store(transactional_db, settings):
     """The demo catalog and an active policy from the store's trainer on
     simulated shoppers (as ``make demo`` builds it, smaller)."""
     settings.RECOMMENDER_TRAIN_STEPS = 800
-    # Seeded, so that the same history trains the same policy on every run.
-    settings.RECOMMENDER_TRAIN_SEED = 1
     catalog_seed(seed=1, product_count=PRODUCTS)
     call_command(
         "seed_history",
@@ -54,6 +52,8 @@ def trained_store(transactional_db, settings):
         verbosity=0,
         stdout=io.StringIO(),
     )
+    # A history is reproducible from its seed (shoppers, exploration, training):
+    # every run of this test meets the same store.
     active = Checkpoint.objects.filter(status=Checkpoint.Status.ACTIVE).first()
     newest = Checkpoint.objects.order_by("-version").first()
     assert active is not None and active == newest, newest and (
@@ -68,9 +68,8 @@ def trained_store(transactional_db, settings):
 
 
 @pytest.mark.xfail(
-    reason="issue 14: on this 400-session history the carousel after three tents holds fewer "
-    "than two camping items in about one build in five (cheap items of other categories "
-    "outrank them); serving's exploration is unseeded, so each run's history differs",
+    reason="issue 14: the policy this 400-session history trains shows one camping item after "
+    "three tents (a tent the shopper viewed); the rest are cheap items of other categories",
     strict=False,
 )
 def test_a_shopper_who_viewed_three_tents_is_shown_camping_gear_with_reasons(
@@ -104,6 +103,7 @@ def test_a_shopper_who_viewed_three_tents_is_shown_camping_gear_with_reasons(
     cold_camping = [p for p, _ in cold if p.category.name == "Camping"]
     # Compact, so that pytest shows all of it: "category: name (reason)".
     seen = [f"{p.category.name}: {p.name} ({reason})" for p, reason in shown]
+    print("\nAfter three tents:", *seen, "A new visitor:", *(p.name for p, _ in cold), sep="\n  ")
     assert len(camping) >= 2, seen
     assert len(camping) > len(cold_camping), (seen, [p.name for p, _ in cold])
     because = {f"Because you viewed {name}" for name in viewed}
