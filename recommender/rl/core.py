@@ -25,6 +25,7 @@ from recommender.rl import checkpoint
 from recommender.rl.config import DQNConfig
 from recommender.rl.encoding import (
     CategoryVocabulary,
+    EncodedStates,
     IdVocabulary,
     ItemIndex,
     ObservationEncoder,
@@ -47,6 +48,28 @@ Network = Literal["online", "target"]
 # Score the whole catalog and pick the candidates' scores once the candidates are
 # at least this fraction of it: cheaper than gathering their item vectors first.
 _FULL_SCORING_FRACTION = 0.25
+
+
+def _listed_q(state_out: Tensor, table: Tensor, rows: np.ndarray) -> np.ndarray:
+    """(B, C) Q of each state with the catalog ``rows`` (C,) of ``table``."""
+    if len(rows) >= _FULL_SCORING_FRACTION * len(table):
+        return all_items_q(state_out, table).numpy()[:, rows]
+    return all_items_q(state_out, table.index_select(0, torch.from_numpy(rows))).numpy()
+
+
+class AloneScores:
+    """Q of catalog rows in a state's ``explain.EachAlone`` states, from their
+    state-tower outputs (``DoubleDQN.scores_each_alone``): scoring more rows
+    costs a product with their item vectors, no further pass."""
+
+    def __init__(self, state_out: Tensor, table: Tensor) -> None:
+        self.state_out = state_out
+        self.table = table
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        """(1 + A, C) Q of catalog ``rows`` (C,) in each of the states."""
+        with torch.inference_mode():
+            return _listed_q(self.state_out, self.table, np.asarray(rows, dtype=np.int64))
 
 
 class TrainStats(NamedTuple):
@@ -224,9 +247,32 @@ class DoubleDQN:
             )
             if rows.ndim == 2:
                 return rows_q(state_out, table, torch.from_numpy(rows)).numpy()
-            if len(rows) >= _FULL_SCORING_FRACTION * len(table):
-                return all_items_q(state_out, table).numpy()[:, rows]
-            return all_items_q(state_out, table.index_select(0, torch.from_numpy(rows))).numpy()
+            return _listed_q(state_out, table, rows)
+
+    def scores_each_alone(
+        self,
+        obs: Observation,
+        rows: np.ndarray,
+        anchors: Sequence[int],
+        network: Network = "online",
+    ) -> tuple[np.ndarray, AloneScores]:
+        """``scores([obs], rows)[0]``, and the means to score any rows in the
+        states ``explain.EachAlone(obs, anchors)``, from one state-tower pass
+        over ``obs`` and those states together: what a served slate and its
+        reasons cost together."""
+        table = self.item_table(network)
+        encoded = EncodedStates.concat(
+            [
+                self.encoder.encode([obs], self.index),
+                self.encoder.encode_each_alone(obs, anchors, self.index),
+            ]
+        )
+        with torch.inference_mode():
+            state_out = self.network(network).states(
+                table, StateInputs.from_encoded(encoded, encoded.rows)
+            )
+            scores = _listed_q(state_out[:1], table, rows)[0]
+        return scores, AloneScores(state_out[1:], table)
 
     def epsilon_at(self, step: int) -> float:
         """Exploration rate of the linear schedule after ``step`` gradient steps."""

@@ -43,6 +43,7 @@ from recommender.rl import checkpoint
 from recommender.rl.config import DQNConfig
 from recommender.rl.core import DoubleDQN, TrainStats, attribute_count, category_count
 from recommender.rl.encoding import IdVocabulary, ItemIndex, ObservationEncoder
+from recommender.rl.explain import ExplainedSlate, reasons, relative
 from recommender.rl.network import (
     ItemFeatures,
     QNetwork,
@@ -635,6 +636,26 @@ class SlateQAgent:
         """One slate of up to ``k`` candidates, as ``DQNAgent.act``."""
         keys = None if groups is None else [groups]
         return self.slates([obs], [candidate_ids], k, [rng], epsilon, groups=keys)[0]
+
+    def act_explained(
+        self,
+        obs: Observation,
+        candidate_ids: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+        epsilon: float | None = None,
+        *,
+        groups: np.ndarray | None = None,
+        reference_ids: np.ndarray,
+    ) -> ExplainedSlate:
+        """``act``, with its items' ``explain.reasons`` by
+        ``explain.relative(q_values_batch, reference_ids)``, scored when asked."""
+        slate = self.act(obs, candidate_ids, k, rng, epsilon, groups=groups)
+        score = relative(self.q_values_batch, reference_ids)
+        return ExplainedSlate(
+            slate,
+            lambda min_contribution=0.0: reasons(score, obs, slate.items, min_contribution),
+        )
 
     def slates(
         self,
