@@ -143,7 +143,9 @@ class DoubleDQN:
             self.online, config.lr, self.online.context_parameters(), config.context_lr
         )
         self.step = 0
+        # What serving computes once per weights (and catalog), by network.
         self._item_tables: dict[str, Tensor] = {}
+        self._context_weights: dict[str, Tensor] = {}
 
     @classmethod
     def fresh(
@@ -168,7 +170,7 @@ class DoubleDQN:
         core.set_catalog(catalog)
         core.online.fit_catalog_scales(core.features)
         core.sync_target()
-        core._item_tables.clear()
+        core._forget()
         return core
 
     @property
@@ -198,7 +200,7 @@ class DoubleDQN:
         self.features = ItemFeatures.build(  # item-tower inputs of every catalog row
             catalog, self.vocabulary, self.categories
         )
-        self._item_tables.clear()
+        self._forget()
 
     # --- scoring ------------------------------------------------------------------------
 
@@ -211,6 +213,23 @@ class DoubleDQN:
                 table = self.network(network).items(self.features)
             self._item_tables[network] = table
         return table
+
+    def context_weight(self, network: Network = "online") -> Tensor:
+        """The context term's ``combined_weight()``, computed once per weights."""
+        weight = self._context_weights.get(network)
+        if weight is None:
+            with torch.inference_mode():
+                weight = self.network(network).states.context.combined_weight()
+            self._context_weights[network] = weight
+        return weight
+
+    def _forget(self, network: Network | None = None) -> None:
+        """Drop what was computed for the weights or catalog of ``network`` (None: both)."""
+        for kept in (self._item_tables, self._context_weights):
+            if network is None:
+                kept.clear()
+            else:
+                kept.pop(network, None)
 
     def q_values(
         self, obs: Observation, candidate_ids: np.ndarray, network: Network = "online"
@@ -243,7 +262,9 @@ class DoubleDQN:
         encoded = self.encoder.encode(observations, self.index)
         with torch.inference_mode():
             state_out = self.network(network).states(
-                table, StateInputs.from_encoded(encoded, encoded.rows)
+                table,
+                StateInputs.from_encoded(encoded, encoded.rows),
+                self.context_weight(network),
             )
             if rows.ndim == 2:
                 return rows_q(state_out, table, torch.from_numpy(rows)).numpy()
@@ -269,7 +290,9 @@ class DoubleDQN:
         )
         with torch.inference_mode():
             state_out = self.network(network).states(
-                table, StateInputs.from_encoded(encoded, encoded.rows)
+                table,
+                StateInputs.from_encoded(encoded, encoded.rows),
+                self.context_weight(network),
             )
             scores = _listed_q(state_out[:1], table, rows)[0]
         return scores, AloneScores(state_out[1:], table)
@@ -311,7 +334,7 @@ class DoubleDQN:
             self.step += 1
             if interval and self.step % interval == 0:
                 self.soft_update(self.config.tau)
-        self._item_tables.clear()
+        self._forget()
         steps = max(n_steps, 1)
         return TrainStats(
             steps=n_steps,
@@ -414,7 +437,7 @@ class DoubleDQN:
     def sync_target(self) -> None:
         """Hard copy of the online weights into the target network."""
         self.target.load_state_dict(self.online.state_dict())
-        self._item_tables.pop("target", None)
+        self._forget("target")
 
     @torch.no_grad()
     def soft_update(self, tau: float) -> None:
@@ -427,7 +450,7 @@ class DoubleDQN:
         torch._foreach_lerp_(list(self.target.parameters()), list(self.online.parameters()), tau)
         for target, online in zip(self.target.buffers(), self.online.buffers(), strict=True):
             target.copy_(online)
-        self._item_tables.pop("target", None)
+        self._forget("target")
 
     def network(self, network: Network) -> QNetwork:
         return self.online if network == "online" else self.target

@@ -570,7 +570,8 @@ class SlateQAgent:
         weights = self.click_weights(states).numpy()
         table = self.core.item_table("online")  # the catalog's rows, then the no-click row
         with torch.no_grad():
-            q = all_items_q(self.core.online.states(table, states), table).numpy()
+            state_out = self.core.online.states(table, states, self.core.context_weight("online"))
+            q = all_items_q(state_out, table).numpy()
         n = self.n_items
         attention = self.click_attention(min(k, n))
         if len(rows) == 1:  # one request (serving): work on its candidates only
