@@ -262,6 +262,7 @@ class DQNAgent:
         ids, rows, groups = self._known(candidate_ids, groups)
         if k <= 0 or not len(ids):
             return empty_slate()
+        self._check_distinct(rows)
         scores = self.core.scores([obs], rows, "online")[0]
         builder = SlateBuilder(
             epsilon=self.epsilon if epsilon is None else epsilon, temperature=temperature
@@ -286,6 +287,7 @@ class DQNAgent:
         ids, rows, groups = self._known(candidate_ids, groups)
         if k <= 0 or not len(ids):
             return ExplainedSlate(empty_slate(), lambda min_contribution=0.0: [])
+        self._check_distinct(rows)
         anchors = session_items(obs)
         scores, alone = self.core.scores_each_alone(obs, rows, anchors, "online")
         builder = SlateBuilder(epsilon=self.epsilon if epsilon is None else epsilon)
@@ -305,18 +307,21 @@ class DQNAgent:
     def _known(
         self, candidate_ids: np.ndarray, groups: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """The candidates in the catalog: their ids, catalog rows and ``groups``."""
+        """The candidates in the catalog: their ids, catalog rows and ``groups``
+        (``act`` leaves the others out)."""
         ids = np.asarray(candidate_ids, dtype=np.int64).ravel()
         rows = self.index.rows(ids)
         known = rows >= 0
         if not known.all():
             ids, rows = ids[known], rows[known]
             groups = None if groups is None else np.asarray(groups)[known]
+        return ids, rows, groups
+
+    def _check_distinct(self, rows: np.ndarray) -> None:
         seen = np.zeros(len(self.catalog), dtype=bool)
         seen[rows] = True
         if np.count_nonzero(seen) != len(rows):
             raise ValueError("candidate_ids must be distinct")
-        return ids, rows, groups
 
     def slates(
         self,
