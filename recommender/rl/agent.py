@@ -20,6 +20,13 @@ from recommender.rl import checkpoint
 from recommender.rl.config import DQNConfig
 from recommender.rl.core import DoubleDQN, Network, TrainStats
 from recommender.rl.encoding import IdVocabulary, ItemIndex, ObservationEncoder
+from recommender.rl.explain import (
+    ExplainedSlate,
+    Reason,
+    less_reference,
+    pick_reasons,
+    session_items,
+)
 from recommender.rl.network import ItemFeatures, QNetwork, StateInputs, pair_q, query, rows_q
 from recommender.rl.optim import LazyAdam
 from recommender.rl.replay import ReplayBatch, ReplayBuffer
@@ -252,23 +259,69 @@ class DQNAgent:
         candidate) keeps near-duplicates out of one slate (``SlateBuilder``).
         Candidates missing from the catalog cannot be scored and are left out.
         """
+        ids, rows, groups = self._known(candidate_ids, groups)
+        if k <= 0 or not len(ids):
+            return empty_slate()
+        self._check_distinct(rows)
+        scores = self.core.scores([obs], rows, "online")[0]
+        builder = SlateBuilder(
+            epsilon=self.epsilon if epsilon is None else epsilon, temperature=temperature
+        )
+        return builder.build(ids, scores, k, rng, groups=groups)
+
+    def act_explained(
+        self,
+        obs: Observation,
+        candidate_ids: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+        epsilon: float | None = None,
+        *,
+        groups: np.ndarray | None = None,
+        reference_ids: np.ndarray,
+    ) -> ExplainedSlate:
+        """``act``, with the means to explain its items: ``explain.reasons`` by
+        ``explain.relative(q_values_batch, reference_ids)``. The slate's state
+        and the states the reasons compare go through the state tower in one
+        pass; the reasons then score only the shown and reference items."""
+        ids, rows, groups = self._known(candidate_ids, groups)
+        if k <= 0 or not len(ids):
+            return ExplainedSlate(empty_slate(), lambda min_contribution=0.0: [])
+        self._check_distinct(rows)
+        anchors = session_items(obs)
+        scores, alone = self.core.scores_each_alone(obs, rows, anchors, "online")
+        builder = SlateBuilder(epsilon=self.epsilon if epsilon is None else epsilon)
+        slate = builder.build(ids, scores, k, rng, groups=groups)
+
+        def explain(min_contribution: float = 0.0) -> list[Reason]:
+            if not anchors:
+                return [Reason(None, 0.0) for _ in slate.items]
+            reference = self.index.rows(np.asarray(reference_ids, dtype=np.int64))
+            if np.any(reference < 0):
+                raise ValueError("reference ids not in the catalog")
+            q = alone(np.concatenate([self.index.rows(slate.items), reference]))
+            return pick_reasons(anchors, less_reference(q, len(slate.items)), min_contribution)
+
+        return ExplainedSlate(slate, explain)
+
+    def _known(
+        self, candidate_ids: np.ndarray, groups: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The candidates in the catalog: their ids, catalog rows and ``groups``
+        (``act`` leaves the others out)."""
         ids = np.asarray(candidate_ids, dtype=np.int64).ravel()
         rows = self.index.rows(ids)
         known = rows >= 0
         if not known.all():
             ids, rows = ids[known], rows[known]
             groups = None if groups is None else np.asarray(groups)[known]
-        if k <= 0 or not len(ids):
-            return empty_slate()
+        return ids, rows, groups
+
+    def _check_distinct(self, rows: np.ndarray) -> None:
         seen = np.zeros(len(self.catalog), dtype=bool)
         seen[rows] = True
         if np.count_nonzero(seen) != len(rows):
             raise ValueError("candidate_ids must be distinct")
-        scores = self.core.scores([obs], rows, "online")[0]
-        builder = SlateBuilder(
-            epsilon=self.epsilon if epsilon is None else epsilon, temperature=temperature
-        )
-        return builder.build(ids, scores, k, rng, groups=groups)
 
     def slates(
         self,

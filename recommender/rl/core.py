@@ -25,6 +25,7 @@ from recommender.rl import checkpoint
 from recommender.rl.config import DQNConfig
 from recommender.rl.encoding import (
     CategoryVocabulary,
+    EncodedStates,
     IdVocabulary,
     ItemIndex,
     ObservationEncoder,
@@ -47,6 +48,28 @@ Network = Literal["online", "target"]
 # Score the whole catalog and pick the candidates' scores once the candidates are
 # at least this fraction of it: cheaper than gathering their item vectors first.
 _FULL_SCORING_FRACTION = 0.25
+
+
+def _listed_q(state_out: Tensor, table: Tensor, rows: np.ndarray) -> np.ndarray:
+    """(B, C) Q of each state with the catalog ``rows`` (C,) of ``table``."""
+    if len(rows) >= _FULL_SCORING_FRACTION * len(table):
+        return all_items_q(state_out, table).numpy()[:, rows]
+    return all_items_q(state_out, table.index_select(0, torch.from_numpy(rows))).numpy()
+
+
+class AloneScores:
+    """Q of catalog rows in a state's ``explain.EachAlone`` states, from their
+    state-tower outputs (``DoubleDQN.scores_each_alone``): scoring more rows
+    costs a product with their item vectors, no further pass."""
+
+    def __init__(self, state_out: Tensor, table: Tensor) -> None:
+        self.state_out = state_out
+        self.table = table
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        """(1 + A, C) Q of catalog ``rows`` (C,) in each of the states."""
+        with torch.inference_mode():
+            return _listed_q(self.state_out, self.table, np.asarray(rows, dtype=np.int64))
 
 
 class TrainStats(NamedTuple):
@@ -120,7 +143,9 @@ class DoubleDQN:
             self.online, config.lr, self.online.context_parameters(), config.context_lr
         )
         self.step = 0
+        # What serving computes once per weights (and catalog), by network.
         self._item_tables: dict[str, Tensor] = {}
+        self._context_weights: dict[str, Tensor] = {}
 
     @classmethod
     def fresh(
@@ -145,7 +170,7 @@ class DoubleDQN:
         core.set_catalog(catalog)
         core.online.fit_catalog_scales(core.features)
         core.sync_target()
-        core._item_tables.clear()
+        core._forget()
         return core
 
     @property
@@ -175,7 +200,7 @@ class DoubleDQN:
         self.features = ItemFeatures.build(  # item-tower inputs of every catalog row
             catalog, self.vocabulary, self.categories
         )
-        self._item_tables.clear()
+        self._forget()
 
     # --- scoring ------------------------------------------------------------------------
 
@@ -188,6 +213,23 @@ class DoubleDQN:
                 table = self.network(network).items(self.features)
             self._item_tables[network] = table
         return table
+
+    def context_weight(self, network: Network = "online") -> Tensor:
+        """The context term's ``combined_weight()``, computed once per weights."""
+        weight = self._context_weights.get(network)
+        if weight is None:
+            with torch.inference_mode():
+                weight = self.network(network).states.context.combined_weight()
+            self._context_weights[network] = weight
+        return weight
+
+    def _forget(self, network: Network | None = None) -> None:
+        """Drop what was computed for the weights or catalog of ``network`` (None: both)."""
+        for kept in (self._item_tables, self._context_weights):
+            if network is None:
+                kept.clear()
+            else:
+                kept.pop(network, None)
 
     def q_values(
         self, obs: Observation, candidate_ids: np.ndarray, network: Network = "online"
@@ -220,13 +262,40 @@ class DoubleDQN:
         encoded = self.encoder.encode(observations, self.index)
         with torch.inference_mode():
             state_out = self.network(network).states(
-                table, StateInputs.from_encoded(encoded, encoded.rows)
+                table,
+                StateInputs.from_encoded(encoded, encoded.rows),
+                self.context_weight(network),
             )
             if rows.ndim == 2:
                 return rows_q(state_out, table, torch.from_numpy(rows)).numpy()
-            if len(rows) >= _FULL_SCORING_FRACTION * len(table):
-                return all_items_q(state_out, table).numpy()[:, rows]
-            return all_items_q(state_out, table.index_select(0, torch.from_numpy(rows))).numpy()
+            return _listed_q(state_out, table, rows)
+
+    def scores_each_alone(
+        self,
+        obs: Observation,
+        rows: np.ndarray,
+        anchors: Sequence[int],
+        network: Network = "online",
+    ) -> tuple[np.ndarray, AloneScores]:
+        """``scores([obs], rows)[0]``, and the means to score any rows in the
+        states ``explain.EachAlone(obs, anchors)``, from one state-tower pass
+        over ``obs`` and those states together: what a served slate and its
+        reasons cost together."""
+        table = self.item_table(network)
+        encoded = EncodedStates.concat(
+            [
+                self.encoder.encode([obs], self.index),
+                self.encoder.encode_each_alone(obs, anchors, self.index),
+            ]
+        )
+        with torch.inference_mode():
+            state_out = self.network(network).states(
+                table,
+                StateInputs.from_encoded(encoded, encoded.rows),
+                self.context_weight(network),
+            )
+            scores = _listed_q(state_out[:1], table, rows)[0]
+        return scores, AloneScores(state_out[1:], table)
 
     def epsilon_at(self, step: int) -> float:
         """Exploration rate of the linear schedule after ``step`` gradient steps."""
@@ -265,7 +334,7 @@ class DoubleDQN:
             self.step += 1
             if interval and self.step % interval == 0:
                 self.soft_update(self.config.tau)
-        self._item_tables.clear()
+        self._forget()
         steps = max(n_steps, 1)
         return TrainStats(
             steps=n_steps,
@@ -368,7 +437,7 @@ class DoubleDQN:
     def sync_target(self) -> None:
         """Hard copy of the online weights into the target network."""
         self.target.load_state_dict(self.online.state_dict())
-        self._item_tables.pop("target", None)
+        self._forget("target")
 
     @torch.no_grad()
     def soft_update(self, tau: float) -> None:
@@ -381,7 +450,7 @@ class DoubleDQN:
         torch._foreach_lerp_(list(self.target.parameters()), list(self.online.parameters()), tau)
         for target, online in zip(self.target.buffers(), self.online.buffers(), strict=True):
             target.copy_(online)
-        self._item_tables.pop("target", None)
+        self._forget("target")
 
     def network(self, network: Network) -> QNetwork:
         return self.online if network == "online" else self.target

@@ -177,6 +177,11 @@ class EncodedStates(NamedTuple):
         """The states at ``index`` (a batch gather)."""
         return EncodedStates(*(a[index] for a in self))
 
+    @classmethod
+    def concat(cls, parts: Sequence[EncodedStates]) -> EncodedStates:
+        """The states of ``parts`` (encoded by one encoder), one batch after another."""
+        return cls(*(np.concatenate(arrays) for arrays in zip(*parts, strict=True)))
+
 
 class ObservationEncoder:
     """Encodes batches of observations against a catalog's ``ItemIndex``."""

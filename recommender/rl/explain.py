@@ -13,7 +13,13 @@ has no reason.
 The states are handed to the scorer as one ``EachAlone`` batch: a sequence of
 observations to any scorer, which the agents' encoder encodes from the state's
 arrays at once (``ObservationEncoder.encode``) rather than one observation at
-a time, with the same result.
+a time, with the same result. An agent that serves a slate can also encode
+them with the slate's own state and run the state tower once for all
+(``DQNAgent.act_explained``); ``reasons`` is the reference that path keeps to.
+
+A store judges a reason against a yardstick (``relative``): what the session
+item does to the shown item beyond what it does to the other candidates
+(``reference_items``), since raising every candidate alike changes no ranking.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import NamedTuple, overload
 
 import numpy as np
 
-from recommender.rl.types import Observation
+from recommender.rl.types import Observation, Slate
 
 ItemScorer = Callable[[Sequence[Observation], np.ndarray], np.ndarray]
 """(observations, item ids (C,)) -> (B, C) scores of those items in each state."""
@@ -34,6 +40,15 @@ class Reason(NamedTuple):
 
     item: int | None
     contribution: float
+
+
+class ExplainedSlate(NamedTuple):
+    """A slate and the means to explain it: ``reasons(min_contribution)``, one
+    ``Reason`` per slate item (what ``reasons`` would find), computed when
+    called, so that a failure to explain can spare the slate."""
+
+    slate: Slate
+    reasons: Callable[..., list[Reason]]
 
 
 def session_items(obs: Observation) -> list[int]:
@@ -100,7 +115,15 @@ def reasons(
     anchors = session_items(obs)
     if not len(items) or not anchors:
         return [Reason(None, 0.0) for _ in items]
-    scores = score(EachAlone(obs, anchors), items)
+    return pick_reasons(anchors, score(EachAlone(obs, anchors), items), min_contribution)
+
+
+def pick_reasons(
+    anchors: Sequence[int], scores: np.ndarray, min_contribution: float = 0.0
+) -> list[Reason]:
+    """``reasons`` from the scores (1 + A, C) of C items in ``EachAlone(obs,
+    anchors)``: per item, the anchor whose state alone raised it most over the
+    empty state, if by more than ``min_contribution``."""
     contributions = scores[1:] - scores[0][None, :]  # (anchors, items)
     best = contributions.argmax(axis=0)
     found = []
@@ -108,3 +131,32 @@ def reasons(
         value = float(contributions[row, column])
         found.append(Reason(anchors[row], value) if value > min_contribution else Reason(None, 0.0))
     return found
+
+
+def reference_items(candidates: np.ndarray, size: int) -> np.ndarray:
+    """Up to ``size`` of ``candidates``, evenly spread over them: the items
+    whose mean score is a reason's yardstick (``relative``)."""
+    candidates = np.asarray(candidates, dtype=np.int64)
+    n = min(len(candidates), size)
+    return candidates[np.linspace(0, len(candidates) - 1, n).astype(np.int64)]
+
+
+def relative(score: ItemScorer, reference: np.ndarray) -> ItemScorer:
+    """``score`` less each state's mean score over ``reference`` items: a session
+    item that raises or lowers every candidate alike changes no ranking, so it
+    explains none of them; only what it does to an item beyond the rest is its
+    contribution."""
+    reference = np.asarray(reference, dtype=np.int64)
+
+    def scored(observations: Sequence[Observation], item_ids: np.ndarray) -> np.ndarray:
+        items = np.asarray(item_ids, dtype=np.int64)
+        q = score(observations, np.concatenate([items, reference]))
+        return less_reference(q, len(items))
+
+    return scored
+
+
+def less_reference(q: np.ndarray, n_items: int) -> np.ndarray:
+    """(B, C) scores of the first ``n_items`` columns of ``q`` less each row's
+    mean over the rest (the reference items')."""
+    return q[:, :n_items] - q[:, n_items:].mean(axis=1, keepdims=True)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from recommender.rl.config import DQNConfig
     from recommender.rl.core import TrainStats
+    from recommender.rl.explain import ExplainedSlate
 
 
 class Replay(Protocol):
@@ -74,6 +75,21 @@ class Learner(Protocol):
     ) -> Slate:
         """A slate of up to ``k`` candidates with exact per-slot propensities
         (``epsilon`` None: the schedule's; ``groups``: near-duplicate keys)."""
+        ...
+
+    def act_explained(
+        self,
+        obs: Observation,
+        candidate_ids: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+        epsilon: float | None = None,
+        *,
+        groups: np.ndarray | None = None,
+        reference_ids: np.ndarray,
+    ) -> ExplainedSlate:
+        """``act``, and its items' reasons when asked: what ``explain.reasons``
+        finds with ``explain.relative(q_values_batch, reference_ids)``."""
         ...
 
     def slates(

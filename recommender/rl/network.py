@@ -223,12 +223,19 @@ class ContextAffinity(nn.Module):
         of its own pair of categories or attributes say otherwise."""
         return (self.weight * self.mask).square().sum()
 
-    def forward(self, pooled: Tensor, present: Tensor) -> Tensor:
-        """(B, X) v(s) from pooled x (B, N_POOLS, X) and which pools hold items (B, N_POOLS)."""
-        centred = pooled - present.to(pooled.dtype).unsqueeze(2) * self.mean
-        weight = self.weight * self.mask + torch.einsum(
+    def combined_weight(self) -> Tensor:
+        """W: its own entries where the mask allows them plus the shared "same
+        category" / "same attribute" weights. Serving computes it once per
+        weights (``DoubleDQN.context_weight``) and passes it to ``forward``."""
+        return self.weight * self.mask + torch.einsum(
             "pk,kxy->xpy", self.shared, self.identities
         ).reshape(self.width, -1)
+
+    def forward(self, pooled: Tensor, present: Tensor, weight: Tensor | None = None) -> Tensor:
+        """(B, X) v(s) from pooled x (B, N_POOLS, X) and which pools hold items (B, N_POOLS);
+        ``weight``: ``combined_weight()`` already computed for these weights."""
+        centred = pooled - present.to(pooled.dtype).unsqueeze(2) * self.mean
+        weight = self.combined_weight() if weight is None else weight
         return F.linear(centred.flatten(1), weight, self.bias)
 
 
@@ -252,10 +259,13 @@ class StateTower(nn.Module):
         # trailing parameter group (recommender.rl.optim).
         self.context = ContextAffinity(n_categories, n_attributes)
 
-    def forward(self, item_table: Tensor, states: StateInputs) -> Tensor:
+    def forward(
+        self, item_table: Tensor, states: StateInputs, context_weight: Tensor | None = None
+    ) -> Tensor:
         """(B, D + X + 1): state vector f, context query v and offset c in the last column.
 
-        ``item_table`` (M, D + X + 1) holds the item-tower outputs ``states.rows`` index.
+        ``item_table`` (M, D + X + 1) holds the item-tower outputs ``states.rows`` index;
+        ``context_weight`` is the context term's ``combined_weight()`` if already computed.
         """
         # Weighted mean per bag in one fused gather-and-sum; an empty pool pools to zero
         # and is told apart by its mass.
@@ -265,7 +275,9 @@ class StateTower(nn.Module):
         learned = _mlp(self.mlp, torch.cat([pooled.flatten(1), states.scalars], dim=1))
         d = self.embed_dim
         context = self.context(
-            pooled[:, :, d : d + self.context.width], states.scalars[:, :N_POOLS] > 0
+            pooled[:, :, d : d + self.context.width],
+            states.scalars[:, :N_POOLS] > 0,
+            context_weight,
         )
         return torch.cat([learned[:, :-1], context, learned[:, -1:]], dim=1)
 

@@ -122,7 +122,8 @@ class SlateBuilder:
         if self.temperature is None:
             # The best few candidates in greedy order (ties: the earlier one
             # first); all of them only if the slate's groups use those up.
-            ranked = _descending(scores, min(len(scores), 4 * k))
+            window = 4 * k
+            ranked = _descending(scores, min(len(scores), window))
             cursor = 0
         else:
             logits = scores.astype(np.float64) / self.temperature
@@ -135,9 +136,13 @@ class SlateBuilder:
                 while cursor < len(ranked) and not eligible[ranked[cursor]]:
                     cursor += 1
                 if cursor == len(ranked):
-                    ranked, cursor = _descending(scores, len(scores)), 0
-                    while not eligible[ranked[cursor]]:
-                        cursor += 1
+                    # Taken groups used up the ranked few: rank more, among
+                    # the eligible ones only, rather than sorting every
+                    # candidate (a large catalog's near-duplicates can fill
+                    # the top of the ranking, slot after slot).
+                    window *= 8
+                    left = np.flatnonzero(eligible)
+                    ranked, cursor = left[_descending(scores[left], min(len(left), window))], 0
                 greedy = pick = int(ranked[cursor])
                 if self.epsilon > 0.0 and rng.random() < self.epsilon:
                     pick = int(np.flatnonzero(eligible)[rng.integers(remaining)])
@@ -179,9 +184,13 @@ class SlateBuilder:
 
 
 def _descending(scores: np.ndarray, m: int) -> np.ndarray:
-    """Indices of the ``m`` best scores, best first, the earlier of equal ones first."""
+    """Indices of the ``m`` best scores, best first, the earlier of equal ones
+    first: ``np.argsort(-scores, kind="stable")[:m]``, without sorting them all."""
     if m < len(scores):
-        top = np.sort(np.argpartition(-scores, m - 1)[:m])
+        # Among scores equal to the m-th best, argpartition keeps any; keep the earliest.
+        threshold = scores[np.argpartition(-scores, m - 1)[m - 1]]
+        above = np.flatnonzero(scores > threshold)
+        top = np.concatenate([above, np.flatnonzero(scores == threshold)[: m - len(above)]])
         return top[np.argsort(-scores[top], kind="stable")]
     return np.argsort(-scores, kind="stable")
 

@@ -43,6 +43,7 @@ from recommender.rl import checkpoint
 from recommender.rl.config import DQNConfig
 from recommender.rl.core import DoubleDQN, TrainStats, attribute_count, category_count
 from recommender.rl.encoding import IdVocabulary, ItemIndex, ObservationEncoder
+from recommender.rl.explain import ExplainedSlate, reasons, relative
 from recommender.rl.network import (
     ItemFeatures,
     QNetwork,
@@ -569,7 +570,8 @@ class SlateQAgent:
         weights = self.click_weights(states).numpy()
         table = self.core.item_table("online")  # the catalog's rows, then the no-click row
         with torch.no_grad():
-            q = all_items_q(self.core.online.states(table, states), table).numpy()
+            state_out = self.core.online.states(table, states, self.core.context_weight("online"))
+            q = all_items_q(state_out, table).numpy()
         n = self.n_items
         attention = self.click_attention(min(k, n))
         if len(rows) == 1:  # one request (serving): work on its candidates only
@@ -635,6 +637,26 @@ class SlateQAgent:
         """One slate of up to ``k`` candidates, as ``DQNAgent.act``."""
         keys = None if groups is None else [groups]
         return self.slates([obs], [candidate_ids], k, [rng], epsilon, groups=keys)[0]
+
+    def act_explained(
+        self,
+        obs: Observation,
+        candidate_ids: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+        epsilon: float | None = None,
+        *,
+        groups: np.ndarray | None = None,
+        reference_ids: np.ndarray,
+    ) -> ExplainedSlate:
+        """``act``, with its items' ``explain.reasons`` by
+        ``explain.relative(q_values_batch, reference_ids)``, scored when asked."""
+        slate = self.act(obs, candidate_ids, k, rng, epsilon, groups=groups)
+        score = relative(self.q_values_batch, reference_ids)
+        return ExplainedSlate(
+            slate,
+            lambda min_contribution=0.0: reasons(score, obs, slate.items, min_contribution),
+        )
 
     def slates(
         self,

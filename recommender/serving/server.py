@@ -39,6 +39,7 @@ from django.db.models import BooleanField, Q, Subquery, Value
 from django.utils import timezone
 
 from recommender.models import Checkpoint, SoldOutSet
+from recommender.rl.explain import ExplainedSlate, reference_items, relative
 from recommender.rl.learner import Learner
 from recommender.rl.types import ItemCatalog, Observation, Slate, Slot
 from recommender.serving import features
@@ -105,13 +106,15 @@ def load_servable(weights: bytes | memoryview, catalog: ItemCatalog | None = Non
     catalog = catalog if catalog is not None else features.build_catalog()
     agent = load_agent(bytes(weights), catalog=catalog)
     if len(catalog):
-        agent.act(
+        # As a request is served (``PolicyServer._draw``), reasons included.
+        agent.act_explained(
             Observation(slot=Slot.HOME),
             catalog.ids,
             min(settings.RECOMMENDER_DEFAULT_K, len(catalog)),
             np.random.default_rng(0),
             epsilon=0.0,
-        )
+            reference_ids=reason_reference(catalog.ids),
+        ).reasons()
     return agent
 
 
@@ -353,11 +356,21 @@ class PolicyServer:
         loaded = self.active_policy(candidates.catalog)
         if loaded is not None:
             try:
-                slate = loaded.agent.act(observation, ids, k, rng, epsilon=epsilon, groups=groups)
+                # The slate and its reasons' states share one pass of the model.
+                explained = loaded.agent.act_explained(
+                    observation,
+                    ids,
+                    k,
+                    rng,
+                    epsilon,
+                    groups=groups,
+                    reference_ids=reason_reference(ids),
+                )
             except Exception:
                 logger.exception("Policy v%s failed to score; serving popularity", loaded.version)
             else:
-                reasons = slate_reasons(loaded.agent, observation, slate.items, candidates=ids)
+                slate = explained.slate
+                reasons = explained_reasons(explained)
                 return ServedSlate(slate, POLICY_DQN, loaded.version, epsilon, sold_out_id, reasons)
         from recommender.rl.slate import SlateBuilder  # imports torch
 
@@ -377,42 +390,30 @@ def item_scorer(agent: Learner):
     return agent.q_values_batch
 
 
+def reason_reference(candidates: np.ndarray) -> np.ndarray:
+    """The (up to REASON_REFERENCE_ITEMS, evenly spread) ``candidates`` whose
+    mean Q a reason is measured against (``explain.relative``)."""
+    return reference_items(candidates, REASON_REFERENCE_ITEMS)
+
+
 def reason_scorer(agent: Learner, candidates: np.ndarray):
-    """``item_scorer`` less each state's mean Q over (up to REASON_REFERENCE_ITEMS,
-    evenly spread) ``candidates``: a session item that raises or lowers every
-    candidate alike changes no ranking, so it explains none of them; only what
-    it does to an item beyond the rest is its contribution."""
-    score = item_scorer(agent)
-    candidates = np.asarray(candidates, dtype=np.int64)
-    n = min(len(candidates), REASON_REFERENCE_ITEMS)
-    reference = candidates[np.linspace(0, len(candidates) - 1, n).astype(np.int64)]
-
-    def relative(observations, item_ids):
-        items = np.asarray(item_ids, dtype=np.int64)
-        q = score(observations, np.concatenate([items, reference]))
-        return q[:, : len(items)] - q[:, len(items) :].mean(axis=1, keepdims=True)
-
-    return relative
+    """``item_scorer`` less each state's mean Q over ``reason_reference(candidates)``:
+    a session item that raises or lowers every candidate alike changes no
+    ranking, so it explains none of them; only what it does to an item beyond
+    the rest is its contribution. Serving finds the same reasons from the
+    slate's own pass of the model (``Learner.act_explained``)."""
+    return relative(item_scorer(agent), reason_reference(candidates))
 
 
-def slate_reasons(
-    agent: Learner, observation: Observation, items: np.ndarray, *, candidates: np.ndarray
-) -> tuple[int | None, ...]:
-    """Per slate item, the session item that raised its score, beyond the other
-    ``candidates``', by more than RECOMMENDER_REASON_MIN_CONTRIBUTION (None: no
-    such item, or a cold session). A failure here costs the reasons, never
-    the slate."""
-    from recommender.rl.explain import reasons
-
+def explained_reasons(explained: ExplainedSlate) -> tuple[int | None, ...]:
+    """The served reasons of an ``explain.ExplainedSlate``, at
+    RECOMMENDER_REASON_MIN_CONTRIBUTION. A failure here costs the reasons,
+    never the slate."""
+    items = explained.slate.items
     if not len(items):
         return ()
     try:
-        found = reasons(
-            reason_scorer(agent, candidates if len(candidates) else items),
-            observation,
-            items,
-            min_contribution=settings.RECOMMENDER_REASON_MIN_CONTRIBUTION,
-        )
+        found = explained.reasons(settings.RECOMMENDER_REASON_MIN_CONTRIBUTION)
     except Exception:
         logger.exception("Could not explain a slate; serving it without reasons")
         return (None,) * len(items)

@@ -8,7 +8,16 @@ import pytest
 from recommender.rl.agent import DQNAgent
 from recommender.rl.config import DQNConfig
 from recommender.rl.encoding import ObservationEncoder
-from recommender.rl.explain import EachAlone, Reason, alone, reasons, session_items
+from recommender.rl.explain import (
+    EachAlone,
+    Reason,
+    alone,
+    reasons,
+    reference_items,
+    relative,
+    session_items,
+)
+from recommender.rl.slateq import SlateQAgent
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot
 from tests.recommender.rl.factories import item_catalog
 
@@ -223,3 +232,44 @@ def test_an_agents_reasons_are_those_of_each_session_item_alone():
         assert found == _reference_reasons(agent.q_values_batch, obs, items, 0.001)
         explained += sum(r.item is not None for r in found)
     assert explained > 40  # the sessions do raise scores: the comparison has reasons to compare
+
+
+@pytest.mark.parametrize("kind", [DQNAgent, SlateQAgent])
+def test_a_served_slate_is_explained_as_the_reference_explains_it(kind):
+    # The slate's own pass of the model (act_explained) against reasons() with
+    # the agent's scores relative to the reference items: same slate, same reasons.
+    agent = kind(SMALL, _catalog())
+    ids = agent.catalog.ids
+    explained = 0
+    for b, obs in enumerate(_sessions(60, seed=2)):
+        candidates = np.setdiff1d(ids, [*obs.cart_items, obs.current_item or 0])
+        reference = reference_items(candidates, 8)
+        served = agent.act_explained(
+            obs, candidates, 6, np.random.default_rng(b), epsilon=0.3, reference_ids=reference
+        )
+        slate = agent.act(obs, candidates, 6, np.random.default_rng(b), epsilon=0.3)
+        np.testing.assert_array_equal(served.slate.items, slate.items)
+        np.testing.assert_array_equal(served.slate.propensities, slate.propensities)
+        found = served.reasons(0.001)
+        expected = reasons(
+            relative(agent.q_values_batch, reference), obs, slate.items, min_contribution=0.001
+        )
+        assert [r.item for r in found] == [r.item for r in expected], obs
+        np.testing.assert_allclose(
+            [r.contribution for r in found], [r.contribution for r in expected], atol=1e-5
+        )
+        explained += sum(r.item is not None for r in found)
+    assert explained > 40  # the sessions do raise scores: the comparison has reasons to compare
+
+
+def test_a_cold_session_served_has_no_reasons():
+    agent = DQNAgent(SMALL, _catalog())
+    served = agent.act_explained(
+        Observation(slot=Slot.HOME),
+        agent.catalog.ids,
+        4,
+        np.random.default_rng(0),
+        reference_ids=agent.catalog.ids,
+    )
+    assert len(served.slate.items) == 4
+    assert served.reasons() == [Reason(None, 0.0)] * 4

@@ -120,6 +120,35 @@ def test_the_context_weights_learn_at_their_own_rate():
     }
 
 
+def test_serving_scores_follow_every_change_of_the_context_weights():
+    # Serving computes the context term's combined weight once per weights: a
+    # training run or a target update must still change the scores.
+    items = item_catalog(60, n_categories=6, max_price=50)
+    agent = DQNAgent(dataclasses.replace(CONFIG, gamma=0.5, batch_size=64), items)
+    rng = np.random.default_rng(0)
+    replay = agent.make_replay()
+    replay.add_many(_category_log(items, 500, rng), items)
+    obs = [Observation(slot=Slot.PRODUCT, current_item=1)]
+
+    def unkept(network: str) -> np.ndarray:  # the same weights, nothing computed before
+        fresh = DQNAgent.load(agent.save())
+        if network == "target":
+            fresh.core.target.load_state_dict(agent.core.target.state_dict())
+        return fresh.q_values_batch(obs, items.ids, network)
+
+    def changes(step, network: str = "online") -> None:
+        before = agent.q_values_batch(obs, items.ids, network)
+        step()
+        after = agent.q_values_batch(obs, items.ids, network)
+        assert not np.array_equal(after, before)
+        np.testing.assert_array_equal(after, unkept(network))
+
+    changes(lambda: agent.train_steps(replay, 20, rng))
+    changes(lambda: agent.sync_target(), "target")
+    agent.train_steps(replay, 20, rng)
+    changes(lambda: agent.soft_update(0.5), "target")
+
+
 def test_the_context_penalty_is_on_the_per_pair_affinities_only():
     agent = DQNAgent(CONFIG, item_catalog(ids=[1, 2, 3], categories=[0, 1, 0], prices=[10, 20, 30]))
     context = agent.online.states.context

@@ -144,6 +144,24 @@ def test_grouped_greedy_looks_past_the_top_few_when_their_groups_are_taken():
     assert slate.items.tolist() == [0, 40, 41]
 
 
+def test_grouped_greedy_is_the_stable_ranking_less_the_taken_groups():
+    # Big groups at the top and many equal scores: each slot takes the first
+    # eligible candidate of the full stable ranking, however deep it lies.
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        n = int(rng.integers(1, 400))
+        scores = rng.integers(0, 6, n).astype(np.float32)  # many ties
+        groups = np.minimum(rng.integers(0, 12, n), rng.integers(0, 12, n))  # skewed sizes
+        k = int(rng.integers(1, 10))
+        slate = SlateBuilder().build(np.arange(n), scores, k, rng, groups=groups)
+        expected, taken = [], set()
+        for i in np.argsort(-scores, kind="stable").tolist():
+            if len(expected) < k and groups[i] not in taken:
+                expected.append(i)
+                taken.add(groups[i])
+        assert slate.items.tolist() == expected
+
+
 def test_grouped_epsilon_greedy_propensities_are_over_the_remaining_groups():
     epsilon = 0.4
     rng = np.random.default_rng(1)

@@ -209,7 +209,7 @@ def test_a_version_that_cannot_score_is_refused_activation(catalog, monkeypatch)
     def broken(*args, **kwargs):
         raise RuntimeError("scoring blew up")
 
-    monkeypatch.setattr(type(agent), "act", broken)
+    monkeypatch.setattr(type(agent), "act_explained", broken)
     with pytest.raises(CheckpointLoadError, match="RuntimeError: scoring blew up"):
         checkpoint_activate(checkpoint=candidate)
 
@@ -321,7 +321,7 @@ def test_a_model_that_fails_to_score_falls_back_to_popularity(catalog, monkeypat
     def broken(*args, **kwargs):
         raise RuntimeError("scoring blew up")
 
-    monkeypatch.setattr(type(agent), "act", broken)
+    monkeypatch.setattr(type(agent), "act_explained", broken)
     body = Shopper().recommend(k=5)
 
     assert body["policy"] == {"name": "popularity", "version": None}
