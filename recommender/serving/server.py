@@ -92,6 +92,9 @@ class _Loaded:
     agent: Learner  # loaded by recommender.rl.agents, imported lazily (torch)
     catalog: ItemCatalog  # the catalog the agent scores
     loaded_at: datetime
+    # With the version, what names the checkpoint: a database that was reset or
+    # restored can hold another checkpoint under a version this process served.
+    created_at: datetime | None = None
 
 
 def load_servable(weights: bytes | memoryview, catalog: ItemCatalog | None = None) -> Learner:
@@ -131,6 +134,7 @@ class PolicyServer:
         self._loaded: _Loaded | None = None
         self._checked_at = float("-inf")
         self._failed_version: int | None = None
+        self._failed_key: tuple | None = None  # (version, created_at) that failed to load
         self._failed_error = ""
         # What the last heartbeat reported, and when (time.monotonic()).
         self._reported: tuple | None = None
@@ -293,16 +297,17 @@ class PolicyServer:
         self._reported, self._reported_at = state, now
 
     def _refresh(self, loaded: _Loaded | None, catalog: ItemCatalog) -> _Loaded | None:
-        active = (
+        key = (
             Checkpoint.objects.filter(status=Checkpoint.Status.ACTIVE)
-            .values_list("version", flat=True)
+            .values_list("version", "created_at")
             .first()
         )
-        if active is None:
+        if key is None:
             return None
-        if loaded is not None and loaded.version == active:
+        active, created_at = key
+        if loaded is not None and (loaded.version, loaded.created_at) == key:
             return loaded
-        if active == self._failed_version:
+        if key == self._failed_key:
             return loaded
         weights = (
             Checkpoint.objects.filter(version=active).values_list("weights", flat=True).first()
@@ -310,14 +315,21 @@ class PolicyServer:
         try:
             agent = load_servable(weights, catalog)
         except Exception as exc:
-            self._failed_version, self._failed_error = active, load_error_text(exc)
+            self._failed_version, self._failed_key = active, key
+            self._failed_error = load_error_text(exc)
             logger.exception(
                 "Checkpoint v%s could not be loaded; keeping the previous policy", active
             )
             return loaded
         logger.info("Serving recommender checkpoint v%s", active)
-        self._failed_version, self._failed_error = None, ""
-        return _Loaded(version=active, agent=agent, catalog=catalog, loaded_at=timezone.now())
+        self._failed_version, self._failed_key, self._failed_error = None, None, ""
+        return _Loaded(
+            version=active,
+            agent=agent,
+            catalog=catalog,
+            loaded_at=timezone.now(),
+            created_at=created_at,
+        )
 
     # -- slates --------------------------------------------------------------
 

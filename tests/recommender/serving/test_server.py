@@ -123,6 +123,22 @@ def test_a_new_version_is_picked_up_after_the_reload_interval(catalog, settings)
     assert _policy(shopper) == {"name": "dqn", "version": 2}
 
 
+def test_another_checkpoint_under_a_served_version_number_is_loaded(catalog):
+    """A database reset or restored under running web processes can hold a
+    different checkpoint with a version number a process already serves."""
+    _activate(tiny_agent(), 1)
+    policy_server.refresh()
+    assert _policy() == {"name": "dqn", "version": 1}
+    served = policy_server.active_policy().agent
+
+    Checkpoint.objects.all().delete()
+    _activate(tiny_agent(seed=1), 1)
+    policy_server.refresh()
+
+    assert _policy() == {"name": "dqn", "version": 1}
+    assert policy_server.active_policy().agent is not served
+
+
 def test_activation_switches_versions_and_rollback_switches_back(catalog):
     shopper = Shopper()
     first = _activate(tiny_agent(), 1)
