@@ -53,7 +53,7 @@ def trained_store(transactional_db, settings):
         stdout=io.StringIO(),
     )
     # A history is reproducible from its seed (shoppers, exploration, training):
-    # every run of this test meets the same store.
+    # every run of this test on its own meets the same store.
     active = Checkpoint.objects.filter(status=Checkpoint.Status.ACTIVE).first()
     newest = Checkpoint.objects.order_by("-version").first()
     assert active is not None and active == newest, newest and (
@@ -68,8 +68,9 @@ def trained_store(transactional_db, settings):
 
 
 @pytest.mark.xfail(
-    reason="issue 14: the policy this 400-session history trains shows one camping item after "
-    "three tents (a tent the shopper viewed); the rest are cheap items of other categories",
+    reason="issue 14: the policy this 400-session history trains does not follow three tent "
+    "views firmly: run alone it shows one camping item (a viewed tent); in the full suite, where "
+    "some process state of earlier tests still reaches the build, it has shown three",
     strict=False,
 )
 def test_a_shopper_who_viewed_three_tents_is_shown_camping_gear_with_reasons(
