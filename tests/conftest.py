@@ -32,13 +32,14 @@ def product(db):
 
 @pytest.fixture(autouse=True)
 def _fresh_policy_server():
-    """Each test starts with the web process's policy and eligibility caches
-    empty: product ids cached by an earlier test's database must not leak."""
+    """Each test starts with the web process's policy server as a new process
+    has it: no loaded policy, candidates, popularity or sold-out sets of an
+    earlier test's database."""
     from recommender.serving.server import policy_server
 
-    policy_server.refresh()
+    policy_server.__init__()
     yield
-    policy_server.refresh()
+    policy_server.__init__()
 
 
 @pytest.fixture
