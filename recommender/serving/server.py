@@ -89,12 +89,12 @@ class Candidates:
 @dataclass
 class _Loaded:
     version: int
+    # With the version, what names the checkpoint: a database that was reset or
+    # restored can hold another checkpoint under a version this process served.
+    created_at: datetime
     agent: Learner  # loaded by recommender.rl.agents, imported lazily (torch)
     catalog: ItemCatalog  # the catalog the agent scores
     loaded_at: datetime
-    # With the version, what names the checkpoint: a database that was reset or
-    # restored can hold another checkpoint under a version this process served.
-    created_at: datetime | None = None
 
 
 def load_servable(weights: bytes | memoryview, catalog: ItemCatalog | None = None) -> Learner:
@@ -133,7 +133,6 @@ class PolicyServer:
         self._lock = threading.Lock()
         self._loaded: _Loaded | None = None
         self._checked_at = float("-inf")
-        self._failed_version: int | None = None
         self._failed_key: tuple | None = None  # (version, created_at) that failed to load
         self._failed_error = ""
         # What the last heartbeat reported, and when (time.monotonic()).
@@ -272,7 +271,7 @@ class PolicyServer:
         loaded = self._loaded
         state = (
             loaded.version if loaded else None,
-            self._failed_version,
+            self._failed_key[0] if self._failed_key else None,
             self._failed_error,
             loaded.loaded_at if loaded else None,
         )
@@ -315,20 +314,19 @@ class PolicyServer:
         try:
             agent = load_servable(weights, catalog)
         except Exception as exc:
-            self._failed_version, self._failed_key = active, key
-            self._failed_error = load_error_text(exc)
+            self._failed_key, self._failed_error = key, load_error_text(exc)
             logger.exception(
                 "Checkpoint v%s could not be loaded; keeping the previous policy", active
             )
             return loaded
         logger.info("Serving recommender checkpoint v%s", active)
-        self._failed_version, self._failed_key, self._failed_error = None, None, ""
+        self._failed_key, self._failed_error = None, ""
         return _Loaded(
             version=active,
+            created_at=created_at,
             agent=agent,
             catalog=catalog,
             loaded_at=timezone.now(),
-            created_at=created_at,
         )
 
     # -- slates --------------------------------------------------------------

@@ -31,7 +31,6 @@ from recommender.rl.learner import Learner
 from recommender.rl.types import Observation, Slot
 from recommender.rl.types import Transition as RLTransition
 from recommender.serving import features
-from recommender.serving.server import policy_server
 from tests.factories import CategoryFactory, ProductFactory
 
 RECOMMENDATIONS_URL = "/api/v1/recommendations/"
@@ -46,8 +45,9 @@ MATERIALS = ("merino wool", "cotton", "linen", "nylon", "leather", "cashmere")
 
 def isolate(settings, tmp_path) -> Iterator[None]:
     """Each test starts with an empty in-memory cache (throttles, the trainer
-    lock), the recommender as the shop's carousel provider and a fresh
-    per-process policy server that re-reads the database on every request."""
+    lock), the recommender as the shop's carousel provider and a policy
+    server that re-reads the database on every request (every test gets a
+    fresh one: ``tests/conftest.py``)."""
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
@@ -59,9 +59,7 @@ def isolate(settings, tmp_path) -> Iterator[None]:
     settings.SHOP_CAROUSEL_PROVIDER = "recommender.serving.carousels.carousel_provider"
     settings.RECOMMENDER_RELOAD_SECONDS = 0
     settings.RECOMMENDER_ELIGIBILITY_TTL = 0
-    policy_server.__init__()
     yield
-    policy_server.__init__()
 
 
 # The learning loop's tests: attribution window and session idle time, seconds.
