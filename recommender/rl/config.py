@@ -58,6 +58,13 @@ class DQNConfig:
     """L2 penalty on the context term's per-pair affinities (category to category,
     attribute to attribute, price to price): pulls each towards the shared
     same-category / same-attribute weights until its own clicks are many"""
+    interaction_l2: float = 1.0
+    """L2 penalty on the two towers' interaction <f(s), g(a)> (recommender.rl.network)
+    of each minibatch transition, in squared reward units. The towers can fit
+    anything: trained run after run on a store's few hundred sessions they learn
+    the sessions themselves, and their part of Q drowns out the context term's,
+    so the carousel drifts back to one ranking for everyone. The penalty leaves
+    them what the context term cannot explain"""
     batch_size: int = 256
     """transitions per gradient step"""
     replay_capacity: int = 100_000
@@ -140,7 +147,7 @@ class DQNConfig:
         for name in ("epsilon_start", "epsilon_end"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"DQNConfig.{name} must be in [0, 1]")
-        for name in ("click_steps_per_step", "context_l2"):
+        for name in ("click_steps_per_step", "context_l2", "interaction_l2"):
             if getattr(self, name) < 0:
                 raise ValueError(f"DQNConfig.{name} must not be negative")
         for name in (

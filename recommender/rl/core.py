@@ -36,6 +36,7 @@ from recommender.rl.network import (
     StateInputs,
     all_items_q,
     grow_id_embeddings,
+    pair_interaction,
     pair_q,
     rows_q,
 )
@@ -357,7 +358,8 @@ class DoubleDQN:
             hidden = torch.from_numpy(rng.random(len(batch.actions)) < c.id_dropout)
             features = features._replace(id_rows=features.id_rows.masked_fill(hidden, 0))
         state_out = self.online.states(table, StateInputs.from_encoded(batch.states, local[0]))
-        q = pair_q(state_out, self.online.items(features))
+        item_out = self.online.items(features)
+        q = pair_q(state_out, item_out)
         # Double-DQN targets (no gradient).
         with torch.no_grad():
             target = self._td_targets(batch, table, local[1], local[2])
@@ -365,6 +367,9 @@ class DoubleDQN:
         loss = F.huber_loss(q, target, delta=c.huber_delta)
         if c.context_l2 > 0:
             loss = loss + c.context_l2 * self.online.states.context.penalty()
+        if c.interaction_l2 > 0:
+            interaction = pair_interaction(state_out, item_out, c.embed_dim)
+            loss = loss + c.interaction_l2 * interaction.square().mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.online.parameters(), c.max_grad_norm, foreach=True)

@@ -18,7 +18,11 @@ brand and colour to brand and colour, price level to price level, plus
 parameters, starts at zero and learns at its own, faster rate
 (``DQNConfig.context_lr``), so a store's first training runs already tie the
 carousel to the session, whereas <f(s), g(i)> must first learn item vectors
-from sparse clicks.
+from sparse clicks. A penalty on the size of <f(s), g(i)>
+(``DQNConfig.interaction_l2``) leaves the two towers what the context term
+cannot explain: unchecked, trained run after run on a few hundred sessions,
+they learn the sessions themselves, and the ranking drifts back towards one
+for everyone.
 
 Nothing is tied to the catalog size, an item outside the id vocabulary is
 scored from its features alone, and serving precomputes [g, x, b] for every
@@ -315,6 +319,12 @@ def pair_q(state_out: Tensor, item_out: Tensor) -> Tensor:
     """(B,) Q of each state with its own item: state_out and item_out (B, D+X+1)."""
     q, offset = query(state_out)
     return (item_out * q).sum(1) + offset
+
+
+def pair_interaction(state_out: Tensor, item_out: Tensor, embed_dim: int) -> Tensor:
+    """(B,) <f(s), g(i)> of each state with its own item: the part of ``pair_q``
+    the two towers' vectors (their first ``embed_dim`` columns) make."""
+    return (state_out[:, :embed_dim] * item_out[:, :embed_dim]).sum(1)
 
 
 def candidate_q(state_out: Tensor, candidate_out: Tensor) -> Tensor:

@@ -67,12 +67,6 @@ def trained_store(transactional_db, settings):
     return active
 
 
-@pytest.mark.xfail(
-    reason="issue 14: the policy this 400-session history trains does not follow three tent "
-    "views firmly: run alone it shows one camping item (a viewed tent); in the full suite, where "
-    "some process state of earlier tests still reaches the build, it has shown three",
-    strict=False,
-)
 def test_a_shopper_who_viewed_three_tents_is_shown_camping_gear_with_reasons(
     live_server, browser, trained_store, tmp_path: Path
 ):
