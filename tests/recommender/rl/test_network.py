@@ -195,7 +195,8 @@ def test_the_towers_are_left_what_the_context_term_cannot_explain():
         shown = int(rng.choice(items.ids[items.ids != current]))
         same = items.categories[shown - 1] == items.categories[current - 1]
         state = Observation(slot=Slot.PRODUCT, current_item=current)
-        log.append(Transition(state, shown, float(rng.random() < (0.7 if same else 0.1)), None, True))
+        clicked = rng.random() < (0.7 if same else 0.1)
+        log.append(Transition(state, shown, float(clicked), None, True))
     pages = [Observation(slot=Slot.PRODUCT, current_item=i) for i in range(1, 61)]
 
     def trained(l2: float) -> tuple[float, float]:
