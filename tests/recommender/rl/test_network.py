@@ -159,7 +159,7 @@ def test_the_context_penalty_is_on_the_per_pair_affinities_only():
         context.weight.fill_(1.0)
     # Only the affinities the mask allows count: category to category,
     # attribute to the same attribute, price to price.
-    assert float(context.penalty()) == float(context.mask.sum())
+    assert float(context.penalty().detach()) == float(context.mask.sum())
 
 
 def test_affinities_the_clicks_do_not_support_shrink_towards_zero():
