@@ -144,6 +144,7 @@ def run_part(family: str, seed: int, part: str, settings: BenchSettings) -> dict
         SameCategoryPolicy,
         myopic_config,
     )
+    from recommender.rl.agents import load_agent
     from recommender.rl.config import DQNConfig
     from recommender.rl.evaluation import (
         TrainingSchedule,
@@ -183,7 +184,9 @@ def run_part(family: str, seed: int, part: str, settings: BenchSettings) -> dict
         slateq = part != "dqn_per_item"
         result = train_dqn(simulator, config, schedule, seed, slateq=slateq)
         training_seconds = result.seconds
-        policies = {part: DQNPolicy(result.agent, name=part)}
+        # What a store would publish: the moving average of the weights.
+        served = load_agent(result.agent.save(served=True))
+        policies = {part: DQNPolicy(served, name=part)}
 
     results = {}
     for name, policy in policies.items():

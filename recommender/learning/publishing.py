@@ -412,10 +412,22 @@ def checkpoint_publish(*, agent: Learner, catalog: ItemCatalog, run: TrainingRun
     """Store the learner as the next version; activate it if every guard passes
     (and RECOMMENDER_AUTO_ACTIVATE), otherwise keep it as rejected with the
     reasons, so an admin can still inspect or force-activate it."""
+    agent = served_agent(agent)
     logged = logged_slates(catalog=catalog, limit=settings.RECOMMENDER_OPE_IMPRESSIONS)
     guard = guard_report(agent, logged.observations)
     evaluation = offpolicy_gate(agent, logged, catalog)
     return _store(agent, run=run, guard=guard, evaluation=evaluation)
+
+
+def served_agent(agent: Learner) -> Learner:
+    """What shoppers would get from the learner: its moving average of the weights
+    (``DQNConfig.served_average``), the weights that are judged and stored."""
+    try:
+        return load_agent(agent.save(served=True))
+    except CheckpointError:
+        # Weights that went non-finite load nowhere: the learner as it is goes to
+        # the guards, which reject it, and is stored for inspection.
+        return agent
 
 
 def guard_report(agent: Learner, observations: Sequence[Observation]) -> GuardReport:

@@ -385,9 +385,10 @@ class DQNAgent:
 
     # --- persistence --------------------------------------------------------------------
 
-    def save(self) -> bytes:
-        """Checkpoint bytes: weights, optimizer state, config, vocabulary and catalog."""
-        return checkpoint.dumps(self.core.checkpoint_payload())
+    def save(self, served: bool = False) -> bytes:
+        """Checkpoint bytes: weights, optimizer state, config, vocabulary and catalog
+        (``served``: the averaged weights as the online ones, what a store publishes)."""
+        return checkpoint.dumps(self.core.checkpoint_payload(served))
 
     @classmethod
     def load(cls, data: bytes, catalog: ItemCatalog | None = None) -> DQNAgent:

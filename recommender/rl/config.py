@@ -65,6 +65,12 @@ class DQNConfig:
     the sessions themselves, and their part of Q drowns out the context term's,
     so the carousel drifts back to one ranking for everyone. The penalty leaves
     them what the context term cannot explain"""
+    served_average: float = 0.995
+    """the weights a published checkpoint serves are an exponential moving average
+    of the online weights, with this decay per gradient step (0: the online weights
+    themselves). Training goes on from the online weights; the average spares
+    shoppers the step-to-step wander of the last iterate, which on a store's small
+    log can swap a whole category in or out of a carousel from one version to the next"""
     batch_size: int = 256
     """transitions per gradient step"""
     replay_capacity: int = 100_000
@@ -144,6 +150,8 @@ class DQNConfig:
             raise ValueError("DQNConfig.id_dropout must be in [0, 1)")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError("DQNConfig.tau must be in (0, 1]")
+        if not 0.0 <= self.served_average < 1.0:
+            raise ValueError("DQNConfig.served_average must be in [0, 1)")
         for name in ("epsilon_start", "epsilon_end"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"DQNConfig.{name} must be in [0, 1]")

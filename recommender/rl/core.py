@@ -139,6 +139,8 @@ class DoubleDQN:
             torch.manual_seed(config.seed)
             self.online = QNetwork(config, len(vocabulary), n_categories, n_attributes)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
+        # What a published checkpoint serves: a moving average of the online weights.
+        self.averaged = copy.deepcopy(self.online).requires_grad_(False)
         # Built when it first trains or saves; the context term learns at its own rate.
         self.adam = LazyAdam(
             self.online, config.lr, self.online.context_parameters(), config.context_lr
@@ -171,6 +173,7 @@ class DoubleDQN:
         core.set_catalog(catalog)
         core.online.fit_catalog_scales(core.features)
         core.sync_target()
+        core.averaged.load_state_dict(core.online.state_dict())
         core._forget()
         return core
 
@@ -194,7 +197,7 @@ class DoubleDQN:
         if self.config.grow_vocabulary:
             added = self.vocabulary.extend(catalog.ids)
             if added:
-                grow_id_embeddings([self.online, self.target], self.adam, added)
+                grow_id_embeddings([self.online, self.target, self.averaged], self.adam, added)
         self.categories.extend(catalog.categories)
         self.catalog = catalog
         self.index = ItemIndex.of(catalog)
@@ -335,6 +338,7 @@ class DoubleDQN:
             self.step += 1
             if interval and self.step % interval == 0:
                 self.soft_update(self.config.tau)
+            self._update_average()
         self._forget()
         steps = max(n_steps, 1)
         return TrainStats(
@@ -457,6 +461,16 @@ class DoubleDQN:
             target.copy_(online)
         self._forget("target")
 
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        """averaged ← decay·averaged + (1 - decay)·online, after each gradient step."""
+        weight = 1.0 - self.config.served_average
+        torch._foreach_lerp_(
+            list(self.averaged.parameters()), list(self.online.parameters()), weight
+        )
+        for averaged, online in zip(self.averaged.buffers(), self.online.buffers(), strict=True):
+            averaged.copy_(online)
+
     def network(self, network: Network) -> QNetwork:
         return self.online if network == "online" else self.target
 
@@ -466,9 +480,12 @@ class DoubleDQN:
 
     # --- persistence --------------------------------------------------------------------
 
-    def checkpoint_payload(self) -> dict:
+    def checkpoint_payload(self, served: bool = False) -> dict:
         """The checkpoint fields (``recommender.rl.checkpoint``) of this core:
-        weights, optimizer state, config, vocabulary and catalog."""
+        weights, optimizer state, config, vocabulary and catalog. ``served``: the
+        checkpoint a store publishes, whose online weights are the moving average
+        (``DQNConfig.served_average``); otherwise the learner, to train on."""
+        averaged = self.averaged.state_dict()
         return {
             "config": self.config.to_dict(),
             "n_categories": self.n_categories,
@@ -477,8 +494,9 @@ class DoubleDQN:
             "category_labels": torch.from_numpy(self.categories.labels.copy()),
             "catalog": checkpoint.catalog_to_tensors(self.catalog),
             "step": self.step,
-            "online": self.online.state_dict(),
+            "online": averaged if served else self.online.state_dict(),
             "target": self.target.state_dict(),
+            "averaged": averaged,
             "optimizer": self.adam.state_dict(),
         }
 
@@ -519,6 +537,10 @@ class DoubleDQN:
                 raise checkpoint.CheckpointError(f"invalid category labels: {exc}") from exc
         checkpoint.restore_module(core.online, payload["online"], "online")
         checkpoint.restore_module(core.target, payload["target"], "target")
+        # Checkpoints from before the moving average start it at the online weights.
+        checkpoint.restore_module(
+            core.averaged, payload.get("averaged", payload["online"]), "averaged"
+        )
         core.adam.restore(payload["optimizer"])
         core.step = int(payload["step"])
         core.set_catalog(

@@ -146,8 +146,9 @@ class Learner(Protocol):
 
     # --- persistence --------------------------------------------------------------------
 
-    def save(self) -> bytes:
-        """Checkpoint bytes (``recommender.rl.checkpoint``)."""
+    def save(self, served: bool = False) -> bytes:
+        """Checkpoint bytes (``recommender.rl.checkpoint``); ``served``: with the
+        moving average of the weights as the ones that act (``DQNConfig.served_average``)."""
         ...
 
     @classmethod

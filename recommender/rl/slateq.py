@@ -434,12 +434,12 @@ class SlateQAgent:
 
     # --- persistence --------------------------------------------------------------------
 
-    def save(self) -> bytes:
+    def save(self, served: bool = False) -> bytes:
         """Checkpoint bytes: the value networks' checkpoint (over the catalog with
         its no-click row) plus the click model, its id vocabulary and optimizer."""
         return checkpoint.dumps(
             {
-                **self.core.checkpoint_payload(),
+                **self.core.checkpoint_payload(served),
                 "slateq": {
                     "click_vocabulary": torch.from_numpy(self.click_vocabulary.ids.copy()),
                     "click": self.click.state_dict(),

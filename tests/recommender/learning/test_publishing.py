@@ -55,17 +55,16 @@ def history(db, settings, monkeypatch):
 
 
 def _state_blind_learner(monkeypatch) -> None:
-    """The next trained learner ranks every request as if the session were new."""
-    real_load = training.learner_load
-
-    def learner_load():
-        agent, catalog = real_load()
-        agent.ranking_scores = lambda observations, mask, k: DQNAgent.ranking_scores(
+    """Every per-item learner (the one trained next, and the weights it publishes)
+    ranks every request as if the session were new."""
+    real = DQNAgent.ranking_scores
+    monkeypatch.setattr(
+        DQNAgent,
+        "ranking_scores",
+        lambda agent, observations, mask, k: real(
             agent, [cold(obs) for obs in observations], mask, k
-        )
-        return agent, catalog
-
-    monkeypatch.setattr(training, "learner_load", learner_load)
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------

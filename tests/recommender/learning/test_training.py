@@ -404,12 +404,11 @@ def _rig_snips(monkeypatch, *, candidate_ess: float) -> None:
     """Make the next trained candidate's SNIPS estimate 0.1 [0.05, 0.15] on
     ``candidate_ess`` effective impressions, and the active version's 1.0 [0.9, 1.1]."""
     candidates = []
-    real_load = training.learner_load
+    real_served = publishing.served_agent
 
-    def learner_load():
-        agent, catalog = real_load()
-        candidates.append(agent)
-        return agent, catalog
+    def served_agent(agent):
+        candidates.append(real_served(agent))
+        return candidates[-1]
 
     real_value = publishing.policy_value
 
@@ -421,7 +420,7 @@ def _rig_snips(monkeypatch, *, candidate_ess: float) -> None:
             estimates["snips"].update(value=1.0, ci95=[0.9, 1.1], ess=500.0)
         return estimates
 
-    monkeypatch.setattr(training, "learner_load", learner_load)
+    monkeypatch.setattr(publishing, "served_agent", served_agent)
     monkeypatch.setattr(publishing, "policy_value", rigged_value)
 
 
@@ -493,8 +492,10 @@ def test_a_learner_whose_weights_went_nan_is_rejected_and_not_kept(history, monk
     def diverging(self, *args, **kwargs):
         stats = real_train(self, *args, **kwargs)
         with torch.no_grad():
-            for parameter in self.online.parameters():
-                parameter.fill_(float("nan"))
+            # As a real divergence would, the moving average follows the online weights.
+            for network in (self.online, self.core.averaged):
+                for parameter in network.parameters():
+                    parameter.fill_(float("nan"))
         self.core._item_tables.clear()
         return stats
 

@@ -62,6 +62,31 @@ def test_target_updates_copy_or_average_the_online_weights():
     )
 
 
+def test_a_served_checkpoint_acts_with_the_moving_average_of_the_weights():
+    items = item_catalog(12, seed=12)
+    config = DQNConfig(**{**SMALL.to_dict(), "served_average": 0.75})
+    core = fresh_core(config, items)
+    rng = np.random.default_rng(5)
+    replay = ReplayBuffer(config)
+    replay.add_many(random_transitions(items, 100, rng), items)
+    core.train_steps(replay, 5, rng)
+    before = core.averaged.states.mlp[0].weight.detach().clone()
+    core.train_steps(replay, 1, rng)
+    online = core.online.states.mlp[0].weight.detach()
+    averaged = core.averaged.states.mlp[0].weight.detach()
+    torch.testing.assert_close(averaged, 0.75 * before + 0.25 * online)
+    assert not torch.equal(averaged, online)
+
+    served = DoubleDQN.from_payload(core.checkpoint_payload(served=True), BestItem())
+    learner = DoubleDQN.from_payload(core.checkpoint_payload(), BestItem())
+    obs = observation(Slot.CART, cart_items=(2,))
+    # Shoppers get the average; training goes on from the online weights and the average.
+    torch.testing.assert_close(served.online.states.mlp[0].weight, averaged)
+    torch.testing.assert_close(learner.online.states.mlp[0].weight, online)
+    torch.testing.assert_close(learner.averaged.states.mlp[0].weight, averaged)
+    assert not np.array_equal(served.q_values(obs, items.ids), core.q_values(obs, items.ids))
+
+
 def test_new_catalog_items_get_vocabulary_rows_and_training_continues():
     items = item_catalog(12, seed=12)
     core = fresh_core(SMALL, items)
