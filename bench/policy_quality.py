@@ -135,6 +135,7 @@ def run_part(family: str, seed: int, part: str, settings: BenchSettings) -> dict
 
     configure_torch_threads(1)
     keep_freed_memory()
+    from recommender.rl.agents import load_agent
     from recommender.rl.baselines import (
         CooccurrencePolicy,
         DQNPolicy,
@@ -144,7 +145,6 @@ def run_part(family: str, seed: int, part: str, settings: BenchSettings) -> dict
         SameCategoryPolicy,
         myopic_config,
     )
-    from recommender.rl.agents import load_agent
     from recommender.rl.config import DQNConfig
     from recommender.rl.evaluation import (
         TrainingSchedule,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from recommender.learning import publishing, training
+from recommender.learning import publishing
 from recommender.learning.training import policy_train, transitions_build
 from recommender.models import Checkpoint, Event, Impression
 from recommender.rl.agent import DQNAgent
