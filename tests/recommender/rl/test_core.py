@@ -42,14 +42,22 @@ def test_epsilon_schedule_decays_linearly_then_stays():
     assert core.epsilon_at(100) == core.epsilon_at(10_000) == pytest.approx(0.05)
 
 
-def test_target_updates_copy_or_average_the_online_weights():
+def trained_core(steps: int, **config) -> tuple[DoubleDQN, ReplayBuffer, np.random.Generator]:
+    """A SMALL core (``config`` overriding its fields) after ``steps`` gradient
+    steps on random transitions, with its replay and generator to go on."""
     items = item_catalog(12, seed=12)
-    config = DQNConfig(**{**SMALL.to_dict(), "target_update_interval": 0})
-    core = fresh_core(config, items)
+    full = DQNConfig(**{**SMALL.to_dict(), **config})
+    core = fresh_core(full, items)
     rng = np.random.default_rng(5)
-    replay = ReplayBuffer(config)
+    replay = ReplayBuffer(full)
     replay.add_many(random_transitions(items, 100, rng), items)
-    core.train_steps(replay, 10, rng)
+    core.train_steps(replay, steps, rng)
+    return core, replay, rng
+
+
+def test_target_updates_copy_or_average_the_online_weights():
+    core, _, _ = trained_core(10, target_update_interval=0)
+    items = core.catalog
     online = core.online.states.mlp[0].weight.detach().clone()
     before = core.target.states.mlp[0].weight.detach().clone()
     assert not torch.equal(online, before)
@@ -63,13 +71,8 @@ def test_target_updates_copy_or_average_the_online_weights():
 
 
 def test_a_served_checkpoint_acts_with_the_moving_average_of_the_weights():
-    items = item_catalog(12, seed=12)
-    config = DQNConfig(**{**SMALL.to_dict(), "served_average": 0.75})
-    core = fresh_core(config, items)
-    rng = np.random.default_rng(5)
-    replay = ReplayBuffer(config)
-    replay.add_many(random_transitions(items, 100, rng), items)
-    core.train_steps(replay, 5, rng)
+    core, replay, rng = trained_core(5, served_average=0.75)
+    items = core.catalog
     before = core.averaged.states.mlp[0].weight.detach().clone()
     core.train_steps(replay, 1, rng)
     online = core.online.states.mlp[0].weight.detach()
