@@ -456,20 +456,19 @@ class DoubleDQN:
         if tau == 1.0:
             self.sync_target()
             return
-        torch._foreach_lerp_(list(self.target.parameters()), list(self.online.parameters()), tau)
-        for target, online in zip(self.target.buffers(), self.online.buffers(), strict=True):
-            target.copy_(online)
+        self._move_towards_online(self.target, tau)
         self._forget("target")
 
-    @torch.no_grad()
     def _update_average(self) -> None:
         """averaged ← decay·averaged + (1 - decay)·online, after each gradient step."""
-        weight = 1.0 - self.config.served_average
-        torch._foreach_lerp_(
-            list(self.averaged.parameters()), list(self.online.parameters()), weight
-        )
-        for averaged, online in zip(self.averaged.buffers(), self.online.buffers(), strict=True):
-            averaged.copy_(online)
+        self._move_towards_online(self.averaged, 1.0 - self.config.served_average)
+
+    @torch.no_grad()
+    def _move_towards_online(self, network: QNetwork, weight: float) -> None:
+        """network ← weight·online + (1 - weight)·network; buffers copied."""
+        torch._foreach_lerp_(list(network.parameters()), list(self.online.parameters()), weight)
+        for mine, online in zip(network.buffers(), self.online.buffers(), strict=True):
+            mine.copy_(online)
 
     def network(self, network: Network) -> QNetwork:
         return self.online if network == "online" else self.target
