@@ -51,9 +51,17 @@ class DQNConfig:
     """Adam learning rate (1e-3 made the bootstrapped targets noisier and returns lower
     in the simulator)"""
     context_lr: float = 1e-2
-    """Adam learning rate of the context term <v(s), x(i)> (recommender.rl.network):
-    its few weights start at zero and must reach reward units within the store's
-    first training runs, which ``lr`` would take thousands of steps to do"""
+    """Adam learning rate of the context term <v(s), x(i)> (recommender.rl.network)
+    but its per-pair affinities (``pair_lr``): u and the shared "same category" /
+    "same attribute" weights start at zero and must reach reward units within the
+    store's first training runs, which ``lr`` would take thousands of steps to do"""
+    pair_lr: float = 1e-3
+    """Adam learning rate of the context term's per-pair affinities (a category to
+    each category, an attribute to itself, price to price). They are many next to
+    a young store's clicks: at ``context_lr`` they chase whichever pairs happened to
+    follow each other in the log, run after run, and the carousel drifts away from
+    the page's category. Slower, the shared "same category" / "same attribute"
+    weights lead until the clicks of a pair keep saying otherwise"""
     context_l2: float = 1e-3
     """L2 penalty on the context term's per-pair affinities (category to category,
     attribute to attribute, price to price): pulls each towards the shared
@@ -161,6 +169,7 @@ class DQNConfig:
         for name in (
             "lr",
             "context_lr",
+            "pair_lr",
             "huber_delta",
             "max_grad_norm",
             "recency_half_life_s",

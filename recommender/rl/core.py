@@ -141,9 +141,15 @@ class DoubleDQN:
         self.target = copy.deepcopy(self.online).requires_grad_(False)
         # What a published checkpoint serves: a moving average of the online weights.
         self.averaged = copy.deepcopy(self.online).requires_grad_(False)
-        # Built when it first trains or saves; the context term learns at its own rate.
+        # Built when it first trains or saves; the context term learns at its own
+        # rates (its per-pair affinities, then its shared weights).
         self.adam = LazyAdam(
-            self.online, config.lr, self.online.context_parameters(), config.context_lr
+            self.online,
+            config.lr,
+            [
+                (self.online.pair_parameters(), config.pair_lr),
+                (self.online.context_parameters(), config.context_lr),
+            ],
         )
         self.step = 0
         # What serving computes once per weights (and catalog), by network.

@@ -18,7 +18,9 @@ brand and colour to brand and colour, price level to price level, plus
 parameters, starts at zero and learns at its own, faster rate
 (``DQNConfig.context_lr``), so a store's first training runs already tie the
 carousel to the session, whereas <f(s), g(i)> must first learn item vectors
-from sparse clicks. A penalty on the size of <f(s), g(i)>
+from sparse clicks. Its per-pair affinities learn slower (``DQNConfig.pair_lr``)
+than its shared "same category" / "same attribute" weights: few clicks support
+each pair. A penalty on the size of <f(s), g(i)>
 (``DQNConfig.interaction_l2``) leaves the two towers what the context term
 cannot explain: unchecked, trained run after run on a few hundred sessions,
 they learn the sessions themselves, and the ranking drifts back towards one
@@ -296,9 +298,15 @@ class QNetwork(nn.Module):
         self.items = ItemTower(config, vocabulary_size, n_categories, n_attributes)
         self.states = StateTower(config, n_categories, n_attributes)
 
+    def pair_parameters(self) -> list[nn.Parameter]:
+        """The context term's per-pair affinities (trained at ``DQNConfig.pair_lr``)."""
+        return [self.states.context.weight]
+
     def context_parameters(self) -> list[nn.Parameter]:
-        """The context term's weights (trained at ``DQNConfig.context_lr``)."""
-        return list(self.states.context.parameters())
+        """The context term's other weights: u and the shared "same category" /
+        "same attribute" weights (trained at ``DQNConfig.context_lr``)."""
+        context = self.states.context
+        return [context.bias, context.shared]
 
     def fit_catalog_scales(self, features: ItemFeatures) -> None:
         """Standardise log-prices and centre the context features on a catalog."""

@@ -10,6 +10,8 @@ before) and applied when the optimizer is built.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -19,27 +21,29 @@ from recommender.rl import checkpoint
 class LazyAdam:
     """Adam over ``module``'s parameters, built by ``get``.
 
-    ``fast`` parameters (the module's last ones) train at ``fast_lr`` in a second
-    parameter group; keeping them last keeps the optimizer's parameter numbering
-    the module's, which ``moments`` and the checkpoint checks rely on."""
+    ``groups``, (parameters, learning rate) pairs, are the module's last
+    parameters in order, each trained at its own rate in a parameter group of
+    its own; the others train at ``lr``. Keeping them last keeps the optimizer's
+    parameter numbering the module's, which ``moments`` and the checkpoint
+    checks rely on."""
 
     def __init__(
         self,
         module: nn.Module,
         lr: float,
-        fast: list[nn.Parameter] | None = None,
-        fast_lr: float | None = None,
+        groups: Sequence[tuple[list[nn.Parameter], float]] = (),
     ) -> None:
         self.module = module
         self.lr = lr
-        self.fast = list(fast or [])
-        self.fast_lr = lr if fast_lr is None else fast_lr
+        self.groups = [(list(params), float(group_lr)) for params, group_lr in groups]
+        tail = [p for params, _ in self.groups for p in params]
         params = list(module.parameters())
-        if self.fast and any(
-            a is not b
-            for a, b in zip(params[len(params) - len(self.fast) :], self.fast, strict=True)
+        if tail and (
+            len(tail) > len(params)
+            or any(a is not b for a, b in zip(params[len(params) - len(tail) :], tail, strict=True))
         ):
-            raise ValueError("LazyAdam's fast parameters must be the module's last ones")
+            raise ValueError("LazyAdam's groups must be the module's last parameters, in order")
+        self._sizes = [len(params) - len(tail), *(len(params) for params, _ in self.groups)]
         self._optimizer: torch.optim.Adam | None = None
         self._pending: dict | None = None  # a checkpoint's state, until built
 
@@ -50,12 +54,11 @@ class LazyAdam:
     def get(self) -> torch.optim.Adam:
         if self._optimizer is None:
             params = list(self.module.parameters())
-            groups = [{"params": params[: len(params) - len(self.fast)]}]
-            if self.fast:
-                groups.append({"params": self.fast, "lr": self.fast_lr})
+            groups = [{"params": params[: self._sizes[0]]}]
+            groups += [{"params": group, "lr": group_lr} for group, group_lr in self.groups]
             optimizer = torch.optim.Adam(groups, lr=self.lr, fused=True)
             if self._pending is not None:
-                optimizer.load_state_dict(self._pending)
+                optimizer.load_state_dict(self._regrouped(self._pending, optimizer))
                 self._pending = None
             self._optimizer = optimizer
         return self._optimizer
@@ -66,9 +69,24 @@ class LazyAdam:
         when the optimizer is built."""
         checkpoint.check_optimizer_state(list(self.module.parameters()), state)
         if self._optimizer is not None:
-            self._optimizer.load_state_dict(state)
+            self._optimizer.load_state_dict(self._regrouped(state, self._optimizer))
         else:
             self._pending = state
+
+    def _regrouped(self, state: dict, optimizer: torch.optim.Adam) -> dict:
+        """``state`` as ``optimizer``'s groups hold the parameters. A state saved
+        when the groups were cut elsewhere (a checkpoint from before a group was
+        split off) keeps every parameter's moments and takes the groups, with
+        their learning rates, from ``optimizer``; otherwise it is unchanged."""
+        sizes = [len(group["params"]) for group in state["param_groups"]]
+        if sizes == self._sizes:
+            return state
+        groups, start = [], 0
+        for group in optimizer.state_dict()["param_groups"]:
+            size = len(group["params"])
+            groups.append({**group, "params": list(range(start, start + size))})
+            start += size
+        return {"state": state["state"], "param_groups": groups}
 
     def state_dict(self) -> dict:
         return self.get().state_dict()

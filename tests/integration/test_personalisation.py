@@ -168,8 +168,10 @@ def test_carousels_follow_shoppers_of_a_family_the_demo_was_not_built_on(
     )
     # (a) Different shoppers, different carousels.
     assert mean_jaccard < 0.5, mean_jaccard
-    # (b) Product pages: the page's category holds several times its chance share.
-    assert related_share > 3 * chance, related_shares
+    # (b) Most of a product page's carousel is the page's category (chance: one
+    # item in fourteen). What these shoppers reward: one who opened the page most
+    # likely favours its category, and has just been drawn to it.
+    assert related_share > 0.5, related_shares
     # (c) Clearly above: several standard errors at these impression counts.
     assert learned_ctr > fallback_ctr + 0.05, (learned_ctr, fallback_ctr)
     # (a) Each carousel follows what its shopper viewed: on average well above

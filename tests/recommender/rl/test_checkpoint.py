@@ -93,6 +93,38 @@ def test_round_trip_gives_identical_q_values_and_training_state():
     )
 
 
+def test_a_learner_saved_before_the_affinities_had_their_own_rate_trains_on():
+    """Older learners' optimizer state has two groups (the per-pair affinities
+    with the context term's shared weights): loading keeps every moment and
+    trains each group at today's rates."""
+    agent = trained_agent()
+
+    def two_groups(payload):
+        base, pairs, shared = payload["optimizer"]["param_groups"]
+        payload["optimizer"]["param_groups"] = [
+            base,
+            {**shared, "params": pairs["params"] + shared["params"]},
+        ]
+
+    loaded = DQNAgent.load(tampered(agent.save(), two_groups))
+    groups = loaded.optimizer.param_groups
+    assert [g["lr"] for g in groups] == [CONFIG.lr, CONFIG.pair_lr, CONFIG.context_lr]
+    weight = loaded.online.states.context.weight
+    assert groups[1]["params"] == [weight]
+    before = agent.adam.moments(agent.online.states.context.weight)
+    assert torch.equal(loaded.adam.moments(weight)["exp_avg"], before["exp_avg"])
+    # It trains on as a learner saved today does.
+    replay = ReplayBuffer(CONFIG)
+    replay.add_many([Transition(OBSERVATIONS[1], 2, 1.0, None, True)], ITEMS)
+    today = DQNAgent.load(agent.save())
+    loaded.train_steps(replay, 3, np.random.default_rng(1))
+    today.train_steps(replay, 3, np.random.default_rng(1))
+    np.testing.assert_array_equal(
+        loaded.q_values_batch(OBSERVATIONS, ITEMS.ids),
+        today.q_values_batch(OBSERVATIONS, ITEMS.ids),
+    )
+
+
 def test_serving_a_loaded_checkpoint_builds_no_optimizer(tmp_path):
     """A web process loads checkpoints to serve them: building a process's first
     optimizer imports torch._dynamo (over a second), which the first shopper
