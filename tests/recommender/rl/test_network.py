@@ -180,7 +180,7 @@ def test_affinities_the_clicks_do_not_support_shrink_towards_zero():
         replay.add_many(log, items)
         agent.train_steps(replay, 200, np.random.default_rng(1))
         context = agent.online.states.context
-        return float((context.weight * context.mask).abs().sum())
+        return float((context.weight * context.mask).abs().sum().detach())
 
     # The penalty pulls them in...
     fast = CONFIG.context_lr
