@@ -20,6 +20,12 @@ logger = logging.getLogger(__name__)
 # real-time checkpoints with back-dated ones.
 HISTORY_NOTE = "Skipped: a simulated history is being written, and it trains as it goes."
 
+# A store without traffic would otherwise train its learner on the same window
+# run after run: nothing new to learn, a new version every run, and each run
+# moves the weights further from what the log supports (towards one ranking for
+# everyone). Runs asked for by a person ("Train now", the command) still train.
+NOTHING_NEW_NOTE = "Skipped: no transitions were built since the last training run."
+
 
 @shared_task(acks_late=True, ignore_result=True)
 def build_transitions() -> int:
@@ -38,13 +44,21 @@ def build_transitions() -> int:
     max_retries=3,
 )
 def train_policy(self, triggered_by: str = "schedule", steps: int | None = None) -> int | None:
-    """Replay training, then publish a checkpoint if it passes the guards.
+    """Replay training, then publish a checkpoint if it passes the guards. The
+    schedule's runs are skipped while no transition was built since the last
+    run (NOTHING_NEW_NOTE).
 
     Safe to retry: a run that dies before saving leaves the learner as it was;
     a concurrent run waits for the lock (retried with backoff)."""
     if history.history_in_progress():
         return training.run_skip(
             kind=training.TrainingRun.Kind.TRAIN, triggered_by=triggered_by, outcome=HISTORY_NOTE
+        ).pk
+    if triggered_by == "schedule" and not training.transitions_since_last_run():
+        return training.run_skip(
+            kind=training.TrainingRun.Kind.TRAIN,
+            triggered_by=triggered_by,
+            outcome=NOTHING_NEW_NOTE,
         ).pk
     run = training.policy_train(triggered_by=triggered_by, steps=steps)
     return run.pk

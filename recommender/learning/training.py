@@ -274,6 +274,18 @@ def run_skip(*, kind: str, triggered_by: str, outcome: str) -> TrainingRun:
     )
 
 
+def transitions_since_last_run() -> bool:
+    """Whether a transition was built since the last training run that
+    succeeded started (or no run has succeeded yet)."""
+    last = (
+        TrainingRun.objects.filter(kind=TrainingRun.Kind.TRAIN, status=TrainingRun.Status.SUCCEEDED)
+        .order_by("-started_at")
+        .values_list("started_at", flat=True)
+        .first()
+    )
+    return last is None or TransitionRow.objects.filter(created_at__gte=last).exists()
+
+
 def training_seed(default: int | None = None) -> int:
     """RECOMMENDER_TRAIN_SEED, else ``default``, else a fresh one from the OS;
     the run records it, so any run can be repeated on the same log and learner."""

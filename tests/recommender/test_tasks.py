@@ -63,6 +63,28 @@ def test_the_tasks_call_the_same_services(now, products, settings):
     assert (sync_run.kind, sync_run.status) == ("sync_target", "skipped")
 
 
+def test_a_scheduled_run_with_nothing_new_to_learn_from_is_skipped(products, settings):
+    settings.RECOMMENDER_MIN_TRANSITIONS = 1
+    visit = [(products[0], 0.5), (products[1], 0.5)]
+    _impression("a", timezone.now() - timedelta(hours=2), visit)
+    tasks.build_transitions.apply()
+
+    def scheduled() -> TrainingRun:
+        return TrainingRun.objects.get(pk=tasks.train_policy.apply().result)
+
+    assert scheduled().status == "succeeded"
+    # The store is idle: the schedule does not train the same window again.
+    idle = scheduled()
+    assert (idle.status, idle.outcome) == ("skipped", tasks.NOTHING_NEW_NOTE)
+    # A person who asks for a run gets one.
+    asked = tasks.train_policy.apply(kwargs={"triggered_by": "admin"})
+    assert TrainingRun.objects.get(pk=asked.result).status == "succeeded"
+    # New traffic: the schedule trains again.
+    _impression("b", timezone.now() - timedelta(hours=1), visit)
+    tasks.build_transitions.apply()
+    assert scheduled().status == "succeeded"
+
+
 def test_the_train_task_retries_while_the_trainer_is_busy(db, monkeypatch):
     calls = []
 
