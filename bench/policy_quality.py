@@ -135,7 +135,7 @@ def run_part(family: str, seed: int, part: str, settings: BenchSettings) -> dict
 
     configure_torch_threads(1)
     keep_freed_memory()
-    from recommender.rl.agents import load_agent
+    from recommender.rl.agents import served_copy
     from recommender.rl.baselines import (
         CooccurrencePolicy,
         DQNPolicy,
@@ -185,8 +185,7 @@ def run_part(family: str, seed: int, part: str, settings: BenchSettings) -> dict
         result = train_dqn(simulator, config, schedule, seed, slateq=slateq)
         training_seconds = result.seconds
         # What a store would publish: the moving average of the weights.
-        served = load_agent(result.agent.save(served=True))
-        policies = {part: DQNPolicy(served, name=part)}
+        policies = {part: DQNPolicy(served_copy(result.agent), name=part)}
 
     results = {}
     for name, policy in policies.items():

@@ -22,7 +22,7 @@ from recommender.evaluation.reports import GuardReport, OffPolicyEvaluation, fin
 from recommender.models import Checkpoint, Event, Impression, TrainingRun
 from recommender.models import Transition as TransitionRow
 from recommender.rl import ope
-from recommender.rl.agents import agent_kind, check_agent, load_agent
+from recommender.rl.agents import agent_kind, check_agent, load_agent, served_copy
 from recommender.rl.baselines import (
     CooccurrencePolicy,
     LoggedSession,
@@ -423,7 +423,7 @@ def served_agent(agent: Learner) -> Learner:
     """What shoppers would get from the learner: its moving average of the weights
     (``DQNConfig.served_average``), the weights that are judged and stored."""
     try:
-        return load_agent(agent.save(served=True))
+        return served_copy(agent)
     except CheckpointError:
         # Weights that went non-finite load nowhere: the learner as it is goes to
         # the guards, which reject it, and is stored for inspection.

@@ -51,6 +51,13 @@ def load_agent(data: bytes, catalog: ItemCatalog | None = None) -> Learner:
     return cls.from_payload(payload, catalog)
 
 
+def served_copy(agent: Learner) -> Learner:
+    """The agent as a store publishes it: a copy whose acting weights are the
+    learner's moving average of its weights (``DQNConfig.served_average``).
+    Raises ``checkpoint.CheckpointError`` for weights that went non-finite."""
+    return load_agent(agent.save(served=True))
+
+
 def check_agent(
     agent: Learner,
     sample_observations: Sequence[Observation],
