@@ -3,11 +3,18 @@ kept as admins change them."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from recommender.learning.schedules import SCHEDULES, schedules_ensure
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("recommender_isolation")]
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 # ---------------------------------------------------------------------------
@@ -58,3 +65,38 @@ def test_scheduled_tasks_are_registered_with_celery():
     app.loader.import_default_modules()
     for task, _ in SCHEDULES.values():
         assert task in app.tasks
+
+
+def test_migrating_only_the_recommender_on_a_new_database_works(tmp_path):
+    # Before django-celery-beat's tables exist there is nowhere to put the
+    # schedules; the full migrate that follows creates them.
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'new.sqlite3'}",
+    }
+    for args in (["recommender"], []):
+        result = subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v0", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+    schedules = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); "
+            "from django_celery_beat.models import PeriodicTask; "
+            "print(PeriodicTask.objects.filter(name__startswith='recommender: ').count())",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert schedules.stdout.split()[-1] == str(len(SCHEDULES)), schedules.stderr[-2000:]
