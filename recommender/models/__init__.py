@@ -42,7 +42,8 @@ class SoldOutSet(models.Model):
 class Impression(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     created_at = models.DateTimeField(db_index=True)
-    session_key = models.CharField(max_length=40, db_index=True)
+    # Indexed with created_at (Meta.indexes), which serves lookups by session alone.
+    session_key = models.CharField(max_length=40)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -56,7 +57,8 @@ class Impression(models.Model):
         help_text="The product on the page, for the product slot.",
     )
     state = models.JSONField(help_text="The Observation the policy saw (RL state snapshot).")
-    policy_name = models.CharField(max_length=40, db_index=True)
+    # Not indexed: a handful of values, each a large share of the log.
+    policy_name = models.CharField(max_length=40)
     policy_version = models.PositiveIntegerField(null=True, blank=True, db_index=True)
     epsilon = models.FloatField(default=0.0)
     sold_out = models.ForeignKey(
@@ -95,7 +97,10 @@ class Impression(models.Model):
 
 
 class ImpressionItem(models.Model):
-    impression = models.ForeignKey(Impression, on_delete=models.CASCADE, related_name="items")
+    # The unique (impression, position) index serves lookups by impression.
+    impression = models.ForeignKey(
+        Impression, on_delete=models.CASCADE, related_name="items", db_index=False
+    )
     product = models.ForeignKey("shop.Product", on_delete=models.CASCADE, related_name="+")
     position = models.PositiveSmallIntegerField()
     propensity = models.FloatField(help_text="Exact probability this item was chosen for its slot.")
@@ -130,7 +135,8 @@ class Event(models.Model):
 
     event_id = models.UUIDField(unique=True, default=uuid.uuid4, help_text="Idempotency key.")
     created_at = models.DateTimeField(db_index=True)
-    session_key = models.CharField(max_length=40, db_index=True)
+    # Indexed with created_at (Meta.indexes), which serves lookups by session alone.
+    session_key = models.CharField(max_length=40)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -144,8 +150,15 @@ class Event(models.Model):
     # Attribution: the impression whose carousel showed this product to this
     # session within the attribution window. Each (impression, product, type)
     # earns reward once; later repeats are kept but unattributed.
+    # Lookups by impression use the partial unique index below (its rows are
+    # exactly the events that name one).
     impression = models.ForeignKey(
-        Impression, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+        Impression,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="events",
+        db_index=False,
     )
     reward = models.FloatField(default=0.0)
 
@@ -171,7 +184,10 @@ class Transition(models.Model):
     """(s, a, r, s', done) for one shown item; s and s' are the states stored
     on the impression and on the session's next impression."""
 
-    impression = models.ForeignKey(Impression, on_delete=models.CASCADE, related_name="transitions")
+    # The unique (impression, product) index serves lookups by impression.
+    impression = models.ForeignKey(
+        Impression, on_delete=models.CASCADE, related_name="transitions", db_index=False
+    )
     product = models.ForeignKey("shop.Product", on_delete=models.CASCADE, related_name="+")
     position = models.PositiveSmallIntegerField()
     propensity = models.FloatField()
