@@ -2,7 +2,8 @@
 
 A carousel costs two statements (``serving.features.session_observation``
 and ``feedback.impressions.impression_log``), each with the same text on every
-request. Django binds parameters in the client and never prepares, so
+request. Both write rows with raw SQL as well as read: the helpers below build
+those INSERTs from the models, as Django's own would be. Django binds parameters in the client and never prepares, so
 PostgreSQL parses and plans them again each time, which costs it about as
 much as running them, or more. ``prepared_cursor`` binds on the server instead, and psycopg
 prepares the statement once per connection when the database's OPTIONS set
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
+from django.db.models import CharField, Field, Model
 
 
 def prepared_cursor(connection: BaseDatabaseWrapper) -> CursorWrapper:
@@ -40,4 +42,36 @@ def prepares(connection: BaseDatabaseWrapper) -> bool:
     return (
         connection.vendor == "postgresql"
         and connection.settings_dict.get("OPTIONS", {}).get("prepare_threshold") is not None
+    )
+
+
+def written_fields(model: type[Model]) -> list[Field]:
+    """The columns an INSERT of ``model`` sets: every concrete field but
+    generated ones and an auto-incremented primary key."""
+    return [
+        f
+        for f in model._meta.concrete_fields
+        if not f.generated and not (f.primary_key and f.db_returning)
+    ]
+
+
+def insert_values(row: Model, connection: BaseDatabaseWrapper) -> list:
+    """What Django's INSERT would send for ``row``'s ``written_fields``
+    (defaults, auto fields, JSON adaptation)."""
+    return [
+        f.get_db_prep_save(f.pre_save(row, add=True), connection=connection)
+        for f in written_fields(type(row))
+    ]
+
+
+def typed_placeholders(
+    fields: list[Field], connection: BaseDatabaseWrapper, suffix: str = ""
+) -> str:
+    """One ``%s`` per field, cast to its column's type (``suffix`` "[]": an
+    array of it), so that a NULL or a string is read as that type; text for
+    strings, whose assignment to a too-short column fails loudly (a cast to
+    varchar(n) would truncate)."""
+    return ", ".join(
+        f"%s::{'text' if isinstance(f, CharField) else f.cast_db_type(connection)}{suffix}"
+        for f in fields
     )

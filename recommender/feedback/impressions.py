@@ -9,10 +9,9 @@ from datetime import datetime
 from functools import cache
 
 from django.db import connections, router, transaction
-from django.db.models import CharField
 from django.utils import timezone
 
-from recommender.db import prepared_cursor
+from recommender.db import insert_values, prepared_cursor, typed_placeholders, written_fields
 from recommender.models import (
     Impression,
     ImpressionItem,
@@ -203,7 +202,7 @@ def _log_in_one_statement(
             (
                 ids,
                 asynchronous,
-                *_row_values(impression, connection),
+                *insert_values(impression, connection),
                 force,
                 impression.pk,
                 *columns,
@@ -227,25 +226,6 @@ def _log_in_one_statement(
         category_field.set_cached_value(product, category)  # as select_related does
         by_id[product.pk] = product
     return by_id, available
-
-
-def _written_fields(model) -> list:
-    """The columns an INSERT of ``model`` sets: every concrete field but
-    generated ones and an auto-incremented primary key."""
-    return [
-        f
-        for f in model._meta.concrete_fields
-        if not f.generated and not (f.primary_key and f.db_returning)
-    ]
-
-
-def _row_values(row, connection) -> list:
-    """What Django's INSERT would send for ``row``'s columns (defaults, auto
-    fields, JSON adaptation)."""
-    return [
-        f.get_db_prep_save(f.pre_save(row, add=True), connection=connection)
-        for f in _written_fields(type(row))
-    ]
 
 
 def _read_fields() -> tuple[list, list]:
@@ -280,15 +260,9 @@ def _logging_sql() -> str:
         return ", ".join(qn(f.column) for f in fields)
 
     def typed(fields, suffix: str = "") -> str:
-        # Typed, so that a NULL or a string is read as its column's type; text
-        # for strings, whose assignment to a too-short column fails loudly
-        # (a cast to varchar(n) would truncate).
-        return ", ".join(
-            f"%s::{'text' if isinstance(f, CharField) else f.cast_db_type(connection)}{suffix}"
-            for f in fields
-        )
+        return typed_placeholders(fields, connection, suffix)
 
-    head = _written_fields(Impression)
+    head = written_fields(Impression)
     item = [ImpressionItem._meta.get_field(name) for name in ITEM_FIELDS]
     product_fields, category_fields = _read_fields()
     product, category = qn(Product._meta.db_table), qn(Category._meta.db_table)

@@ -9,7 +9,12 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.utils.http import urlencode
 
-from recommender.serving.recommendations import IMPRESSION_PARAM, recommend, record_page_view
+from recommender.serving.recommendations import (
+    IMPRESSION_PARAM,
+    recommend,
+    record_deferred_view,
+    record_page_view,
+)
 from shop.carousels import Carousel, CarouselItem
 from shop.models import Product
 from shop.sessions import visit_key
@@ -24,11 +29,13 @@ def carousel_provider(
     """A logged slate for this page; None (no carousel) if even the fallback fails.
 
     On a product page the view (and the carousel click that led here) is
-    recorded first, so it is part of the state this carousel is chosen for.
+    recorded first, so it is part of the state this carousel is chosen for:
+    a view alone is recorded by the statement that reads that state.
     """
+    view = None
     try:
         if product is not None and request.method == "GET":
-            record_page_view(request, product=product)
+            view = record_page_view(request, product=product, defer=True)
         if not allows(request, RECOMMENDATIONS):
             # Over the impression budget: the page is served without a carousel.
             return None
@@ -38,11 +45,18 @@ def carousel_provider(
             slot=slot,
             k=settings.RECOMMENDER_DEFAULT_K,
             product_id=product.pk if product else None,
+            view=view,
         )
     except Exception:
         # The page matters more than its carousel.
         logger.exception("No carousel for slot %s", slot)
         return None
+    finally:
+        # The view counts whatever became of the carousel.
+        try:
+            record_deferred_view(view)
+        except Exception:
+            logger.exception("Could not record the view of product %s", product.pk)
     query = urlencode({IMPRESSION_PARAM: str(rec.impression.pk)})
     return Carousel(
         slot=slot,

@@ -18,7 +18,7 @@ from django.db import connections, router
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from recommender.db import prepared_cursor
+from recommender.db import insert_values, prepared_cursor, typed_placeholders, written_fields
 from recommender.models import Event, EventType, Impression
 from recommender.rl.types import EventType as RLEventType
 from recommender.rl.types import ItemCatalog, Observation, Slot
@@ -119,11 +119,17 @@ def session_observation(
     slot: str,
     product_id: int | None = None,
     now: datetime | None = None,
+    view: Event | None = None,
 ) -> Observation:
     """The state of a shopper session at a recommendation request.
 
     One query (``_STATE_SQL``) whatever the length of the visit: its recent
     events, its cart, a signed-in shopper's purchases and its page depth.
+
+    ``view``, an unsaved event of this session (the product page's view), is
+    recorded first and is part of the state: on PostgreSQL in the same
+    statement (one round trip), elsewhere just before it. Whether it was
+    recorded shows on the event (``view._state.adding`` is False).
     """
     now = now or timezone.now()
     recent: list[tuple] = []
@@ -131,7 +137,7 @@ def session_observation(
     history: list[tuple] = []
     depth = 0
     for kind, item, text, at, seq in _state_rows(
-        session_key=session_key, user_id=user_id, since=now - RECENT_HORIZON
+        session_key=session_key, user_id=user_id, since=now - RECENT_HORIZON, view=view
     ):
         if kind == _RECENT:
             recent.append((at, seq, item, text))
@@ -145,8 +151,10 @@ def session_observation(
             # with the visit).
             depth = int(text) + 1
     # The branches come back in no particular order: oldest first, as
-    # Observation expects, ties broken by primary key.
+    # Observation expects, ties broken by primary key. A view recorded in the
+    # statement comes on top of the latest events it read: keep the newest.
     recent.sort(key=lambda row: row[:2])
+    recent = recent[-MAX_RECENT_EVENTS:]
     cart.sort(key=lambda row: row[:2])
     history.sort(key=lambda row: row[:2])
     return Observation(
@@ -161,8 +169,8 @@ def session_observation(
     )
 
 
-# Row kinds of _STATE_SQL.
-_RECENT, _CART, _HISTORY, _DEPTH = range(4)
+# Row kinds of _STATE_SQL; _VIEWED is the view recorded by the statement.
+_RECENT, _CART, _HISTORY, _DEPTH, _VIEWED = range(5)
 
 _STATE_SQL = """
 SELECT 0, e.product_id, e.type, e.created_at, e.id FROM {event} e WHERE e.id IN (
@@ -190,13 +198,29 @@ because SQLite allows none in the branches of a compound SELECT. Raw SQL
 because building the same union with the ORM cost more than running it."""
 
 
+# With a view to record (PostgreSQL): the event is inserted by a
+# data-modifying CTE, which the other branches cannot see (one snapshot), so
+# the statement returns it as one more row. Its first parameter says whether
+# to commit asynchronously, as an impression is logged
+# (feedback.impressions._log_in_one_statement): a crash of the database
+# server may lose the last fraction of a second of views, never an order, a
+# cart or a reward, which commit synchronously.
+_VIEW_SQL = """WITH mode AS (SELECT set_config('synchronous_commit',
+  CASE WHEN %s THEN 'off' ELSE current_setting('synchronous_commit') END, true)),
+viewed AS (INSERT INTO {event} ({columns}) SELECT {values} FROM mode
+ RETURNING product_id, type, created_at, id)
+{state}
+UNION ALL
+SELECT {viewed}, product_id, type, created_at, id FROM viewed"""
+
+
 @cache
-def _state_sql(vendor: str, by_user: bool) -> str:
+def _state_sql(vendor: str, by_user: bool, with_view: bool = False) -> str:
     if vendor == "postgresql":
         depth = "(i.state ->> 'page_depth')"
     else:
         depth = "json_extract(i.state, '$.page_depth')"
-    return _STATE_SQL.format(
+    state = _STATE_SQL.format(
         event=Event._meta.db_table,
         cart_item=CartItem._meta.db_table,
         cart=Cart._meta.db_table,
@@ -208,10 +232,25 @@ def _state_sql(vendor: str, by_user: bool) -> str:
         max_recent=MAX_RECENT_EVENTS,
         max_history=MAX_HISTORY_ITEMS,
     )
+    if not with_view:
+        return state
+    connection = connections[router.db_for_write(Event)]
+    fields = written_fields(Event)
+    return _VIEW_SQL.format(
+        event=connection.ops.quote_name(Event._meta.db_table),
+        columns=", ".join(connection.ops.quote_name(f.column) for f in fields),
+        values=typed_placeholders(fields, connection),
+        state=state,
+        viewed=_VIEWED,
+    )
 
 
-def _state_rows(*, session_key: str, user_id: int | None, since: datetime) -> list[tuple]:
-    connection = connections[router.db_for_read(Event)]
+def _state_rows(
+    *, session_key: str, user_id: int | None, since: datetime, view: Event | None = None
+) -> list[tuple]:
+    # A view is written where the state is read: the primary.
+    alias = router.db_for_read(Event) if view is None else router.db_for_write(Event)
+    connection = connections[alias]
     params = (
         session_key,
         connection.ops.adapt_datetimefield_value(since),
@@ -219,9 +258,19 @@ def _state_rows(*, session_key: str, user_id: int | None, since: datetime) -> li
         user_id,
         session_key,
     )
+    in_statement = view is not None and connection.vendor == "postgresql"
+    if view is not None and not in_statement:
+        view.save(force_insert=True, using=alias)
+    if in_statement:
+        asynchronous = not connection.in_atomic_block
+        params = (asynchronous, *insert_values(view, connection), *params)
     with prepared_cursor(connection) as cursor:
-        cursor.execute(_state_sql(connection.vendor, bool(user_id)), params)
+        cursor.execute(_state_sql(connection.vendor, bool(user_id), in_statement), params)
         rows = cursor.fetchall()
+    if in_statement:
+        (view.pk,) = (pk for kind, _, _, _, pk in rows if kind == _VIEWED)
+        view._state.adding, view._state.db = False, alias
+        rows = [(_RECENT if row[0] == _VIEWED else row[0], *row[1:]) for row in rows]
     if connection.vendor == "sqlite":
         # Raw rows skip the ORM's converters: SQLite returns naive UTC text.
         convert = connection.ops.convert_datetimefield_value

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.db import transaction
 from django.http import HttpRequest
+from django.utils import timezone
 
 from recommender.feedback.events import EventRejected, event_record
 from recommender.feedback.impressions import LoggedImpression, impression_log
@@ -83,14 +84,23 @@ def _rng() -> np.random.Generator:
 
 
 def recommend(
-    *, session_key: str, user_id: int | None, slot: str, k: int, product_id: int | None = None
+    *,
+    session_key: str,
+    user_id: int | None,
+    slot: str,
+    k: int,
+    product_id: int | None = None,
+    view: Event | None = None,
 ) -> Recommendation:
     """Serve and log a slate of ``k`` products in ``slot`` for one shopper's
     visit (``session_key``, ``user_id`` when signed in); ``product_id`` is the
     product whose page shows it. Views, the API, the simulator and tasks call
-    it alike: it needs no request."""
+    it alike: it needs no request.
+
+    ``view`` (``record_page_view(defer=True)``) is recorded as the session's
+    state is read, in the same statement where the database allows it."""
     observation = features.session_observation(
-        session_key=session_key, user_id=user_id, slot=slot, product_id=product_id
+        session_key=session_key, user_id=user_id, slot=slot, product_id=product_id, view=view
     )
     # The observation already read the cart; cart_for_request would create an
     # empty Cart row for every visitor (and crawler) who merely sees a carousel.
@@ -139,13 +149,29 @@ def recommend(
     )
 
 
-def record_page_view(request: HttpRequest, *, product: Product) -> None:
+def record_page_view(
+    request: HttpRequest, *, product: Product, defer: bool = False
+) -> Event | None:
     """Log a product page view, and the carousel click that led to it when the
-    link carried an impression id (so clicks need no JavaScript)."""
+    link carried an impression id (so clicks need no JavaScript).
+
+    With ``defer``, a view without a click is not written here but returned
+    unsaved, for ``recommend(view=...)`` to record with the state it reads
+    (one round trip instead of two); the caller records it with
+    ``record_deferred_view`` if that did not happen. Otherwise None."""
     session_key = visit_key(request.session)
     user_id = request.user.pk if request.user.is_authenticated else None
     impression_id = _impression_id(request.GET.get(IMPRESSION_PARAM))
     if impression_id is None:
+        if defer:
+            return Event(
+                created_at=timezone.now(),
+                session_key=session_key,
+                user_id=user_id,
+                type=EventType.VIEW,
+                product=product,
+                source=Event.Source.SERVER,
+            )
         # The common case costs one INSERT.
         event_record(
             type=EventType.VIEW,
@@ -154,7 +180,7 @@ def record_page_view(request: HttpRequest, *, product: Product) -> None:
             user_id=user_id,
             source=Event.Source.SERVER,
         )
-        return
+        return None
     with transaction.atomic():
         event_record(
             type=EventType.VIEW,
@@ -166,7 +192,7 @@ def record_page_view(request: HttpRequest, *, product: Product) -> None:
         if not allows(request, EVENTS):
             # The same budget as clicks sent to the events API.
             logger.info("Click on impression %s not recorded: over the budget", impression_id)
-            return
+            return None
         try:
             with transaction.atomic():
                 event_record(
@@ -180,6 +206,14 @@ def record_page_view(request: HttpRequest, *, product: Product) -> None:
         except EventRejected:
             # A shared or stale link: the view counts, the click earns nothing.
             logger.info("Ignored carousel click with foreign impression %s", impression_id)
+    return None
+
+
+def record_deferred_view(view: Event | None) -> None:
+    """Write a view from ``record_page_view(defer=True)`` that no ``recommend``
+    recorded (no carousel was served, or reading the state failed)."""
+    if view is not None and view._state.adding:
+        view.save(force_insert=True)
 
 
 def _impression_id(raw: str | None) -> uuid.UUID | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recommender.feedback.impressions import ITEM_FIELDS, _written_fields, impression_log
+from recommender.db import written_fields
+from recommender.feedback.impressions import ITEM_FIELDS, impression_log
 from recommender.models import ImpressionItem
 from recommender.rl.types import Observation, Slate, Slot
 from shop.models import Product
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("recommender_isolation")
 def test_the_logging_statement_sets_every_column_of_an_item():
     # A column added to ImpressionItem needs its value in impression_log: a
     # nullable one would otherwise be logged as NULL, not its default.
-    assert sorted(ITEM_FIELDS) == sorted(f.name for f in _written_fields(ImpressionItem))
+    assert sorted(ITEM_FIELDS) == sorted(f.name for f in written_fields(ImpressionItem))
 
 
 @pytest.mark.django_db

@@ -11,6 +11,7 @@ from django.db import connection
 from django.test import Client
 
 from recommender.models import Event, EventType, Impression
+from recommender.serving import features
 from recommender.serving.checkpoints import checkpoint_activate
 from tests.factories import PASSWORD, UserFactory
 from tests.recommender.support import (
@@ -101,6 +102,40 @@ def test_cart_page_shows_complete_your_order_without_cart_items(catalog):
     assert impression.slot == "cart"
     assert catalog[0].get_absolute_url() not in paths
     assert impression.state["cart_items"] == [catalog[0].pk]
+
+
+def test_a_product_page_view_is_part_of_the_state_its_carousel_is_chosen_for(catalog):
+    client = Client()
+    client.get(catalog[1].get_absolute_url())
+
+    impression, _ = _page(client, catalog[2].get_absolute_url(), "You may also like")
+
+    views = Event.objects.filter(type=EventType.VIEW).order_by("created_at")
+    assert [v.product_id for v in views] == [catalog[1].pk, catalog[2].pk]
+    assert impression.state["recent_items"] == [catalog[1].pk, catalog[2].pk]
+    assert views.last().session_key == impression.session_key
+
+
+def test_a_product_page_view_counts_when_its_carousel_cannot_be_served(
+    catalog, monkeypatch, throttle_rates
+):
+    client = Client()
+    product = catalog[4]
+    throttle_rates(recommendations="1/min")
+    client.get("/")  # the visit's one carousel
+
+    over_budget = client.get(product.get_absolute_url())
+    monkeypatch.setattr(
+        features,
+        "_state_sql",
+        lambda *args: "SELECT * FROM no_such_table",
+    )
+    throttle_rates(recommendations="100/min")
+    failed = client.get(product.get_absolute_url())
+
+    assert over_budget.status_code == failed.status_code == 200
+    assert not _carousel_links(over_budget) and not _carousel_links(failed)
+    assert Event.objects.filter(type=EventType.VIEW, product=product).count() == 2
 
 
 def test_following_a_carousel_link_records_the_click_and_the_view(catalog, settings):
@@ -227,10 +262,11 @@ def test_a_carousel_shown_before_signing_in_earns_its_click_and_purchase_after(c
 # the pages' budgets without one), once a web process has its policy and
 # candidates in memory: the session's state (one read), and the slate's check,
 # products and impression (one statement on PostgreSQL; elsewhere a read and a
-# transaction of two INSERTs: 5). A product page also records its view (one
-# INSERT).
+# transaction of two INSERTs: 5). A product page also records its view: in the
+# state's statement on PostgreSQL, elsewhere with an INSERT of its own.
 CAROUSEL_QUERIES = {"postgresql": 2, "sqlite": 6}
-PAGE_QUERIES = {"home": 5, "product": 3 + 1, "cart": 6}
+VIEW_QUERIES = {"postgresql": 0, "sqlite": 1}
+PAGE_QUERIES = {"home": 5, "product": 3, "cart": 6}
 
 
 @pytest.mark.parametrize("page", sorted(PAGE_QUERIES))
@@ -247,6 +283,7 @@ def test_a_carousel_costs_its_page_a_fixed_number_of_queries_however_long_the_vi
         client.get(path)
 
     budget = PAGE_QUERIES[page] + CAROUSEL_QUERIES[connection.vendor]
+    budget += VIEW_QUERIES[connection.vendor] if page == "product" else 0
     with django_assert_max_num_queries(budget):
         response = client.get(path)
 
