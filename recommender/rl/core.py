@@ -31,6 +31,7 @@ from recommender.rl.encoding import (
     ObservationEncoder,
 )
 from recommender.rl.network import (
+    CatalogScorer,
     ItemFeatures,
     QNetwork,
     StateInputs,
@@ -49,11 +50,21 @@ Network = Literal["online", "target"]
 # Score the whole catalog and pick the candidates' scores once the candidates are
 # at least this fraction of it: cheaper than gathering their item vectors first.
 _FULL_SCORING_FRACTION = 0.25
+# Score the whole catalog with a ``CatalogScorer`` from this many items, for up
+# to SCORER_MAX_STATES states at once: below, or for more states, the dense
+# product is as fast.
+SCORER_MIN_ITEMS = 4096
+SCORER_MAX_STATES = 8
 
 
-def _listed_q(state_out: Tensor, table: Tensor, rows: np.ndarray) -> np.ndarray:
-    """(B, C) Q of each state with the catalog ``rows`` (C,) of ``table``."""
+def _listed_q(
+    state_out: Tensor, table: Tensor, rows: np.ndarray, scorer: CatalogScorer | None = None
+) -> np.ndarray:
+    """(B, C) Q of each state with the catalog ``rows`` (C,) of ``table``
+    (whose ``CatalogScorer`` is ``scorer``, if it has one)."""
     if len(rows) >= _FULL_SCORING_FRACTION * len(table):
+        if scorer is not None and len(state_out) <= SCORER_MAX_STATES:
+            return scorer(state_out).numpy()[:, rows]
         return all_items_q(state_out, table).numpy()[:, rows]
     return all_items_q(state_out, table.index_select(0, torch.from_numpy(rows))).numpy()
 
@@ -63,14 +74,17 @@ class AloneScores:
     state-tower outputs (``DoubleDQN.scores_each_alone``): scoring more rows
     costs a product with their item vectors, no further pass."""
 
-    def __init__(self, state_out: Tensor, table: Tensor) -> None:
+    def __init__(self, state_out: Tensor, table: Tensor, scorer: CatalogScorer | None) -> None:
         self.state_out = state_out
         self.table = table
+        self.scorer = scorer
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         """(1 + A, C) Q of catalog ``rows`` (C,) in each of the states."""
         with torch.inference_mode():
-            return _listed_q(self.state_out, self.table, np.asarray(rows, dtype=np.int64))
+            return _listed_q(
+                self.state_out, self.table, np.asarray(rows, dtype=np.int64), self.scorer
+            )
 
 
 class TrainStats(NamedTuple):
@@ -155,6 +169,7 @@ class DoubleDQN:
         # What serving computes once per weights (and catalog), by network.
         self._item_tables: dict[str, Tensor] = {}
         self._context_weights: dict[str, Tensor] = {}
+        self._scorers: dict[str, CatalogScorer | None] = {}
 
     @classmethod
     def fresh(
@@ -224,6 +239,16 @@ class DoubleDQN:
             self._item_tables[network] = table
         return table
 
+    def catalog_scorer(self, network: Network = "online") -> CatalogScorer | None:
+        """The item table's ``CatalogScorer``, built once per catalog and
+        weights; None for a catalog under SCORER_MIN_ITEMS items."""
+        if network not in self._scorers:
+            table = self.item_table(network)
+            with torch.inference_mode():
+                scorer = CatalogScorer(table) if len(table) >= SCORER_MIN_ITEMS else None
+            self._scorers[network] = scorer
+        return self._scorers[network]
+
     def context_weight(self, network: Network = "online") -> Tensor:
         """The context term's ``combined_weight()``, computed once per weights."""
         weight = self._context_weights.get(network)
@@ -235,7 +260,7 @@ class DoubleDQN:
 
     def _forget(self, network: Network | None = None) -> None:
         """Drop what was computed for the weights or catalog of ``network`` (None: both)."""
-        for kept in (self._item_tables, self._context_weights):
+        for kept in (self._item_tables, self._context_weights, self._scorers):
             if network is None:
                 kept.clear()
             else:
@@ -278,7 +303,7 @@ class DoubleDQN:
             )
             if rows.ndim == 2:
                 return rows_q(state_out, table, torch.from_numpy(rows)).numpy()
-            return _listed_q(state_out, table, rows)
+            return _listed_q(state_out, table, rows, self.catalog_scorer(network))
 
     def scores_each_alone(
         self,
@@ -304,8 +329,9 @@ class DoubleDQN:
                 StateInputs.from_encoded(encoded, encoded.rows),
                 self.context_weight(network),
             )
-            scores = _listed_q(state_out[:1], table, rows)[0]
-        return scores, AloneScores(state_out[1:], table)
+            scorer = self.catalog_scorer(network)
+            scores = _listed_q(state_out[:1], table, rows, scorer)[0]
+        return scores, AloneScores(state_out[1:], table, scorer)
 
     def epsilon_at(self, step: int) -> float:
         """Exploration rate of the linear schedule after ``step`` gradient steps."""

@@ -366,6 +366,54 @@ def all_items_q(state_out: Tensor, item_table: Tensor) -> Tensor:
     return q @ item_table.T + offset.unsqueeze(1)
 
 
+class CatalogScorer:
+    """``all_items_q`` of a few states with a large item table, reading less of it.
+
+    Most of an item's context features x(i) are zero: the one-hot category
+    and the store's one-hot attribute buckets. Scoring the whole catalog for
+    one state is bound by how many bytes of the table it reads, and those
+    zeros are most of them. Here the table's mostly-zero columns are kept as
+    their non-zero (item, column, value) entries and summed per item by
+    ``embedding_bag``; the rest is a dense product. The split is taken from
+    the table's own values, so any layout scores the same Q (up to float
+    rounding); only the time changes.
+    """
+
+    # A column goes to the sparse part when at most this share of items is non-zero in it.
+    SPARSE_DENSITY = 0.25
+
+    def __init__(self, table: Tensor) -> None:
+        nonzero = table != 0
+        sparse = nonzero.float().mean(0) <= self.SPARSE_DENSITY
+        self.dense_columns = torch.nonzero(~sparse).squeeze(1)
+        self.sparse_columns = torch.nonzero(sparse).squeeze(1)
+        self.dense = table.index_select(1, self.dense_columns).contiguous()
+        entries = table.index_select(1, self.sparse_columns)
+        rows, columns = torch.nonzero(entries, as_tuple=True)  # row-major: grouped by item
+        self.columns = columns
+        self.values = entries[rows, columns]
+        counts = torch.bincount(rows, minlength=len(table))
+        self.offsets = torch.cumsum(counts, 0) - counts
+
+    def __call__(self, state_out: Tensor) -> Tensor:
+        """(B, M) ``all_items_q(state_out, table)``."""
+        q, offset = query(state_out)
+        # (M, B): the table on the left reads it row after row, as a
+        # matrix-vector product does (q @ table.T was half as fast for one state).
+        out = self.dense @ q.index_select(1, self.dense_columns).T
+        if len(self.sparse_columns):
+            # Each item's bag of (column, value) entries: weighted sums of the
+            # states' query entries for those columns.
+            out += F.embedding_bag(
+                self.columns,
+                q.index_select(1, self.sparse_columns).T.contiguous(),
+                self.offsets,
+                mode="sum",
+                per_sample_weights=self.values,
+            )
+        return out.T + offset.unsqueeze(1)
+
+
 def grow_id_embeddings(networks: Sequence[QNetwork], optimizer: LazyAdam, added: int) -> None:
     """Append ``added`` zero rows (the unknown-id vector) to the id embedding of
     each network and to the optimizer's moments for them, for ids that joined

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from recommender.rl import core
 from recommender.rl.agent import DQNAgent
 from recommender.rl.config import DQNConfig
-from recommender.rl.network import all_items_q, candidate_q, pair_q
+from recommender.rl.network import CatalogScorer, all_items_q, candidate_q, pair_q
 from recommender.rl.types import EventType, ItemCatalog, Observation, Slot, Transition
 from tests.recommender.rl.factories import item_catalog
 
@@ -32,6 +33,53 @@ def test_q_helpers_agree_on_the_dot_product_form():
         candidate_q(state_out, items[[1, 3]].expand(3, 2, 5)), everything[:, [1, 3]]
     )
     torch.testing.assert_close(pair_q(state_out, items[:3]), everything.diagonal())
+
+
+@pytest.mark.parametrize("states", [1, 3])
+@pytest.mark.parametrize("layout", ["one-hot blocks", "all dense", "all zero"])
+def test_the_catalog_scorer_gives_every_item_the_q_of_the_full_product(states, layout):
+    generator = torch.Generator().manual_seed(7)
+    n, width = 200, 15
+    table = torch.randn(n, width, generator=generator)
+    if layout == "one-hot blocks":
+        # Dense columns around two one-hot blocks; half the items have no entry in the second.
+        table[:, 3:13] = 0.0
+        table[torch.arange(n), 3 + torch.randint(0, 6, (n,), generator=generator)] = 1.0
+        table[torch.arange(0, n, 2), 9 + torch.randint(0, 4, (n // 2,), generator=generator)] = 2.5
+    elif layout == "all zero":
+        table[:, :-1] = 0.0
+    state_out = torch.randn(states, width, generator=generator)
+
+    scorer = CatalogScorer(table)
+
+    torch.testing.assert_close(scorer(state_out), all_items_q(state_out, table))
+    if layout == "one-hot blocks":
+        # What makes it cheaper: the one-hot columns are read as entries.
+        assert scorer.sparse_columns.tolist() == list(range(3, 13))
+        assert len(scorer.values) == n + n // 2
+
+
+def test_a_large_catalog_is_served_the_same_slates_by_its_scorer(monkeypatch):
+    catalog = item_catalog(300, n_categories=12, n_attributes=6, seed=3)
+    catalog.attributes[:] = np.eye(6, dtype=np.float32)[np.arange(300) % 6]
+    agent = DQNAgent(CONFIG, catalog, n_categories=12)
+    for p in agent.online.parameters():
+        torch.nn.init.normal_(p, std=0.3, generator=torch.Generator().manual_seed(5))
+    agent.sync_target()
+    dense = agent.q_values(OBS, catalog.ids)
+    assert agent.core.catalog_scorer() is None  # a small catalog: the plain product
+
+    monkeypatch.setattr(core, "SCORER_MIN_ITEMS", 100)
+    agent.core._forget()
+    scored = agent.q_values(OBS, catalog.ids)
+
+    assert agent.core.catalog_scorer() is not None
+    np.testing.assert_allclose(scored, dense, rtol=1e-5, atol=1e-5)
+    rng = np.random.default_rng(0)
+    explained = agent.act_explained(
+        OBS, catalog.ids, 8, rng, epsilon=0.0, reference_ids=catalog.ids[::7]
+    )
+    np.testing.assert_array_equal(explained.slate.items, catalog.ids[np.argsort(-dense)[:8]])
 
 
 def test_catalogs_of_any_size_are_scored_by_the_same_parameters():
