@@ -42,6 +42,7 @@ def measure(n_candidates: int, repeats: int, n_sessions: int, rng: np.random.Gen
     catalog = synthetic_catalog(n_candidates, rng)
     agent = DQNAgent(DQNConfig(), catalog)
     agent.item_table()  # the per-checkpoint item vectors, as the serving cache holds them
+    agent.core.catalog_scorer()  # and their scorer, which a web process builds as it loads
     observations = [synthetic_observation(catalog, rng) for _ in range(n_sessions)]
     # Eligible: every product but the cart's and the one on the page.
     candidates = [
