@@ -16,8 +16,9 @@ Prints, per catalog size: per-endpoint throughput and p50/p99 latency, SQL
 queries per request (the same requests replayed in this process under
 CaptureQueriesContext), the throughput of each page with its carousel divided
 by the same page without it (target: >= 0.9), the resident memory of each
-worker (and whether it loaded torch), and what refreshing the candidate list
-costs (per refresh and per request on average). Then what the run logged:
+worker (and whether it loaded torch), what refreshing the candidate list
+costs (per refresh and per request on average), and where a carousel's time
+goes, part by part (one request at a time in this process).  Then what the run logged:
 impressions and events sent vs stored (they must be equal), bytes per logged
 row, and the time build_transitions and a training run took on them
 (docs/scaling.md extrapolates from these).
@@ -478,6 +479,100 @@ def queries_per_request(product_slug: str, cart_products: list[int]) -> dict[str
     return counts
 
 
+# What ``carousel_parts`` times, by the name it prints: the module attribute a
+# carousel request looks each part up by.
+CAROUSEL_PARTS = {
+    "throttle": ("recommender.serving.carousels", "allows"),
+    # On a product page, with the page's view it records.
+    "state": ("recommender.serving.features", "session_observation"),
+    "policy": ("recommender.serving.server", "policy_server.recommend"),
+    "log": ("recommender.serving.recommendations", "impression_log"),
+}
+
+
+def carousel_parts(product_slugs: list[str], cart_products: list[int], requests: int) -> dict:
+    """Where a carousel's time goes, in this process: per page, the mean wall
+    time of a request without and with the carousel, and of each part of the
+    carousel (CAROUSEL_PARTS); "other" is the rest of the difference (building
+    its items, rendering, the product page's click check). One client, one
+    request at a time, so these are costs, not throughput."""
+    import importlib
+    from contextlib import ExitStack
+    from unittest import mock
+
+    from django.conf import settings
+    from django.test import Client
+    from django.test.utils import override_settings
+
+    client = Client(REMOTE_ADDR="192.0.2.2")
+    client.get("/api/v1/cart/")
+    for product_id in cart_products[:2]:
+        client.post(
+            "/api/v1/cart/items/",
+            {"product_id": product_id, "quantity": 1},
+            content_type="application/json",
+        )
+    spent = dict.fromkeys(CAROUSEL_PARTS, 0.0)
+
+    def timed(name, function):
+        def call(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - started
+
+        return call
+
+    def page_path(page: str, i: int) -> str:
+        if page == "product":
+            return f"/p/{product_slugs[i % len(product_slugs)]}/"
+        return {"home": "/", "cart": "/cart/"}[page]
+
+    # One client sends every request: lift the per-visit and per-address budgets
+    # (the throttle still makes its round trip, as it does for every carousel).
+    framework = dict(settings.REST_FRAMEWORK)
+    framework["DEFAULT_THROTTLE_RATES"] = dict.fromkeys(
+        framework["DEFAULT_THROTTLE_RATES"], "1000000/min"
+    )
+    providers = {"off": "", "on": settings.SHOP_CAROUSEL_PROVIDER}
+    block = 10  # requests per server in turn, on and off alternating, as the load phases do
+    results = {}
+    with ExitStack() as patches:
+        for name, (module, attribute) in CAROUSEL_PARTS.items():
+            owner = importlib.import_module(module)
+            *path, leaf = attribute.split(".")
+            for step in path:
+                owner = getattr(owner, step)
+            patches.enter_context(mock.patch.object(owner, leaf, timed(name, getattr(owner, leaf))))
+        for page in PAGES:
+            elapsed = dict.fromkeys(providers, 0.0)
+
+            def run(server: str, first: int, page: str = page) -> float:
+                with override_settings(
+                    SHOP_CAROUSEL_PROVIDER=providers[server], REST_FRAMEWORK=framework
+                ):
+                    started = time.perf_counter()
+                    for i in range(first, first + block):
+                        response = client.get(page_path(page, i))
+                        assert response.status_code == 200, (page, response.status_code)
+                    return time.perf_counter() - started
+
+            for server in providers:  # warm: policy loaded, candidates cached
+                run(server, 0)
+            spent.update(dict.fromkeys(spent, 0.0))
+            rounds = max(1, requests // block)
+            for round_ in range(rounds):
+                for server in ("on", "off") if round_ % 2 == 0 else ("off", "on"):
+                    elapsed[server] += run(server, round_ * block)
+            measured = rounds * block
+            row = {server: seconds * 1000 / measured for server, seconds in elapsed.items()}
+            row.update({name: seconds * 1000 / measured for name, seconds in spent.items()})
+            row["other"] = row["on"] - row["off"] - sum(row[name] for name in spent)
+            results[page] = row
+    return results
+
+
 def refresh_costs(runs: int = 10) -> dict[str, float]:
     """What keeping the candidate list fresh costs a web process: a refresh
     every RECOMMENDER_ELIGIBILITY_TTL seconds (the catalog unchanged), the
@@ -683,6 +778,11 @@ def main(argv: list[str] | None = None) -> int:
                 small["sample"][0][1], [pk for pk, _ in small["sample"][:2]]
             )
             small["refresh"] = refresh_costs()
+            small["parts"] = carousel_parts(
+                [slug for _, slug in small["sample"][:50]],
+                [pk for pk, _ in small["sample"][2:4]],
+                requests=50 if args.quick else 200,
+            )
             stage(f"{args.products:,} products")
             costs = log_costs(train=not args.quick)
             stage("log costs")
@@ -739,6 +839,22 @@ def report(args, sizes: list[dict], costs: dict, stages: dict[str, float], setti
                 f"{w['rss_mb']:.0f} MB{' (torch)' if w['torch'] else ''}" for w in workers
             )
             print(f"  worker RSS, carousels {mode}: {described}")
+        if "parts" in size:
+            parts = size["parts"]
+            names = [*CAROUSEL_PARTS, "other"]
+            print(
+                "  where a carousel's time goes, one request at a time in the benchmark's "
+                "process (mean ms per request):"
+            )
+            print(
+                f"  {'page':<9} {'without':>7} {'with':>7} "
+                + " ".join(f"{name:>8}" for name in names)
+            )
+            for page, row in parts.items():
+                print(
+                    f"  {page:<9} {row['off']:>7.2f} {row['on']:>7.2f} "
+                    + " ".join(f"{row[name]:>8.2f}" for name in names)
+                )
         refresh = size["refresh"]
         home = size["stats"].get("home/on")
         per_worker = home["rps"] / args.workers if home else float("nan")
