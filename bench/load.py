@@ -438,18 +438,12 @@ def percentile(sorted_values: list[float], q: float) -> float:
 # ---------------------------------------------------------------------------
 
 
-def queries_per_request(product_slug: str, cart_products: list[int]) -> dict[str, int]:
-    """SQL queries of one steady-state request per endpoint, carousels on and off."""
-    from django.conf import settings
-    from django.db import connection, reset_queries
+def shopper_in_process(address: str, cart_products: list[int]):
+    """A test client with a session of its own, from ``address``, with two of
+    ``cart_products`` in its cart (as each virtual shopper has)."""
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext, override_settings
 
-    from recommender.serving.server import policy_server
-
-    # An address of its own (TEST-NET): the servers' traffic from 127.0.0.1
-    # has just spent that address's budgets in the shared cache.
-    client = Client(REMOTE_ADDR="192.0.2.1")
+    client = Client(REMOTE_ADDR=address)
     client.get("/api/v1/cart/")
     for product_id in cart_products[:2]:
         client.post(
@@ -457,6 +451,20 @@ def queries_per_request(product_slug: str, cart_products: list[int]) -> dict[str
             {"product_id": product_id, "quantity": 1},
             content_type="application/json",
         )
+    return client
+
+
+def queries_per_request(product_slug: str, cart_products: list[int]) -> dict[str, int]:
+    """SQL queries of one steady-state request per endpoint, carousels on and off."""
+    from django.conf import settings
+    from django.db import connection, reset_queries
+    from django.test.utils import CaptureQueriesContext, override_settings
+
+    from recommender.serving.server import policy_server
+
+    # An address of its own (TEST-NET): the servers' traffic from 127.0.0.1
+    # has just spent that address's budgets in the shared cache.
+    client = shopper_in_process("192.0.2.1", cart_products)
     paths = {
         "home": "/",
         "product": f"/p/{product_slug}/",
@@ -501,17 +509,9 @@ def carousel_parts(product_slugs: list[str], cart_products: list[int], requests:
     from unittest import mock
 
     from django.conf import settings
-    from django.test import Client
     from django.test.utils import override_settings
 
-    client = Client(REMOTE_ADDR="192.0.2.2")
-    client.get("/api/v1/cart/")
-    for product_id in cart_products[:2]:
-        client.post(
-            "/api/v1/cart/items/",
-            {"product_id": product_id, "quantity": 1},
-            content_type="application/json",
-        )
+    client = shopper_in_process("192.0.2.2", cart_products)
     spent = dict.fromkeys(CAROUSEL_PARTS, 0.0)
 
     def timed(name, function):
