@@ -2,8 +2,7 @@
 
 A carousel costs two statements (``serving.features.session_observation``
 and ``feedback.impressions.impression_log``), each with the same text on every
-request. Both write rows with raw SQL as well as read: the helpers below build
-those INSERTs from the models, as Django's own would be. Django binds parameters in the client and never prepares, so
+request. Django binds parameters in the client and never prepares, so
 PostgreSQL parses and plans them again each time, which costs it about as
 much as running them, or more. ``prepared_cursor`` binds on the server instead, and psycopg
 prepares the statement once per connection when the database's OPTIONS set
@@ -11,6 +10,11 @@ prepares the statement once per connection when the database's OPTIONS set
 DJANGO_DB_PREPARED_STATEMENTS=false, which a connection pooler that cannot
 keep prepared statements needs; see docs/scaling.md). Every other query keeps
 Django's client-side binding, which psycopg never prepares.
+
+Both statements write rows with raw SQL as well as read (the impression;
+on a product page, its view): ``written_fields``, ``insert_values`` and
+``typed_placeholders`` build those INSERTs from the models, as Django's own
+would be.
 """
 
 from __future__ import annotations
