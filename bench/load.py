@@ -18,9 +18,9 @@ CaptureQueriesContext), the throughput of each page with its carousel divided
 by the same page without it (target: >= 0.9), the resident memory of each
 worker (and whether it loaded torch), what refreshing the candidate list
 costs (per refresh and per request on average), and where a carousel's time
-goes, part by part (one request at a time in this process).  Then what the run logged:
-impressions and events sent vs stored (they must be equal), bytes per logged
-row, and the time build_transitions and a training run took on them
+goes, part by part (one request at a time in this process). Then what the run
+logged: impressions and events sent vs stored (they must be equal), bytes per
+logged row, and the time build_transitions and a training run took on them
 (docs/scaling.md extrapolates from these).
 
     DATABASE_URL=postgres://... [REDIS_URL=redis://...] python -m bench.load [--quick] [--json]
@@ -502,7 +502,7 @@ def carousel_parts(product_slugs: list[str], cart_products: list[int], requests:
     """Where a carousel's time goes, in this process: per page, the mean wall
     time of a request without and with the carousel, and of each part of the
     carousel (CAROUSEL_PARTS); "other" is the rest of the difference (building
-    its items, rendering, the product page's click check). One client, one
+    its items, rendering them, ``recommend``'s own code). One client, one
     request at a time, so these are costs, not throughput."""
     import importlib
     from contextlib import ExitStack

@@ -19,6 +19,9 @@ would be.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import cache
+
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from django.db.models import CharField, Field, Model
@@ -49,14 +52,16 @@ def prepares(connection: BaseDatabaseWrapper) -> bool:
     )
 
 
-def written_fields(model: type[Model]) -> list[Field]:
+@cache
+def written_fields(model: type[Model]) -> tuple[Field, ...]:
     """The columns an INSERT of ``model`` sets: every concrete field but
-    generated ones and an auto-incremented primary key."""
-    return [
+    generated ones and an auto-incremented primary key. Read once per model:
+    every carousel's statements ask for them."""
+    return tuple(
         f
         for f in model._meta.concrete_fields
         if not f.generated and not (f.primary_key and f.db_returning)
-    ]
+    )
 
 
 def insert_values(row: Model, connection: BaseDatabaseWrapper) -> list:
@@ -69,7 +74,7 @@ def insert_values(row: Model, connection: BaseDatabaseWrapper) -> list:
 
 
 def typed_placeholders(
-    fields: list[Field], connection: BaseDatabaseWrapper, suffix: str = ""
+    fields: Sequence[Field], connection: BaseDatabaseWrapper, suffix: str = ""
 ) -> str:
     """One ``%s`` per field, cast to its column's type (``suffix`` "[]": an
     array of it), so that a NULL or a string is read as that type; text for
