@@ -6,7 +6,8 @@ Reads a plan (JSON) on stdin and prints its results (JSON) on stdout::
 
     {"servers": {"on": URL, "off": URL}, "shoppers": 8, "seed": 1,
      "products": [[id, slug], ...], "cart_products": [id, ...],
-     "phases": [{"endpoint": "home", "server": "on", "seconds": 5}, ...]}
+     "phases": [{"endpoint": "home", "server": "on", "seconds": 5}, ...],
+     "workers": {"on": [pid, ...], "off": [pid, ...]}}
 
 Each shopper keeps its own cookies (one session, shared by both servers: they
 serve the same database) and puts two products in its cart first. Endpoints:
@@ -17,15 +18,18 @@ serve the same database) and puts two products in its cart first. Endpoints:
   records the click), then a client view event and a client click event on an
   API recommendation, as a shopper's browser would send them.
 
-For every phase: completed requests, errors, wall time and latencies. Totals of
-what the servers should have stored (impressions, events by kind) let the
-benchmark check that nothing was lost.
+For every phase: completed requests, errors, wall time and latencies, and the
+CPU time the phase took by role (``CPU_ROLES``, from /proc where there is
+one): what the requests cost the whole machine, not only the web workers.
+Totals of what the servers should have stored (impressions, events by kind)
+let the benchmark check that nothing was lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import re
 import sys
@@ -33,6 +37,13 @@ import time
 import uuid
 
 import aiohttp
+
+# Who spent the machine's CPU in a phase: the phase's web workers, the
+# database and cache servers (every process of that name on the machine: only
+# the benchmark loads them), and this process.
+CPU_ROLES = ("web", "database", "cache", "load generator")
+_SERVER_ROLES = {"postgres": "database", "redis-server": "cache"}
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 CAROUSEL_LINK = re.compile(rb'href="(/p/[^"?]+/\?imp=[0-9a-f-]+)"')
 PAGES = ("home", "product", "cart")
@@ -136,7 +147,33 @@ class Shopper:
         return True
 
 
-async def run_phase(shoppers: list[Shopper], phase: dict, base: str, expected: dict) -> dict:
+def cpu_seconds(web: list[int]) -> dict[str, float] | None:
+    """CPU seconds (user + system) each role has used so far; None without
+    /proc. A database backend that exits during a phase takes its time with it
+    (the servers keep their connections, so few do)."""
+    if not os.path.isdir("/proc/self"):
+        return None
+    spent = dict.fromkeys(CPU_ROLES, 0.0)
+    roles = {pid: "web" for pid in web} | {os.getpid(): "load generator"}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                text = stat.read().decode()
+        except OSError:  # gone meanwhile
+            continue
+        name, fields = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :]
+        role = roles.get(int(entry.name)) or _SERVER_ROLES.get(name)
+        if role is not None:
+            utime, stime = fields.split()[11:13]  # stat fields 14 and 15
+            spent[role] += (int(utime) + int(stime)) / _CLOCK_TICKS
+    return spent
+
+
+async def run_phase(
+    shoppers: list[Shopper], phase: dict, base: str, expected: dict, web: list[int]
+) -> dict:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + phase["seconds"]
     latencies: list[float] = []
@@ -153,11 +190,15 @@ async def run_phase(shoppers: list[Shopper], phase: dict, base: str, expected: d
             latencies.append(time.perf_counter() - started)
             errors += not ok
 
+    cpu_before = cpu_seconds(web)
     started = time.perf_counter()
     await asyncio.gather(*(drive(s) for s in shoppers))
+    elapsed = time.perf_counter() - started
+    cpu_after = cpu_seconds(web)
     return {
         **phase,
-        "elapsed": time.perf_counter() - started,
+        "elapsed": elapsed,
+        "cpu_s": cpu_after and {role: cpu_after[role] - cpu_before[role] for role in CPU_ROLES},
         "requests": len(latencies),
         "errors": errors,
         "latencies_ms": [round(x * 1000, 3) for x in latencies],
@@ -179,7 +220,8 @@ async def main(plan: dict) -> dict:
         phases = []
         for phase in plan["phases"]:
             base = plan["servers"][phase["server"]]
-            phases.append(await run_phase(shoppers, phase, base, expected))
+            web = plan.get("workers", {}).get(phase["server"], [])
+            phases.append(await run_phase(shoppers, phase, base, expected, web))
     finally:
         for shopper in shoppers:
             await shopper.session.close()

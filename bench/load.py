@@ -14,11 +14,13 @@ restart and the home page is measured again.
 
 Prints, per catalog size: per-endpoint throughput and p50/p99 latency, SQL
 queries per request (the same requests replayed in this process under
-CaptureQueriesContext), the throughput of each page with its carousel divided
-by the same page without it (target: >= 0.9), the resident memory of each
-worker (and whether it loaded torch), what refreshing the candidate list
-costs (per refresh and per request on average), and where a carousel's time
-goes, part by part (one request at a time in this process). Then what the run
+CaptureQueriesContext), the CPU time per request of the web workers, the
+database, the cache and the load generator, the throughput of each page with
+its carousel divided by the same page without it (target: >= 0.9), the
+resident memory of each worker (and whether it loaded torch), what
+refreshing the candidate list costs (per refresh and per request on
+average), and where a carousel's time goes, part by part (one request at a
+time in this process). Then what the run
 logged: impressions and events sent vs stored (they must be equal), bytes per
 logged row, and the time build_transitions and a training run took on them
 (docs/scaling.md extrapolates from these).
@@ -408,6 +410,7 @@ def summarize(phases: list[dict]) -> dict:
             "rps": requests / sum(p["elapsed"] for p in group),
             "p50_ms": percentile(latencies, 50),
             "p99_ms": percentile(latencies, 99),
+            "cpu_ms": cpu_per_request(group, requests),
         }
     ratios = {}
     for endpoint in {p["endpoint"] for p in measured}:
@@ -423,7 +426,20 @@ def summarize(phases: list[dict]) -> dict:
             }
             rounds.append(rps["on"] / rps["off"])
         ratios[endpoint] = {"ratio": on["rps"] / off["rps"], "rounds": rounds}
+        if on["cpu_ms"] and off["cpu_ms"]:
+            # What the ratio would be if the web workers had cores of their own.
+            ratios[endpoint]["web_cpu"] = off["cpu_ms"]["web"] / on["cpu_ms"]["web"]
     return {"stats": stats, "ratios": ratios}
+
+
+def cpu_per_request(phases: list[dict], requests: int) -> dict[str, float] | None:
+    """Mean CPU milliseconds per request by role (the load generator's
+    ``CPU_ROLES``) over ``phases``; None where the machine has no /proc."""
+    if not requests or any(p.get("cpu_s") is None for p in phases):
+        return None
+    return {
+        role: sum(p["cpu_s"][role] for p in phases) * 1000 / requests for role in phases[0]["cpu_s"]
+    }
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -721,6 +737,7 @@ def measure(
         ]
     with servers(static_root, args.workers, log_dir) as (urls, masters):
         plan["servers"] = urls
+        plan["workers"] = {mode: workers_of(pid) for mode, pid in masters.items()}
         result = drive(plan)
         memory = {mode: worker_memory(pid) for mode, pid in masters.items()}
     summary = summarize(result["phases"])
@@ -834,6 +851,32 @@ def report(args, sizes: list[dict], costs: dict, stages: dict[str, float], setti
                 f"  {endpoint} with carousel / without: {r['ratio']:.2f} (rounds: {rounds}) "
                 f"-> {'met' if ok else 'NOT met'} (target >= {TARGET_RATIO})"
             )
+        cpu = {key: s["cpu_ms"] for key, s in size["stats"].items() if s["cpu_ms"]}
+        if cpu:
+            roles = list(next(iter(cpu.values())))
+            print(
+                "  CPU per request by role (ms; the load generator, database and cache "
+                "share this machine's cores with the web workers):"
+            )
+            print(
+                f"  {'endpoint':<9} {'server':<7} "
+                + " ".join(f"{role:>14}" for role in roles)
+                + f" {'all':>7}"
+            )
+            for key, row in cpu.items():
+                endpoint, server = key.split("/")
+                print(
+                    f"  {endpoint:<9} {server:<7} "
+                    + " ".join(f"{row[role]:>14.2f}" for role in roles)
+                    + f" {sum(row.values()):>7.2f}"
+                )
+            for endpoint, r in size["ratios"].items():
+                if "web_cpu" in r:
+                    print(
+                        f"  {endpoint}: web workers' CPU per request without the carousel / "
+                        f"with it: {r['web_cpu']:.2f} (the ratio a web tier with cores of "
+                        "its own would see)"
+                    )
         for mode, workers in size["memory"].items():
             described = ", ".join(
                 f"{w['rss_mb']:.0f} MB{' (torch)' if w['torch'] else ''}" for w in workers
