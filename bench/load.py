@@ -20,7 +20,8 @@ its carousel divided by the same page without it (target: >= 0.9), the
 resident memory of each worker (and whether it loaded torch), what
 refreshing the candidate list costs (per refresh and per request on
 average), and where a carousel's time goes, part by part (one request at a
-time in this process). Then what the run
+time in this process), with the model and with none (the popularity
+fallback: what any policy's carousel costs). Then what the run
 logged: impressions and events sent vs stored (they must be equal), bytes per
 logged row, and the time build_transitions and a training run took on them
 (docs/scaling.md extrapolates from these).
@@ -514,18 +515,26 @@ CAROUSEL_PARTS = {
 }
 
 
-def carousel_parts(product_slugs: list[str], cart_products: list[int], requests: int) -> dict:
+def carousel_parts(
+    product_slugs: list[str], cart_products: list[int], requests: int, *, model: bool = True
+) -> dict:
     """Where a carousel's time goes, in this process: per page, the mean wall
     time of a request without and with the carousel, and of each part of the
     carousel (CAROUSEL_PARTS); "other" is the rest of the difference (building
     its items, rendering them, ``recommend``'s own code). One client, one
-    request at a time, so these are costs, not throughput."""
+    request at a time, so these are costs, not throughput.
+
+    ``model=False``: the carousels serve the popularity fallback, as with no
+    checkpoint active: what a carousel costs whatever its policy (the state
+    read, the logged impression, the throttle, its items)."""
     import importlib
     from contextlib import ExitStack
     from unittest import mock
 
     from django.conf import settings
     from django.test.utils import override_settings
+
+    from recommender.serving.server import policy_server
 
     client = shopper_in_process("192.0.2.2", cart_products)
     spent = dict.fromkeys(CAROUSEL_PARTS, 0.0)
@@ -555,6 +564,8 @@ def carousel_parts(product_slugs: list[str], cart_products: list[int], requests:
     block = 10  # requests per server in turn, on and off alternating, as the load phases do
     results = {}
     with ExitStack() as patches:
+        if not model:
+            patches.enter_context(mock.patch.object(policy_server, "active_policy", lambda _: None))
         for name, (module, attribute) in CAROUSEL_PARTS.items():
             owner = importlib.import_module(module)
             *path, leaf = attribute.split(".")
@@ -795,11 +806,11 @@ def main(argv: list[str] | None = None) -> int:
                 small["sample"][0][1], [pk for pk, _ in small["sample"][:2]]
             )
             small["refresh"] = refresh_costs()
-            small["parts"] = carousel_parts(
-                [slug for _, slug in small["sample"][:50]],
-                [pk for pk, _ in small["sample"][2:4]],
-                requests=50 if args.quick else 200,
-            )
+            slugs = [slug for _, slug in small["sample"][:50]]
+            in_cart = [pk for pk, _ in small["sample"][2:4]]
+            requests = 50 if args.quick else 200
+            small["parts"] = carousel_parts(slugs, in_cart, requests)
+            small["parts_without_model"] = carousel_parts(slugs, in_cart, requests, model=False)
             stage(f"{args.products:,} products")
             costs = log_costs(train=not args.quick)
             stage("log costs")
@@ -882,20 +893,25 @@ def report(args, sizes: list[dict], costs: dict, stages: dict[str, float], setti
                 f"{w['rss_mb']:.0f} MB{' (torch)' if w['torch'] else ''}" for w in workers
             )
             print(f"  worker RSS, carousels {mode}: {described}")
-        if "parts" in size:
-            parts = size["parts"]
+        for key, title in (
+            ("parts", "where a carousel's time goes"),
+            ("parts_without_model", "the same with no model (the popularity fallback)"),
+        ):
+            if key not in size:
+                continue
             names = [*CAROUSEL_PARTS, "other"]
             print(
-                "  where a carousel's time goes, one request at a time in the benchmark's "
-                "process (mean ms per request):"
+                f"  {title}, one request at a time in the benchmark's process "
+                "(mean ms per request; ratio: without / with):"
             )
             print(
-                f"  {'page':<9} {'without':>7} {'with':>7} "
+                f"  {'page':<9} {'without':>7} {'with':>7} {'ratio':>6} "
                 + " ".join(f"{name:>8}" for name in names)
             )
-            for page, row in parts.items():
+            for page, row in size[key].items():
                 print(
                     f"  {page:<9} {row['off']:>7.2f} {row['on']:>7.2f} "
+                    f"{row['off'] / row['on']:>6.2f} "
                     + " ".join(f"{row[name]:>8.2f}" for name in names)
                 )
         refresh = size["refresh"]
