@@ -149,8 +149,9 @@ class Shopper:
 
 def cpu_seconds(web: list[int]) -> dict[str, float] | None:
     """CPU seconds (user + system) each role has used so far; None without
-    /proc. A database backend that exits during a phase takes its time with it
-    (the servers keep their connections, so few do)."""
+    /proc. A process's count includes its children that have exited: a
+    database backend that ends during a phase leaves its time to the
+    postmaster, so the sum never goes back."""
     if not os.path.isdir("/proc/self"):
         return None
     spent = dict.fromkeys(CPU_ROLES, 0.0)
@@ -166,8 +167,8 @@ def cpu_seconds(web: list[int]) -> dict[str, float] | None:
         name, fields = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :]
         role = roles.get(int(entry.name)) or _SERVER_ROLES.get(name)
         if role is not None:
-            utime, stime = fields.split()[11:13]  # stat fields 14 and 15
-            spent[role] += (int(utime) + int(stime)) / _CLOCK_TICKS
+            # stat fields 14 to 17: utime, stime, and those of reaped children
+            spent[role] += sum(map(int, fields.split()[11:15])) / _CLOCK_TICKS
     return spent
 
 
