@@ -117,6 +117,7 @@ class SlateBuilder:
         # comparing keys then: k passes over the keys rather than sorting them
         # (np.unique) for every slate.
         eligible = np.ones(len(scores), dtype=bool)
+        others = np.empty(len(scores), dtype=bool)
         remaining = len(scores)
         logits = None
         if self.temperature is None:
@@ -157,10 +158,11 @@ class SlateBuilder:
                 propensity = weights[pick] / total
             chosen.append(pick)
             propensities.append(propensity)
-            # The picked item's whole group leaves the remaining candidates.
-            group = groups == groups[pick]
-            eligible[group] = False
-            remaining -= int(np.count_nonzero(group))
+            # The picked item's whole group leaves the remaining candidates
+            # (in place: two passes over the keys, no index of the group's items).
+            np.not_equal(groups, groups[pick], out=others)
+            np.logical_and(eligible, others, out=eligible)
+            remaining = int(np.count_nonzero(eligible))
         return np.asarray(chosen, dtype=np.int64), np.asarray(propensities, dtype=np.float64)
 
     def _softmax(
@@ -187,8 +189,11 @@ def _descending(scores: np.ndarray, m: int) -> np.ndarray:
     """Indices of the ``m`` best scores, best first, the earlier of equal ones
     first: ``np.argsort(-scores, kind="stable")[:m]``, without sorting them all."""
     if m < len(scores):
-        # Among scores equal to the m-th best, argpartition keeps any; keep the earliest.
-        threshold = scores[np.argpartition(-scores, m - 1)[m - 1]]
+        # The m-th best score: torch.topk finds it several times faster than
+        # argpartition on large candidate sets (torch shares the array's memory
+        # and wants it writable). Among scores equal to it, keep the earliest.
+        values = torch.from_numpy(scores if scores.flags.writeable else scores.copy())
+        threshold = torch.topk(values, m, sorted=False).values.min().numpy()
         above = np.flatnonzero(scores > threshold)
         top = np.concatenate([above, np.flatnonzero(scores == threshold)[: m - len(above)]])
         return top[np.argsort(-scores[top], kind="stable")]
