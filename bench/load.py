@@ -509,7 +509,7 @@ def queries_per_request(product_slug: str, cart_products: list[int]) -> dict[str
 CAROUSEL_PARTS = {
     "throttle": ("recommender.serving.carousels", "allows"),
     # On a product page, with the page's view it records.
-    "state": ("recommender.serving.features", "session_observation"),
+    "state": ("recommender.serving.features", "session_state"),
     "policy": ("recommender.serving.server", "policy_server.recommend"),
     "log": ("recommender.serving.recommendations", "impression_log"),
 }

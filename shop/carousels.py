@@ -20,6 +20,10 @@ product that item is recommended because of, shown as "Because you viewed
 dataclasses or any objects (or dicts) with those attributes. `item.url` is
 used as is, so a provider can put tracking data (an impression id) in it.
 
+A provider that read the shopper's cart units on its way (the recommender's
+state read does) may return them as `Carousel.cart_units`: the page's cart
+badge then shows them instead of counting again (`shop.selectors.cart_units`).
+
 `CarouselItem.from_product` fills `card`: the item's picture, brand, name and
 price as HTML, rendered once per process for what they show
 (`product_card`), so that a carousel renders only its links and reasons per
@@ -44,6 +48,7 @@ from django.utils.module_loading import import_string
 from django.utils.translation import get_language
 
 from shop.models import Product
+from shop.selectors import remember_cart_units
 
 Slot = Literal["home", "product", "cart"]
 
@@ -150,6 +155,10 @@ class Carousel:
     slot: str
     items: Sequence[CarouselItem] = field(default_factory=tuple)
     heading: str = ""
+    # The units in the shopper's cart as ``shop.selectors.cart_item_count``
+    # counts them, read by the provider after any change this request made
+    # to the cart; None: not read (the badge counts them itself).
+    cart_units: int | None = None
 
     def __post_init__(self) -> None:
         if not self.heading:
@@ -171,4 +180,7 @@ def carousel_for(
     path = getattr(settings, "SHOP_CAROUSEL_PROVIDER", "")
     if not path:
         return None
-    return _provider(path)(request, slot=slot, product=product)
+    carousel = _provider(path)(request, slot=slot, product=product)
+    if carousel is not None and carousel.cart_units is not None:
+        remember_cart_units(request, carousel.cart_units)
+    return carousel

@@ -4,7 +4,7 @@ the delivery rule in words (from settings, so the shop never promises more)."""
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
-from shop.selectors import cart_item_count, category_menu, delivery_rule
+from shop.selectors import cart_units, category_menu, delivery_rule
 
 
 def storefront(request: HttpRequest) -> dict[str, object]:
@@ -12,7 +12,5 @@ def storefront(request: HttpRequest) -> dict[str, object]:
     return {
         "menu_categories": SimpleLazyObject(category_menu),
         "delivery_promise": delivery_rule().promise,
-        "cart_count": SimpleLazyObject(
-            lambda: cart_item_count(user=request.user, session_key=request.session.session_key)
-        ),
+        "cart_count": SimpleLazyObject(lambda: cart_units(request)),
     }

@@ -15,6 +15,7 @@ from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import Q, QuerySet, Sum
+from django.http import HttpRequest
 
 from shop.models import Cart, CartItem, Category, Order, Product
 
@@ -240,6 +241,26 @@ def cart_detail(*, cart: Cart | None) -> CartSummary:
         return CartSummary(cart=None)
     items = list(cart.items.select_related("product", "product__category"))
     return CartSummary(cart=cart, items=items)
+
+
+# Where a request keeps its cart units once something has counted them.
+_CART_UNITS_ATTRIBUTE = "_shop_cart_units"
+
+
+def remember_cart_units(request: HttpRequest, units: int) -> None:
+    """Let the rest of ``request`` (its cart badge) use ``units``, counted as
+    ``cart_item_count`` counts them by a query the request made anyway, after
+    any change it made to the cart."""
+    setattr(request, _CART_UNITS_ATTRIBUTE, int(units))
+
+
+def cart_units(request: HttpRequest) -> int:
+    """The units in the cart of ``request``'s shopper: as remembered
+    (``remember_cart_units``), else counted (``cart_item_count``)."""
+    units = getattr(request, _CART_UNITS_ATTRIBUTE, None)
+    if units is None:
+        units = cart_item_count(user=request.user, session_key=request.session.session_key)
+    return units
 
 
 def cart_item_count(*, user: AbstractBaseUser | None, session_key: str | None) -> int:

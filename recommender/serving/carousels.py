@@ -30,7 +30,8 @@ def carousel_provider(
 
     On a product page the view (and the carousel click that led here) is
     recorded first, so it is part of the state this carousel is chosen for:
-    a view alone is recorded by the statement that reads that state.
+    a view alone is recorded by the statement that reads that state, which
+    also counts the units of the page's cart badge.
     """
     view = None
     try:
@@ -46,6 +47,9 @@ def carousel_provider(
             k=settings.RECOMMENDER_DEFAULT_K,
             product_id=product.pk if product else None,
             view=view,
+            # The page's cart badge comes with the state (read after visit_key
+            # made sure the session has a key).
+            badge_session_key=request.session.session_key,
         )
     except Exception:
         # The page matters more than its carousel.
@@ -60,6 +64,7 @@ def carousel_provider(
     query = urlencode({IMPRESSION_PARAM: str(rec.impression.pk)})
     return Carousel(
         slot=slot,
+        cart_units=rec.cart_units,
         items=[
             CarouselItem.from_product(p, query=query, reason=reason.name if reason else "")
             for p, reason in zip(rec.products, rec.reasons, strict=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 
@@ -112,6 +113,14 @@ def build_catalog_and_groups() -> tuple[ItemCatalog, np.ndarray]:
     return catalog_from_rows(row[:6] for row in rows), groups
 
 
+@dataclass(frozen=True)
+class SessionState:
+    observation: Observation
+    # The units in the cart the shop's badge shows, when asked for
+    # (``session_state(badge_session_key=...)``), else None.
+    cart_units: int | None = None
+
+
 def session_observation(
     *,
     session_key: str,
@@ -131,13 +140,44 @@ def session_observation(
     statement (one round trip), elsewhere just before it. Whether it was
     recorded shows on the event (``view._state.adding`` is False).
     """
+    return session_state(
+        session_key=session_key,
+        user_id=user_id,
+        slot=slot,
+        product_id=product_id,
+        now=now,
+        view=view,
+    ).observation
+
+
+def session_state(
+    *,
+    session_key: str,
+    user_id: int | None,
+    slot: str,
+    product_id: int | None = None,
+    now: datetime | None = None,
+    view: Event | None = None,
+    badge_session_key: str | None = None,
+) -> SessionState:
+    """``session_observation``, and with ``badge_session_key`` the units the
+    shop's cart badge shows (``shop.selectors.cart_item_count``: the signed-in
+    shopper's cart, else the guest cart of that session key, the request's
+    current one, which after a sign-in is not the visit's ``session_key``),
+    counted by the same statement, so that a page with a carousel needs no
+    count of its own (``shop.selectors.remember_cart_units``)."""
     now = now or timezone.now()
     recent: list[tuple] = []
     cart: list[tuple] = []
     history: list[tuple] = []
     depth = 0
+    cart_units = None
     for kind, item, text, at, seq in _state_rows(
-        session_key=session_key, user_id=user_id, since=now - RECENT_HORIZON, view=view
+        session_key=session_key,
+        user_id=user_id,
+        since=now - RECENT_HORIZON,
+        view=view,
+        badge_session_key=badge_session_key,
     ):
         if kind == _RECENT:
             recent.append((at, seq, item, text))
@@ -145,6 +185,8 @@ def session_observation(
             cart.append((at, seq, item))
         elif kind == _HISTORY:
             history.append((at, seq, item))
+        elif kind == _BADGE:
+            cart_units = int(seq)
         elif text is not None:
             # Every impression logs the depth it was served at, so this request
             # is one deeper than the session's latest (no count that grows
@@ -157,7 +199,7 @@ def session_observation(
     recent = recent[-MAX_RECENT_EVENTS:]
     cart.sort(key=lambda row: row[:2])
     history.sort(key=lambda row: row[:2])
-    return Observation(
+    observation = Observation(
         slot=SLOT_BY_NAME[slot],
         current_item=product_id,
         recent_items=tuple(item for _, _, item, _ in recent),
@@ -167,10 +209,12 @@ def session_observation(
         history_items=tuple(item for _, _, item in history),
         page_depth=depth,
     )
+    return SessionState(observation, cart_units)
 
 
-# Row kinds of _STATE_SQL; _VIEWED is the view recorded by the statement.
-_RECENT, _CART, _HISTORY, _DEPTH, _VIEWED = range(5)
+# Row kinds of _STATE_SQL; _VIEWED is the view recorded by the statement,
+# _BADGE the cart badge's units (_BADGE_SQL).
+_RECENT, _CART, _HISTORY, _DEPTH, _VIEWED, _BADGE = range(6)
 
 _STATE_SQL = """
 SELECT 0, e.product_id, e.type, e.created_at, e.id FROM {event} e WHERE e.id IN (
@@ -198,6 +242,16 @@ because SQLite allows none in the branches of a compound SELECT. Raw SQL
 because building the same union with the ORM cost more than running it."""
 
 
+_BADGE_SQL = """
+UNION ALL
+SELECT {badge}, NULL, NULL, NULL, COALESCE(SUM(bi.quantity), 0) FROM {cart_item} bi
+    JOIN {cart} b ON b.id = bi.cart_id WHERE {owner}
+"""
+"""The units in the cart the shop's badge shows (``shop.selectors.cart_item_count``),
+in the primary-key column: the signed-in shopper's cart, else the guest cart
+of a session key."""
+
+
 # With a view to record (PostgreSQL): the event is inserted by a
 # data-modifying CTE, which the other branches cannot see (one snapshot), so
 # the statement returns it as one more row. Its first parameter says whether
@@ -215,7 +269,7 @@ SELECT {viewed}, product_id, type, created_at, id FROM viewed"""
 
 
 @cache
-def _state_sql(vendor: str, by_user: bool, with_view: bool = False) -> str:
+def _state_sql(vendor: str, by_user: bool, with_view: bool = False, badge: bool = False) -> str:
     if vendor == "postgresql":
         depth = "(i.state ->> 'page_depth')"
     else:
@@ -232,6 +286,13 @@ def _state_sql(vendor: str, by_user: bool, with_view: bool = False) -> str:
         max_recent=MAX_RECENT_EVENTS,
         max_history=MAX_HISTORY_ITEMS,
     )
+    if badge:
+        state += _BADGE_SQL.format(
+            badge=_BADGE,
+            cart_item=CartItem._meta.db_table,
+            cart=Cart._meta.db_table,
+            owner="b.user_id = %s" if by_user else "b.session_key = %s AND b.user_id IS NULL",
+        )
     if not with_view:
         return state
     connection = connections[router.db_for_write(Event)]
@@ -246,7 +307,12 @@ def _state_sql(vendor: str, by_user: bool, with_view: bool = False) -> str:
 
 
 def _state_rows(
-    *, session_key: str, user_id: int | None, since: datetime, view: Event | None = None
+    *,
+    session_key: str,
+    user_id: int | None,
+    since: datetime,
+    view: Event | None = None,
+    badge_session_key: str | None = None,
 ) -> list[tuple]:
     # A view is written where the state is read: the primary.
     alias = router.db_for_read(Event) if view is None else router.db_for_write(Event)
@@ -258,6 +324,9 @@ def _state_rows(
         user_id,
         session_key,
     )
+    badge = badge_session_key is not None
+    if badge:
+        params += (user_id or badge_session_key,)
     in_statement = view is not None and connection.vendor == "postgresql"
     if view is not None and not in_statement:
         view.save(force_insert=True, using=alias)
@@ -265,7 +334,7 @@ def _state_rows(
         asynchronous = not connection.in_atomic_block
         params = (asynchronous, *insert_values(view, connection), *params)
     with prepared_cursor(connection) as cursor:
-        cursor.execute(_state_sql(connection.vendor, bool(user_id), in_statement), params)
+        cursor.execute(_state_sql(connection.vendor, bool(user_id), in_statement, badge), params)
         rows = cursor.fetchall()
     if in_statement:
         (view.pk,) = (pk for kind, _, _, _, pk in rows if kind == _VIEWED)

@@ -38,6 +38,8 @@ class Recommendation:
     # Per product, the session's product that raised its score most ("Because
     # you viewed ..."), or None.
     reasons: list[Product | None] = field(default_factory=list)
+    # The units in the shop's cart badge, when asked for (``badge_session_key``).
+    cart_units: int | None = None
 
 
 # Set by ``replayable_serving``: one generator that every request in this
@@ -91,6 +93,7 @@ def recommend(
     k: int,
     product_id: int | None = None,
     view: Event | None = None,
+    badge_session_key: str | None = None,
 ) -> Recommendation:
     """Serve and log a slate of ``k`` products in ``slot`` for one shopper's
     visit (``session_key``, ``user_id`` when signed in); ``product_id`` is the
@@ -98,10 +101,18 @@ def recommend(
     it alike: it needs no request.
 
     ``view`` (``record_page_view(defer=True)``) is recorded as the session's
-    state is read, in the same statement where the database allows it."""
-    observation = features.session_observation(
-        session_key=session_key, user_id=user_id, slot=slot, product_id=product_id, view=view
+    state is read, in the same statement where the database allows it; with
+    ``badge_session_key`` that statement also counts the units the page's
+    cart badge shows (``features.session_state``)."""
+    state = features.session_state(
+        session_key=session_key,
+        user_id=user_id,
+        slot=slot,
+        product_id=product_id,
+        view=view,
+        badge_session_key=badge_session_key,
     )
+    observation = state.observation
     # The observation already read the cart; cart_for_request would create an
     # empty Cart row for every visitor (and crawler) who merely sees a carousel.
     exclude = set(observation.cart_items)
@@ -146,6 +157,7 @@ def recommend(
         served=served,
         products=[product for product, _ in shown],
         reasons=[reason for _, reason in shown],
+        cart_units=state.cart_units,
     )
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.test import Client, RequestFactory
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from shop.carousels import Carousel, CarouselItem
@@ -61,6 +64,11 @@ def recommended(request, *, slot, product=None) -> Carousel:
     )
 
 
+def recommended_with_cart_units(request, *, slot, product=None) -> Carousel:
+    """``recommended`` from a provider that read the cart's units on its way."""
+    return replace(recommended(request, slot=slot, product=product), cart_units=7)
+
+
 CAROUSEL_REQUESTS: list[str] = []
 
 
@@ -103,6 +111,23 @@ def test_carousel_places_render_what_the_provider_returns(
     assert heading in page
     assert '<a href="/p/tern/?imp=42">' in page
     assert "Tern Roll-Top Backpack" in page and "$89.00" in page
+
+
+def test_the_cart_badge_shows_the_units_a_provider_read_without_counting_again(
+    client, settings, django_assert_num_queries
+):
+    ProductFactory(slug="tern-backpack")
+    settings.SHOP_CAROUSEL_PROVIDER = "tests.shop.test_views.recommended"
+    client.get("/")
+    with CaptureQueriesContext(connection) as counting:
+        counted_page = text(client.get("/"))
+    settings.SHOP_CAROUSEL_PROVIDER = "tests.shop.test_views.recommended_with_cart_units"
+
+    with django_assert_num_queries(len(counting) - 1):
+        page = text(client.get("/"))
+
+    assert 'aria-label="0 items in cart">0<' in counted_page
+    assert 'aria-label="7 items in cart">7<' in page
 
 
 def test_an_empty_cart_asks_for_no_carousel(client, settings):

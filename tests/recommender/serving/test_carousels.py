@@ -263,9 +263,12 @@ def test_a_carousel_shown_before_signing_in_earns_its_click_and_purchase_after(c
 # candidates in memory: the session's state (one read), and the slate's check,
 # products and impression (one statement on PostgreSQL; elsewhere a read and a
 # transaction of two INSERTs: 5). A product page also records its view: in the
-# state's statement on PostgreSQL, elsewhere with an INSERT of its own.
+# state's statement on PostgreSQL, elsewhere with an INSERT of its own. The
+# state's statement counts the page's cart badge too, sparing the page its
+# own count (BADGE_QUERIES).
 CAROUSEL_QUERIES = {"postgresql": 2, "sqlite": 6}
 VIEW_QUERIES = {"postgresql": 0, "sqlite": 1}
+BADGE_QUERIES = 1
 PAGE_QUERIES = {"home": 5, "product": 3, "cart": 6}
 
 
@@ -282,7 +285,7 @@ def test_a_carousel_costs_its_page_a_fixed_number_of_queries_however_long_the_vi
     for _ in range(12):  # a long visit: its events and impressions add up
         client.get(path)
 
-    budget = PAGE_QUERIES[page] + CAROUSEL_QUERIES[connection.vendor]
+    budget = PAGE_QUERIES[page] + CAROUSEL_QUERIES[connection.vendor] - BADGE_QUERIES
     budget += VIEW_QUERIES[connection.vendor] if page == "product" else 0
     with django_assert_max_num_queries(budget):
         response = client.get(path)
@@ -294,6 +297,38 @@ def test_a_carousel_costs_its_page_a_fixed_number_of_queries_however_long_the_vi
     assert latest.policy_name == "dqn"
     assert latest.state["page_depth"] == 12
     assert len(_carousel_links(response)) == latest.items.count() > 0
+
+
+BADGE = re.compile(r'<span class="cart-count"[^>]*>(\d+)</span>')
+
+
+def _badge(response) -> int:
+    (units,) = BADGE.findall(response.content.decode())
+    return int(units)
+
+
+@pytest.mark.parametrize("page", sorted(PAGE_QUERIES))
+def test_the_cart_badge_on_a_carousel_page_counts_what_the_cart_holds(catalog, settings, page):
+    settings.RECOMMENDER_RELOAD_SECONDS = settings.RECOMMENDER_ELIGIBILITY_TTL = 3600
+    _activate_tiny_agent()
+    client = Client()
+    client.post(f"/cart/add/{catalog[0].pk}/", {"quantity": 2})
+    client.post(f"/cart/add/{catalog[1].pk}/", {"quantity": 1})
+    path = {"home": "/", "product": catalog[5].get_absolute_url(), "cart": "/cart/"}[page]
+
+    guest = client.get(path)
+    # Signing in brings the guest cart into the account's, under a new session key.
+    user = UserFactory()
+    client.post(f"/cart/add/{catalog[2].pk}/", {"quantity": 1})
+    login = client.post("/account/login/", {"username": user.username, "password": PASSWORD})
+    assert login.status_code == 302
+    signed_in = client.get(path)
+    settings.SHOP_CAROUSEL_PROVIDER = ""
+    without_carousels = client.get(path)
+
+    assert _carousel_links(guest) and _carousel_links(signed_in)
+    assert _badge(guest) == 3
+    assert _badge(signed_in) == _badge(without_carousels) == 4
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements: PostgreSQL")

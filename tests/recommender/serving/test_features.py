@@ -14,6 +14,7 @@ from recommender.rl.types import EventType as RLEventType
 from recommender.rl.types import Slot
 from recommender.serving import features
 from recommender.serving.features import near_duplicate_groups, near_duplicate_key
+from shop.selectors import cart_item_count
 from tests.factories import (
     CartFactory,
     CartItemFactory,
@@ -82,6 +83,44 @@ def test_the_cart_of_the_session_or_of_the_signed_in_shopper(catalog):
 
     assert guest.cart_items == (catalog[3].pk, catalog[1].pk)  # in the order they were added
     assert signed_in.cart_items == (catalog[7].pk,)
+
+
+def test_the_state_counts_the_cart_badge_as_the_shop_does_in_the_same_query(
+    catalog, django_assert_num_queries
+):
+    """The badge counts units: the signed-in shopper's cart, else the guest
+    cart of the request's session key (after a sign-in, not the visit's)."""
+    guest_cart = CartFactory(session_key=SESSION)
+    CartItemFactory(cart=guest_cart, product=catalog[0], quantity=2)
+    CartItemFactory(cart=guest_cart, product=catalog[1], quantity=1)
+    user = UserFactory()
+    CartItemFactory(
+        cart=CartFactory(user=user, session_key="signed-in"), product=catalog[2], quantity=4
+    )
+    CartItemFactory(cart=CartFactory(session_key="another visit"), product=catalog[3], quantity=5)
+    cases = [
+        (None, SESSION),  # a guest
+        (None, "another visit"),  # a guest whose key changed since the visit began
+        (user.pk, "signed-in"),  # signed in: the account's cart, whatever the key
+        (None, "nobody's"),  # no cart
+        (None, "signed-in"),  # an account's cart is no guest cart
+    ]
+
+    for user_id, badge_key in cases:
+        with django_assert_num_queries(1):
+            state = features.session_state(
+                session_key=SESSION, user_id=user_id, slot="home", badge_session_key=badge_key
+            )
+        shopper = user if user_id else None
+        assert state.cart_units == cart_item_count(user=shopper, session_key=badge_key)
+    assert [
+        features.session_state(
+            session_key=SESSION, user_id=user_id, slot="home", badge_session_key=badge_key
+        ).cart_units
+        for user_id, badge_key in cases
+    ] == [3, 5, 4, 0, 0]
+    # Not asked for, not counted.
+    assert features.session_state(session_key=SESSION, user_id=None, slot="home").cart_units is None
 
 
 def test_a_signed_in_shopper_brings_the_latest_purchases_oldest_first(catalog):
