@@ -134,8 +134,11 @@ class SlateBuilder:
             if remaining == 0:
                 break
             if logits is None:
-                while cursor < len(ranked) and not eligible[ranked[cursor]]:
-                    cursor += 1
+                if cursor < len(ranked) and not eligible[ranked[cursor]]:
+                    # Step over the taken groups' items in one pass (a group of
+                    # near-duplicates can fill much of the ranked few).
+                    ahead = np.flatnonzero(eligible[ranked[cursor:]])
+                    cursor = cursor + int(ahead[0]) if len(ahead) else len(ranked)
                 if cursor == len(ranked):
                     # Taken groups used up the ranked few: rank more, among
                     # the eligible ones only, rather than sorting every

@@ -367,9 +367,12 @@ def test_the_dqn_slate_respects_exclusions(catalog):
     shopper.add_to_cart(catalog[0].pk)
 
     body = shopper.recommend("product", product_id=catalog[1].pk, k=24)
+    # The page of a sold-out product: an excluded id that is no candidate.
+    sold_out_page = shopper.recommend("product", product_id=catalog[2].pk, k=24)
 
     assert body["policy"]["name"] == "dqn"
     assert set(shown_ids(body)) == {p.pk for p in catalog[3:]}
+    assert set(shown_ids(sold_out_page)) == {p.pk for p in [catalog[1], *catalog[3:]]}
 
 
 # ---------------------------------------------------------------------------
