@@ -113,59 +113,69 @@ class SlateBuilder:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Either exploration with at most one item per group: each slot's
         remaining items are the candidates whose group is not taken yet."""
-        # A group leaves whole when one of its items is taken, so it is found by
-        # comparing keys then: k passes over the keys rather than sorting them
-        # (np.unique) for every slate.
-        eligible = np.ones(len(scores), dtype=bool)
-        others = np.empty(len(scores), dtype=bool)
-        remaining = len(scores)
-        logits = None
-        if self.temperature is None:
-            # The best few candidates in greedy order (ties: the earlier one
-            # first); all of them only if the slate's groups use those up.
-            window = 4 * k
-            ranked = _descending(scores, min(len(scores), window))
-            cursor = 0
-        else:
-            logits = scores.astype(np.float64) / self.temperature
+        if self.temperature is not None:
+            return self._grouped_softmax(scores, groups, k, rng)
+        n = len(scores)
+        keys, n_groups = _dense_keys(groups)
+        sizes = np.bincount(keys, minlength=n_groups)
+        # The greedy item of a slot is the first item of the stable ranking
+        # whose group is not taken, which is always some group's leader (its
+        # best item, the earliest of equal ones): rank the leaders, not the
+        # items, so that a group of near-duplicates at the top of the ranking
+        # is stepped over at once. Each slot takes one group, so before slot
+        # s at most s - 1 of the best k leaders are taken: they serve the slate.
+        leaders = _group_leaders(scores, keys, n_groups)
+        ranked = leaders[_descending(scores[leaders], min(len(leaders), k))]
+        cursor = 0
+        taken: set[int] = set()
+        eligible = None  # built when a slot first explores
+        remaining = n
         chosen: list[int] = []
         propensities: list[float] = []
         for _ in range(k):
             if remaining == 0:
                 break
-            if logits is None:
-                if cursor < len(ranked) and not eligible[ranked[cursor]]:
-                    # Step over the taken groups' items in one pass (a group of
-                    # near-duplicates can fill much of the ranked few).
-                    ahead = np.flatnonzero(eligible[ranked[cursor:]])
-                    cursor = cursor + int(ahead[0]) if len(ahead) else len(ranked)
-                if cursor == len(ranked):
-                    # Taken groups used up the ranked few: rank more, among
-                    # the eligible ones only, rather than sorting every
-                    # candidate (a large catalog's near-duplicates can fill
-                    # the top of the ranking, slot after slot).
-                    window *= 8
-                    left = np.flatnonzero(eligible)
-                    ranked, cursor = left[_descending(scores[left], min(len(left), window))], 0
-                greedy = pick = int(ranked[cursor])
-                if self.epsilon > 0.0 and rng.random() < self.epsilon:
-                    pick = int(np.flatnonzero(eligible)[rng.integers(remaining)])
-                propensity = self.epsilon / remaining + (1.0 - self.epsilon) * (pick == greedy)
-            else:
-                weights = np.where(eligible, np.exp(logits - logits[eligible].max()), 0.0)
-                cumulative = np.cumsum(weights)
-                total = cumulative[-1]
-                pick = int(np.searchsorted(cumulative, rng.random() * total, side="right"))
-                if pick == len(weights):
-                    pick = int(np.flatnonzero(weights)[-1])
-                propensity = weights[pick] / total
+            while int(keys[ranked[cursor]]) in taken:
+                cursor += 1
+            greedy = pick = int(ranked[cursor])
+            if self.epsilon > 0.0 and rng.random() < self.epsilon:
+                if eligible is None:
+                    eligible = np.ones(n, dtype=bool)
+                    for group in taken:
+                        eligible &= keys != group
+                pick = int(np.flatnonzero(eligible)[rng.integers(remaining)])
+            propensity = self.epsilon / remaining + (1.0 - self.epsilon) * (pick == greedy)
             chosen.append(pick)
             propensities.append(propensity)
-            # The picked item's whole group leaves the remaining candidates
-            # (in place: two passes over the keys, no index of the group's items).
-            np.not_equal(groups, groups[pick], out=others)
-            np.logical_and(eligible, others, out=eligible)
-            remaining = int(np.count_nonzero(eligible))
+            # The picked item's whole group leaves the remaining candidates.
+            group = int(keys[pick])
+            taken.add(group)
+            remaining -= int(sizes[group])
+            if eligible is not None:
+                eligible &= keys != group
+        return np.asarray(chosen, dtype=np.int64), np.asarray(propensities, dtype=np.float64)
+
+    def _grouped_softmax(
+        self, scores: np.ndarray, groups: np.ndarray, k: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Softmax exploration with at most one item per group."""
+        eligible = np.ones(len(scores), dtype=bool)
+        logits = scores.astype(np.float64) / self.temperature
+        chosen: list[int] = []
+        propensities: list[float] = []
+        for _ in range(k):
+            if not eligible.any():
+                break
+            weights = np.where(eligible, np.exp(logits - logits[eligible].max()), 0.0)
+            cumulative = np.cumsum(weights)
+            total = cumulative[-1]
+            pick = int(np.searchsorted(cumulative, rng.random() * total, side="right"))
+            if pick == len(weights):
+                pick = int(np.flatnonzero(weights)[-1])
+            chosen.append(pick)
+            propensities.append(weights[pick] / total)
+            # The picked item's whole group leaves the remaining candidates.
+            eligible &= groups != groups[pick]
         return np.asarray(chosen, dtype=np.int64), np.asarray(propensities, dtype=np.float64)
 
     def _softmax(
@@ -201,6 +211,29 @@ def _descending(scores: np.ndarray, m: int) -> np.ndarray:
         top = np.concatenate([above, np.flatnonzero(scores == threshold)[: m - len(above)]])
         return top[np.argsort(-scores[top], kind="stable")]
     return np.argsort(-scores, kind="stable")
+
+
+def _dense_keys(groups: np.ndarray) -> tuple[np.ndarray, int]:
+    """``groups`` as keys 0..G-1 (equal for equal groups) and G: as they are
+    when they are already small non-negative integers (the serving groups),
+    else numbered by sorting them."""
+    if groups.dtype.kind in "iu" and len(groups):
+        low, high = int(groups.min()), int(groups.max())
+        if low >= 0 and high < 2 * len(groups) + 64:
+            return groups.astype(np.intp, copy=False), high + 1
+    values, keys = np.unique(groups, return_inverse=True)
+    return keys.ravel().astype(np.intp, copy=False), len(values)
+
+
+def _group_leaders(scores: np.ndarray, keys: np.ndarray, n_groups: int) -> np.ndarray:
+    """Each group's best item (the earliest of equal best ones), ascending
+    by index; groups without items have none."""
+    best = np.full(n_groups, -np.inf, dtype=scores.dtype)
+    np.maximum.at(best, keys, scores)
+    at_best = np.flatnonzero(scores == best[keys])
+    first = np.full(n_groups, len(scores), dtype=np.intp)
+    np.minimum.at(first, keys[at_best], at_best)
+    return np.sort(first[first < len(scores)])
 
 
 def _uniform_untaken(rng: np.random.Generator, remaining: int, taken: list[int]) -> int:

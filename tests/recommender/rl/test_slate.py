@@ -154,6 +154,12 @@ def test_grouped_greedy_is_the_stable_ranking_less_the_taken_groups():
         groups = np.minimum(rng.integers(0, 12, n), rng.integers(0, 12, n))  # skewed sizes
         k = int(rng.integers(1, 10))
         slate = SlateBuilder().build(np.arange(n), scores, k, rng, groups=groups)
+        # Any keys: sparse, negative, not integers.
+        for keys in (groups * 1_000_003 - 7, groups.astype(str)):
+            assert (
+                SlateBuilder().build(np.arange(n), scores, k, rng, groups=keys).items.tolist()
+                == slate.items.tolist()
+            )
         expected, taken = [], set()
         for i in np.argsort(-scores, kind="stable").tolist():
             if len(expected) < k and groups[i] not in taken:
