@@ -112,7 +112,8 @@ class SlateBuilder:
         self, scores: np.ndarray, groups: np.ndarray, k: int, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
         """Either exploration with at most one item per group: each slot's
-        remaining items are the candidates whose group is not taken yet."""
+        remaining items are the candidates whose group is not taken yet
+        (softmax in ``_grouped_softmax``, ε-greedy here)."""
         if self.temperature is not None:
             return self._grouped_softmax(scores, groups, k, rng)
         n = len(scores)
