@@ -373,8 +373,9 @@ class CatalogScorer:
     and the store's one-hot attribute buckets. Scoring the whole catalog for
     one state is bound by how many bytes of the table it reads, and those
     zeros are most of them. Here the table's mostly-zero columns are kept as
-    their non-zero (item, column, value) entries and summed per item by
-    ``embedding_bag``; the rest is a dense product. The split is taken from
+    their non-zero (item, column, value) entries, summed per item (by a gather
+    over rows of a fixed width for one state, else by ``embedding_bag``); the
+    rest is a dense product. The split is taken from
     the table's own values, so any layout scores the same Q (up to float
     rounding); only the time changes.
     """
@@ -394,6 +395,23 @@ class CatalogScorer:
         self.values = entries[rows, columns]
         counts = torch.bincount(rows, minlength=len(table))
         self.offsets = torch.cumsum(counts, 0) - counts
+        # Items with about as many entries each (a category, a bucket per
+        # attribute) are read faster as rows of a fixed width than as bags:
+        # for one state, a gather and a sum. Rows are padded with entries of
+        # value zero, or, when every entry is a one (one-hot columns), with a
+        # column past the last whose query entry is zero, and then need no
+        # weights. Kept when the padding at most doubles the entries.
+        width = int(counts.max()) if len(rows) else 0
+        self.fixed_columns = self.fixed_values = None
+        if width and len(table) * width <= 2 * len(rows):
+            position = torch.arange(len(rows)) - self.offsets[rows]
+            ones = bool((self.values == 1).all())
+            padding = len(self.sparse_columns) if ones else 0
+            self.fixed_columns = torch.full((len(table), width), padding, dtype=torch.int64)
+            self.fixed_columns[rows, position] = columns
+            if not ones:
+                self.fixed_values = torch.zeros(len(table), width, dtype=table.dtype)
+                self.fixed_values[rows, position] = self.values
 
     def __call__(self, state_out: Tensor) -> Tensor:
         """(B, M) ``all_items_q(state_out, table)``."""
@@ -402,15 +420,28 @@ class CatalogScorer:
         # matrix-vector product does (q @ table.T was half as fast for one state).
         out = self.dense @ q.index_select(1, self.dense_columns).T
         if len(self.sparse_columns):
-            # Each item's bag of (column, value) entries: weighted sums of the
-            # states' query entries for those columns.
-            out += F.embedding_bag(
-                self.columns,
-                q.index_select(1, self.sparse_columns).T.contiguous(),
-                self.offsets,
-                mode="sum",
-                per_sample_weights=self.values,
-            )
+            sparse_q = q.index_select(1, self.sparse_columns)
+            if self.fixed_columns is not None and len(q) == 1:
+                # One state: its query entries for each item's columns, summed
+                # (weighted, unless every entry is a one).
+                if self.fixed_values is None:
+                    entries = F.pad(sparse_q[0], (0, 1))  # the padding column's zero
+                    picked = entries.index_select(0, self.fixed_columns.view(-1))
+                    picked = picked.view_as(self.fixed_columns)
+                else:
+                    picked = sparse_q[0].index_select(0, self.fixed_columns.view(-1))
+                    picked = picked.view_as(self.fixed_values) * self.fixed_values
+                out += picked.sum(1, keepdim=True)
+            else:
+                # Each item's bag of (column, value) entries: weighted sums of the
+                # states' query entries for those columns.
+                out += F.embedding_bag(
+                    self.columns,
+                    sparse_q.T.contiguous(),
+                    self.offsets,
+                    mode="sum",
+                    per_sample_weights=self.values,
+                )
         return out.T + offset.unsqueeze(1)
 
 

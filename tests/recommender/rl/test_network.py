@@ -36,16 +36,23 @@ def test_q_helpers_agree_on_the_dot_product_form():
 
 
 @pytest.mark.parametrize("states", [1, 3])
-@pytest.mark.parametrize("layout", ["one-hot blocks", "all dense", "all zero"])
+@pytest.mark.parametrize(
+    "layout", ["one-hot blocks", "weighted blocks", "ragged entries", "all dense", "all zero"]
+)
 def test_the_catalog_scorer_gives_every_item_the_q_of_the_full_product(states, layout):
     generator = torch.Generator().manual_seed(7)
     n, width = 200, 15
     table = torch.randn(n, width, generator=generator)
-    if layout == "one-hot blocks":
+    if layout in ("one-hot blocks", "weighted blocks", "ragged entries"):
         # Dense columns around two one-hot blocks; half the items have no entry in the second.
         table[:, 3:13] = 0.0
         table[torch.arange(n), 3 + torch.randint(0, 6, (n,), generator=generator)] = 1.0
-        table[torch.arange(0, n, 2), 9 + torch.randint(0, 4, (n // 2,), generator=generator)] = 2.5
+        second = 2.5 if layout == "weighted blocks" else 1.0
+        table[torch.arange(0, n, 2), 9 + torch.randint(0, 4, (n // 2,), generator=generator)] = (
+            second
+        )
+        if layout == "ragged entries":
+            table[0, 3:13] = 1.0  # one item in every column: rows of ten would be mostly padding
     elif layout == "all zero":
         table[:, :-1] = 0.0
     state_out = torch.randn(states, width, generator=generator)
@@ -53,10 +60,16 @@ def test_the_catalog_scorer_gives_every_item_the_q_of_the_full_product(states, l
     scorer = CatalogScorer(table)
 
     torch.testing.assert_close(scorer(state_out), all_items_q(state_out, table))
-    if layout == "one-hot blocks":
-        # What makes it cheaper: the one-hot columns are read as entries.
+    if layout in ("one-hot blocks", "weighted blocks", "ragged entries"):
+        # What makes it cheaper: the one-hot columns are read as entries, in
+        # rows of a fixed width where the items have about as many each.
         assert scorer.sparse_columns.tolist() == list(range(3, 13))
+    if layout in ("one-hot blocks", "weighted blocks"):
         assert len(scorer.values) == n + n // 2
+        assert scorer.fixed_columns is not None
+        assert (scorer.fixed_values is None) == (layout == "one-hot blocks")
+    if layout == "ragged entries":
+        assert scorer.fixed_columns is None
 
 
 def test_a_large_catalog_is_served_the_same_slates_by_its_scorer(monkeypatch):
