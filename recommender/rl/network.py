@@ -375,9 +375,9 @@ class CatalogScorer:
     zeros are most of them. Here the table's mostly-zero columns are kept as
     their non-zero (item, column, value) entries, summed per item (by a gather
     over rows of a fixed width for one state, else by ``embedding_bag``); the
-    rest is a dense product. The split is taken from
-    the table's own values, so any layout scores the same Q (up to float
-    rounding); only the time changes.
+    rest is a dense product. The split is taken from the table's own values,
+    so any layout scores the same Q (up to float rounding); only the time
+    changes.
     """
 
     # A column goes to the sparse part when at most this share of items is non-zero in it.
