@@ -9,6 +9,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from recommender.db import read_binary
 from recommender.models import Checkpoint
 from recommender.serving.server import load_error_text, load_servable
 
@@ -33,7 +34,9 @@ class CheckpointLoadError(CheckpointStateError):
 def _check_loads(checkpoint: Checkpoint) -> None:
     """Load the checkpoint as the web processes would, or raise CheckpointLoadError."""
 
-    weights = Checkpoint.objects.filter(pk=checkpoint.pk).values_list("weights", flat=True).get()
+    weights = read_binary(Checkpoint, checkpoint.pk, "weights")
+    if weights is None:
+        raise Checkpoint.DoesNotExist(f"checkpoint v{checkpoint.version} was deleted")
     try:
         load_servable(weights)
     except Exception as exc:  # whatever stops it loading stops it serving

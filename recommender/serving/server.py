@@ -38,6 +38,7 @@ from django.conf import settings
 from django.db.models import BooleanField, Q, Subquery, Value
 from django.utils import timezone
 
+from recommender.db import read_binary
 from recommender.models import Checkpoint, SoldOutSet
 from recommender.rl.explain import ExplainedSlate, reference_items, relative
 from recommender.rl.learner import Learner
@@ -97,7 +98,7 @@ class _Loaded:
     loaded_at: datetime
 
 
-def load_servable(weights: bytes | memoryview, catalog: ItemCatalog | None = None) -> Learner:
+def load_servable(weights: bytes, catalog: ItemCatalog | None = None) -> Learner:
     """A checkpoint's policy, loaded as every web process loads it (over
     ``catalog``, default the current one) and asked for one greedy slate.
     Raises whatever would stop it serving; activation calls this first
@@ -107,7 +108,7 @@ def load_servable(weights: bytes | memoryview, catalog: ItemCatalog | None = Non
 
     configure_torch_threads()
     catalog = catalog if catalog is not None else features.build_catalog()
-    agent = load_agent(bytes(weights), catalog=catalog)
+    agent = load_agent(weights, catalog=catalog)
     if len(catalog):
         # As a request is served (``PolicyServer._draw``), reasons included.
         agent.act_explained(
@@ -296,21 +297,24 @@ class PolicyServer:
         self._reported, self._reported_at = state, now
 
     def _refresh(self, loaded: _Loaded | None, catalog: ItemCatalog) -> _Loaded | None:
-        key = (
+        row = (
             Checkpoint.objects.filter(status=Checkpoint.Status.ACTIVE)
-            .values_list("version", "created_at")
+            .values_list("pk", "version", "created_at")
             .first()
         )
-        if key is None:
+        if row is None:
             return None
-        active, created_at = key
+        pk, active, created_at = row
+        key = (active, created_at)
         if loaded is not None and (loaded.version, loaded.created_at) == key:
             return loaded
         if key == self._failed_key:
             return loaded
-        weights = (
-            Checkpoint.objects.filter(version=active).values_list("weights", flat=True).first()
-        )
+        # A database error here is retried at the next check (``active_policy``);
+        # only what the weights themselves fail marks the version failed.
+        weights = read_binary(Checkpoint, pk, "weights")
+        if weights is None:
+            return loaded  # deleted since: the next check finds what is active
         try:
             agent = load_servable(weights, catalog)
         except Exception as exc:

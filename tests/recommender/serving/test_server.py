@@ -18,6 +18,7 @@ import pytest
 import torch
 from django.core.cache import cache
 from django.core.management import CommandError, call_command
+from django.db import OperationalError
 from django.utils import timezone
 
 from recommender.models import Checkpoint, Impression, ServingHeartbeat
@@ -561,3 +562,25 @@ def test_a_session_item_that_raises_every_candidate_alike_explains_none():
     # Judged by raw Q, 5 would be item 3's reason.
     raw = reasons(_Shifting().q_values_batch, state, [1, 3], min_contribution=0.05)
     assert raw[1].item == 5
+
+
+def test_a_database_error_reading_the_weights_is_retried_not_held_against_them(
+    catalog, monkeypatch, caplog
+):
+    """Only weights that fail to load mark a version as failed; a version whose
+    read failed (the database briefly away) is served at the next check."""
+    from recommender.serving import server
+
+    _activate(tiny_agent(), 1)
+    policy_server.refresh()
+
+    def unreachable(*args, **kwargs):
+        raise OperationalError("the database went away")
+
+    with monkeypatch.context() as patched, caplog.at_level(logging.ERROR):
+        patched.setattr(server, "read_binary", unreachable)
+        assert _policy() == {"name": "popularity", "version": None}
+    assert "Could not refresh the active recommender policy" in caplog.text
+
+    policy_server.refresh()
+    assert _policy() == {"name": "dqn", "version": 1}
