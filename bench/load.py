@@ -17,7 +17,8 @@ queries per request (the same requests replayed in this process under
 CaptureQueriesContext), the CPU time per request of the web workers, the
 database, the cache and the load generator, the throughput of each page with
 its carousel divided by the same page without it (target: >= 0.9), the
-resident memory of each worker (and whether it loaded torch), what
+resident memory of each worker (its anonymous part, and whether it loaded
+torch), what
 refreshing the candidate list costs (per refresh and per request on
 average), and where a carousel's time goes, part by part (one request at a
 time in this process), with the model and with none (the popularity
@@ -347,15 +348,27 @@ def workers_of(master: int) -> list[int]:
 
 
 def worker_memory(master: int) -> list[dict]:
-    """Resident memory of each worker and whether torch is mapped into it."""
+    """Resident memory of each worker, the anonymous part of it (what each
+    worker holds on its own; the rest is mostly shared libraries' pages,
+    resident once however many workers map them), and whether torch is
+    mapped into it."""
     found = []
     for pid in workers_of(master):
         status = Path(f"/proc/{pid}/status").read_text()
-        rss_kb = next(
-            int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")
-        )
+        kb = {
+            line.split(":")[0]: int(line.split()[1])
+            for line in status.splitlines()
+            if line.startswith(("VmRSS:", "RssAnon:"))
+        }
         torch = "libtorch" in Path(f"/proc/{pid}/maps").read_text()
-        found.append({"pid": pid, "rss_mb": rss_kb / 1024, "torch": torch})
+        found.append(
+            {
+                "pid": pid,
+                "rss_mb": kb["VmRSS"] / 1024,
+                "anonymous_mb": kb["RssAnon"] / 1024,
+                "torch": torch,
+            }
+        )
     return found
 
 
@@ -890,7 +903,9 @@ def report(args, sizes: list[dict], costs: dict, stages: dict[str, float], setti
                     )
         for mode, workers in size["memory"].items():
             described = ", ".join(
-                f"{w['rss_mb']:.0f} MB{' (torch)' if w['torch'] else ''}" for w in workers
+                f"{w['rss_mb']:.0f} MB ({w['anonymous_mb']:.0f} anonymous"
+                f"{', torch' if w['torch'] else ''})"
+                for w in workers
             )
             print(f"  worker RSS, carousels {mode}: {described}")
         for key, title in (
