@@ -9,8 +9,9 @@ workers, access log), one with the carousels and one without
 (``bench/_load_client.py``, aiohttp) drives both with virtual shoppers, each
 with its own session and two products in its cart, alternating between the
 servers page by page and round by round (on, off, then off, on), so that both
-see the same machine. Then the catalog grows to 100,000 products, the servers
-restart and the home page is measured again.
+see the same machine. Then the catalog grows to 100,000 products, a model
+trained over all of them is made active, the servers restart and the home
+page is measured again.
 
 Prints, per catalog size: per-endpoint throughput and p50/p99 latency, SQL
 queries per request (the same requests replayed in this process under
@@ -178,9 +179,11 @@ def connection_cursor():
 
 def publish_checkpoint() -> int:
     """A per-item agent over the catalog, trained a few steps on made-up
-    transitions (serving costs the same whatever it learned), made active."""
+    transitions (serving costs the same whatever it learned), made active
+    as the next version."""
     import numpy as np
     from django.conf import settings
+    from django.db.models import Max
 
     from recommender.conf import dqn_config
     from recommender.models import Checkpoint
@@ -206,7 +209,7 @@ def publish_checkpoint() -> int:
     replay.add_many(transitions, catalog)
     agent.train_steps(replay, 20, rng)
     checkpoint = Checkpoint.objects.create(
-        version=1,
+        version=(Checkpoint.objects.aggregate(Max("version"))["version__max"] or 0) + 1,
         weights=agent.save(),
         config={"agent": agent_kind(agent), **agent.config.to_dict()},
         checks={"passed": True},
@@ -831,6 +834,10 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.large > args.products:
                 seed_products(args.large - args.products, start=args.products + 1, rng=rng)
+                # A model that knows every product, as a store's would after its
+                # next training run: its checkpoint, and what a worker holds, grow
+                # with the catalog.
+                publish_checkpoint()
                 policy_server.refresh()
                 large = measure(args, args.large, static_root, tmp, pages=("home",), warmup=5.0)
                 large["refresh"] = refresh_costs()
