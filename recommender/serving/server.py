@@ -24,6 +24,7 @@ process that serves no carousel never pays for it.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import os
@@ -32,6 +33,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
 import numpy as np
 from django.conf import settings
@@ -109,8 +111,15 @@ def load_servable(weights: bytes, catalog: ItemCatalog | None = None) -> Learner
     configure_torch_threads()
     catalog = catalog if catalog is not None else features.build_catalog()
     agent = load_agent(weights, catalog=catalog)
+    serve_once(agent, catalog)
+    return agent
+
+
+def serve_once(agent: Learner, catalog: ItemCatalog) -> None:
+    """One greedy slate over ``catalog``, as a request is served
+    (``PolicyServer._draw``), reasons included: it fails as a request
+    would, and builds what the agent computes once per weights and catalog."""
     if len(catalog):
-        # As a request is served (``PolicyServer._draw``), reasons included.
         agent.act_explained(
             Observation(slot=Slot.HOME),
             catalog.ids,
@@ -119,7 +128,6 @@ def load_servable(weights: bytes, catalog: ItemCatalog | None = None) -> Learner
             epsilon=0.0,
             reference_ids=reason_reference(catalog.ids),
         ).reasons()
-    return agent
 
 
 def load_error_text(exc: BaseException) -> str:
@@ -192,6 +200,8 @@ class PolicyServer:
             sold_out=sold_out_key,
         )
         self._candidates, self._eligible_at = fresh, now
+        if current is not None and catalog is not current.catalog:
+            return_freed_memory()  # the previous catalog, and what reading this one took
         return fresh
 
     def _sold_out_set(self, product_ids: list[int], digest: str) -> int | None:
@@ -245,11 +255,16 @@ class PolicyServer:
         if now - self._checked_at >= settings.RECOMMENDER_RELOAD_SECONDS:
             with self._lock:
                 if now - self._checked_at >= settings.RECOMMENDER_RELOAD_SECONDS:
+                    before = (self._loaded, self._failed_key)
                     try:
                         self._loaded = self._refresh(self._loaded, catalog)
                     except Exception:
                         # Keep serving what we had; the next check tries again.
                         logger.exception("Could not refresh the active recommender policy")
+                    if self._loaded is not before[0] or self._failed_key != before[1]:
+                        # A version was loaded, or failed to: what that took,
+                        # and the version it replaced, are garbage now.
+                        return_freed_memory()
                     self._checked_at = time.monotonic()
                     self._heartbeat()
                 loaded = self._loaded
@@ -264,6 +279,14 @@ class PolicyServer:
                         logger.exception("Policy v%s cannot score the catalog", loaded.version)
                         return None
                     loaded.catalog = catalog
+                    try:
+                        # Builds the new catalog's tables now, so that the
+                        # previous ones and what building took are handed back.
+                        serve_once(loaded.agent, catalog)
+                    except Exception:
+                        # Each request's own slate fails likewise and falls back.
+                        logger.exception("Policy v%s cannot score the catalog", loaded.version)
+                    return_freed_memory()
         return loaded
 
     def _heartbeat(self) -> None:
@@ -442,6 +465,25 @@ def explained_reasons(explained: ExplainedSlate) -> tuple[int | None, ...]:
         None if reason.item == int(item) else reason.item
         for item, reason in zip(items, found, strict=True)
     )
+
+
+@cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def return_freed_memory() -> None:
+    """Hand back to the system the heap memory a checkpoint or catalog load
+    freed. Loading builds and drops large temporaries, and glibc's malloc
+    keeps what they freed for reuse, so without this a web worker would stay
+    at its loading peak for as long as it lives. A no-op where the C library
+    has no ``malloc_trim`` (musl, macOS)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def sold_out_digest(product_ids) -> str:
