@@ -298,6 +298,8 @@ def servers(static_root: str, workers: int, log_dir: str):
                     sys.executable,
                     "-m",
                     "gunicorn",
+                    "-c",
+                    "config/gunicorn.py",
                     "config.wsgi:application",
                     "--bind",
                     f"127.0.0.1:{port}",

@@ -8,6 +8,7 @@ import logging
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils.http import urlencode
+from django.utils.module_loading import import_string
 
 from recommender.serving.recommendations import (
     IMPRESSION_PARAM,
@@ -70,3 +71,16 @@ def carousel_provider(
             for p, reason in zip(rec.products, rec.reasons, strict=True)
         ],
     )
+
+
+def preload() -> None:
+    """Import what serving the first carousel imports (torch and the RL
+    core), running no torch operation, when this provider fills the shop's
+    carousels: for a parent process that forks web workers
+    (config/gunicorn.py), whose children then share those modules' memory.
+    With carousels off or another provider it imports nothing, so that a
+    process serving no carousel never imports torch."""
+    configured = settings.SHOP_CAROUSEL_PROVIDER
+    if not configured or import_string(configured) is not carousel_provider:
+        return
+    from recommender.rl import agents, slate  # noqa: F401
