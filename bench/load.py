@@ -18,8 +18,8 @@ queries per request (the same requests replayed in this process under
 CaptureQueriesContext), the CPU time per request of the web workers, the
 database, the cache and the load generator, the throughput of each page with
 its carousel divided by the same page without it (target: >= 0.9), the
-resident memory of each worker (its anonymous part, and whether it loaded
-torch), what
+resident memory of each worker and of the master that forks them (what of
+it is private, the proportional share, whether torch is in it), what
 refreshing the candidate list costs (per refresh and per request on
 average), and where a carousel's time goes, part by part (one request at a
 time in this process), with the model and with none (the popularity
@@ -352,29 +352,31 @@ def workers_of(master: int) -> list[int]:
     return [int(pid) for pid in children.read_text().split()] if children.exists() else []
 
 
-def worker_memory(master: int) -> list[dict]:
-    """Resident memory of each worker, the anonymous part of it (what each
-    worker holds on its own; the rest is mostly shared libraries' pages,
-    resident once however many workers map them), and whether torch is
-    mapped into it."""
-    found = []
-    for pid in workers_of(master):
-        status = Path(f"/proc/{pid}/status").read_text()
-        kb = {
-            line.split(":")[0]: int(line.split()[1])
-            for line in status.splitlines()
-            if line.startswith(("VmRSS:", "RssAnon:"))
-        }
-        torch = "libtorch" in Path(f"/proc/{pid}/maps").read_text()
-        found.append(
-            {
-                "pid": pid,
-                "rss_mb": kb["VmRSS"] / 1024,
-                "anonymous_mb": kb["RssAnon"] / 1024,
-                "torch": torch,
-            }
-        )
-    return found
+def process_memory(pid: int) -> dict:
+    """A process's resident memory (RSS), the part of it no other process
+    shares (private: what another worker would add) and its proportional
+    share (PSS: shared pages divided among the processes mapping them), in
+    MB, and whether torch is mapped into it."""
+    kb = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, value, *_ = line.split()
+        kb[name.rstrip(":")] = int(value)
+    return {
+        "pid": pid,
+        "rss_mb": kb["Rss"] / 1024,
+        "pss_mb": kb["Pss"] / 1024,
+        "private_mb": (kb["Private_Clean"] + kb["Private_Dirty"]) / 1024,
+        "torch": "libtorch" in Path(f"/proc/{pid}/maps").read_text(),
+    }
+
+
+def server_memory(master: int) -> dict:
+    """``process_memory`` of a gunicorn server's workers and of its master,
+    which loads the application before forking them (config/gunicorn.py)."""
+    return {
+        "workers": [process_memory(pid) for pid in workers_of(master)],
+        "master": process_memory(master),
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -768,7 +770,7 @@ def measure(
         plan["servers"] = urls
         plan["workers"] = {mode: workers_of(pid) for mode, pid in masters.items()}
         result = drive(plan)
-        memory = {mode: worker_memory(pid) for mode, pid in masters.items()}
+        memory = {mode: server_memory(pid) for mode, pid in masters.items()}
     summary = summarize(result["phases"])
     return {
         "products": size,
@@ -910,13 +912,18 @@ def report(args, sizes: list[dict], costs: dict, stages: dict[str, float], setti
                         f"with it: {r['web_cpu']:.2f} (the ratio a web tier with cores of "
                         "its own would see)"
                     )
-        for mode, workers in size["memory"].items():
-            described = ", ".join(
-                f"{w['rss_mb']:.0f} MB ({w['anonymous_mb']:.0f} anonymous"
+        for mode, server in size["memory"].items():
+            workers = ", ".join(
+                f"{w['rss_mb']:.0f} MB ({w['private_mb']:.0f} private, PSS {w['pss_mb']:.0f}"
                 f"{', torch' if w['torch'] else ''})"
-                for w in workers
+                for w in server["workers"]
             )
-            print(f"  worker RSS, carousels {mode}: {described}")
+            master = server["master"]
+            print(
+                f"  memory, carousels {mode}: workers' RSS {workers}; master's RSS "
+                f"{master['rss_mb']:.0f} MB ({master['private_mb']:.0f} private"
+                f"{', torch imported' if master['torch'] else ''})"
+            )
         for key, title in (
             ("parts", "where a carousel's time goes"),
             ("parts_without_model", "the same with no model (the popularity fallback)"),
