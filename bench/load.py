@@ -317,7 +317,7 @@ def servers(static_root: str, workers: int, log_dir: str):
             )
             started[mode] = (f"http://127.0.0.1:{port}", process)
         for base, process in started.values():
-            wait_until_up(base, process)
+            wait_until_up(base, process, workers)
         yield (
             {mode: base for mode, (base, _) in started.items()},
             {mode: process.pid for mode, (_, process) in started.items()},
@@ -333,17 +333,21 @@ def servers(static_root: str, workers: int, log_dir: str):
                 process.wait()
 
 
-def wait_until_up(base: str, process: subprocess.Popen, timeout: float = 60) -> None:
+def wait_until_up(base: str, process: subprocess.Popen, workers: int, timeout: float = 60) -> None:
+    """Until the server answers and all its ``workers`` are forked: one
+    answers before the master has forked the others, and the CPU and memory
+    of each phase are read from the workers listed once it is up."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"gunicorn exited with {process.returncode}")
         try:
             with urllib.request.urlopen(base + "/healthz", timeout=2) as response:
-                if response.status == 200:
+                if response.status == 200 and len(workers_of(process.pid)) == workers:
                     return
         except OSError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     raise RuntimeError(f"gunicorn at {base} did not answer in {timeout:.0f} s")
 
 
