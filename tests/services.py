@@ -29,3 +29,15 @@ def skip_or_fail(reason: str, *, required_by: str = "REQUIRE_SERVICES") -> NoRet
     if os.environ.get(required_by) == "1":
         pytest.fail(f"{reason} but {required_by}=1")
     pytest.skip(reason)
+
+
+def database_url() -> str:
+    """DATABASE_URL of the database this test process uses (the test
+    database), for a server or worker process a test starts."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    return (
+        f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
+        f"{db['PORT'] or 5432}/{db['NAME']}"
+    )

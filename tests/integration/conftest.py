@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
-from tests.services import redis_reachable, skip_or_fail
+from tests.services import database_url, redis_reachable, skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,7 +60,6 @@ def celery_workers(real_services, transactional_db, tmp_path):
     """Starts real `celery worker` processes on the test database: call it with
     a queue name (a new one by default) and optional extra environment; every
     worker it started is stopped at the end and its log's tail printed."""
-    db = connection.settings_dict
     started: list[Worker] = []
 
     def start(queue: str | None = None, **extra_env: str) -> Worker:
@@ -69,10 +67,7 @@ def celery_workers(real_services, transactional_db, tmp_path):
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
-            "DATABASE_URL": (
-                f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
-                f"{db['PORT'] or 5432}/{db['NAME']}"
-            ),
+            "DATABASE_URL": database_url(),
             "REDIS_URL": settings.REDIS_URL,
             # The tests drive whole sessions before they train: every impression's
             # rewards are final and every session has ended.

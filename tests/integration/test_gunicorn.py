@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from recommender.models import Impression
 from recommender.serving.checkpoints import checkpoint_activate
 from tests.recommender.support import make_catalog, store_checkpoint, tiny_agent
+from tests.services import database_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -47,15 +47,11 @@ def _workers(master: int) -> list[int]:
 
 @contextmanager
 def _gunicorn(tmp_path: Path, *, provider: str):
-    db = connection.settings_dict
     port = _free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": (
-            f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
-            f"{db['PORT'] or 5432}/{db['NAME']}"
-        ),
+        "DATABASE_URL": database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "DJANGO_MEDIA_ROOT": str(tmp_path / "media"),
         "SHOP_CAROUSEL_PROVIDER": provider,
