@@ -79,8 +79,15 @@ def preload() -> None:
     carousels: for a parent process that forks web workers
     (config/gunicorn.py), whose children then share those modules' memory.
     With carousels off or another provider it imports nothing, so that a
-    process serving no carousel never imports torch."""
-    configured = settings.SHOP_CAROUSEL_PROVIDER
-    if not configured or import_string(configured) is not carousel_provider:
-        return
-    from recommender.rl import agents, slate  # noqa: F401
+    process serving no carousel never imports torch.
+
+    Never raises: what fails here (a broken torch install, a misspelt
+    provider) fails again in the workers, where a page is served without its
+    carousel; it must not keep the server from starting."""
+    try:
+        configured = settings.SHOP_CAROUSEL_PROVIDER
+        if not configured or import_string(configured) is not carousel_provider:
+            return
+        from recommender.rl import agents, slate  # noqa: F401
+    except Exception:
+        logger.exception("Could not preload the carousels' modules; each worker imports them")

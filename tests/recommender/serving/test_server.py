@@ -584,3 +584,16 @@ def test_a_database_error_reading_the_weights_is_retried_not_held_against_them(
 
     policy_server.refresh()
     assert _policy() == {"name": "dqn", "version": 1}
+
+
+def test_preloading_a_misconfigured_provider_logs_and_lets_the_server_start(settings, caplog):
+    """gunicorn's master preloads the carousels' modules (config/gunicorn.py);
+    a provider that cannot be imported fails in the workers, page by page, not
+    the server's start."""
+    from recommender.serving.carousels import preload
+
+    settings.SHOP_CAROUSEL_PROVIDER = "recommender.serving.no_such_module.provider"
+    with caplog.at_level(logging.ERROR, logger="recommender.serving.carousels"):
+        preload()
+
+    assert "Could not preload the carousels' modules" in caplog.text
