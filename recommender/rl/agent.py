@@ -400,12 +400,15 @@ class DQNAgent:
         return cls.from_payload(checkpoint.loads(data), catalog)
 
     @classmethod
-    def from_payload(cls, payload: dict, catalog: ItemCatalog | None = None) -> DQNAgent:
-        """``load`` from an already parsed checkpoint."""
+    def from_payload(
+        cls, payload: dict, catalog: ItemCatalog | None = None, *, act_only: bool = False
+    ) -> DQNAgent:
+        """``load`` from an already parsed checkpoint (``act_only``: see
+        ``agents.load_agent``)."""
         if "slateq" in payload:
             raise checkpoint.CheckpointError(
                 "this is a SlateQ checkpoint: load it with recommender.rl.slateq.SlateQAgent.load"
             )
         agent = cls.__new__(cls)
-        agent.core = DoubleDQN.from_payload(payload, BestItem(), catalog)
+        agent.core = DoubleDQN.from_payload(payload, BestItem(), catalog, act_only=act_only)
         return agent

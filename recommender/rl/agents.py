@@ -44,11 +44,18 @@ def make_agent(
     return cls(config, catalog, n_categories)
 
 
-def load_agent(data: bytes, catalog: ItemCatalog | None = None) -> Learner:
-    """The agent saved in ``data``, whichever kind it is (see ``DQNAgent.load``)."""
+def load_agent(
+    data: bytes, catalog: ItemCatalog | None = None, *, act_only: bool = False
+) -> Learner:
+    """The agent saved in ``data``, whichever kind it is (see ``DQNAgent.load``).
+
+    ``act_only``: what acting uses and no more (what a web process serving
+    slates needs): the target and averaged networks and the optimizers'
+    state are neither loaded nor kept, and training or saving the agent
+    raises (``core.NotKept``)."""
     payload = checkpoint.loads(data)
     cls = SlateQAgent if "slateq" in payload else DQNAgent
-    return cls.from_payload(payload, catalog)
+    return cls.from_payload(payload, catalog, act_only=act_only)
 
 
 def served_copy(agent: Learner) -> Learner:

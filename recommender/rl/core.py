@@ -126,6 +126,26 @@ def td_target(
     return rewards + gamma * (1.0 - dones) * torch.where(has_next, next_values, 0.0)
 
 
+class NotKept:
+    """What an agent loaded only to act (``from_payload(act_only=True)``: a
+    web process serving slates) does not keep: its target and averaged
+    networks and its optimizer. Any use of it raises, naming it."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __getattr__(self, name: str):
+        raise RuntimeError(
+            f"this agent was loaded only to act: it keeps no {self.what}, "
+            "so it can neither train nor be saved"
+        )
+
+
+def kept(part) -> bool:
+    """Whether an agent keeps ``part`` (see ``NotKept``)."""
+    return not isinstance(part, NotKept)
+
+
 class DoubleDQN:
     """Online and target Q-networks, their optimizer and the candidate universe,
     trained by Double DQN with ``next_value`` valuing next states."""
@@ -137,9 +157,12 @@ class DoubleDQN:
         n_attributes: int,
         vocabulary: IdVocabulary,
         next_value: NextStateValue,
+        *,
+        act_only: bool = False,
     ) -> None:
         """Networks for a schema, without a catalog yet (``fresh`` and
-        ``from_payload`` give a usable core)."""
+        ``from_payload`` give a usable core); ``act_only``: the online network
+        alone (``NotKept``)."""
         self.config = config
         self.n_categories = n_categories
         self.n_attributes = n_attributes
@@ -152,19 +175,24 @@ class DoubleDQN:
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
             self.online = QNetwork(config, len(vocabulary), n_categories, n_attributes)
-        self.target = copy.deepcopy(self.online).requires_grad_(False)
-        # What a published checkpoint serves: a moving average of the online weights.
-        self.averaged = copy.deepcopy(self.online).requires_grad_(False)
-        # Built when it first trains or saves; the context term learns at its own
-        # rates (its per-pair affinities, then its shared weights).
-        self.adam = LazyAdam(
-            self.online,
-            config.lr,
-            [
-                (self.online.pair_parameters(), config.pair_lr),
-                (self.online.context_parameters(), config.context_lr),
-            ],
-        )
+        if act_only:
+            self.target = NotKept("target network")
+            self.averaged = NotKept("averaged network")
+            self.adam = NotKept("optimizer")
+        else:
+            self.target = copy.deepcopy(self.online).requires_grad_(False)
+            # What a published checkpoint serves: a moving average of the online weights.
+            self.averaged = copy.deepcopy(self.online).requires_grad_(False)
+            # Built when it first trains or saves; the context term learns at its own
+            # rates (its per-pair affinities, then its shared weights).
+            self.adam = LazyAdam(
+                self.online,
+                config.lr,
+                [
+                    (self.online.pair_parameters(), config.pair_lr),
+                    (self.online.context_parameters(), config.context_lr),
+                ],
+            )
         self.step = 0
         # What serving computes once per weights (and catalog), by network.
         self._item_tables: dict[str, Tensor] = {}
@@ -218,7 +246,11 @@ class DoubleDQN:
         if self.config.grow_vocabulary:
             added = self.vocabulary.extend(catalog.ids)
             if added:
-                grow_id_embeddings([self.online, self.target, self.averaged], self.adam, added)
+                grow_id_embeddings(
+                    [n for n in (self.online, self.target, self.averaged) if kept(n)],
+                    self.adam if kept(self.adam) else None,
+                    added,
+                )
         self.categories.extend(catalog.categories)
         self.catalog = catalog
         self.index = ItemIndex.of(catalog)
@@ -551,13 +583,19 @@ class DoubleDQN:
 
     @classmethod
     def from_payload(
-        cls, payload: dict, next_value: NextStateValue, catalog: ItemCatalog | None = None
+        cls,
+        payload: dict,
+        next_value: NextStateValue,
+        catalog: ItemCatalog | None = None,
+        *,
+        act_only: bool = False,
     ) -> DoubleDQN:
         """The core saved in a parsed checkpoint, serving ``catalog`` (default:
-        the saved one). Raises ``checkpoint.CheckpointError`` naming the
-        offending tensor when the weights are not finite or do not match the
-        saved config and schema."""
-        core = cls(*cls.read_schema(payload), next_value)
+        the saved one); with ``act_only`` its online network alone (what
+        serving uses; ``NotKept``). Raises ``checkpoint.CheckpointError``
+        naming the offending tensor when the weights it loads are not finite
+        or do not match the saved config and schema."""
+        core = cls(*cls.read_schema(payload), next_value, act_only=act_only)
         # Checkpoints from before category labels used the labels as rows.
         if "category_labels" in payload:
             try:
@@ -567,12 +605,13 @@ class DoubleDQN:
             except (AttributeError, TypeError, ValueError) as exc:
                 raise checkpoint.CheckpointError(f"invalid category labels: {exc}") from exc
         checkpoint.restore_module(core.online, payload["online"], "online")
-        checkpoint.restore_module(core.target, payload["target"], "target")
-        # Checkpoints from before the moving average start it at the online weights.
-        checkpoint.restore_module(
-            core.averaged, payload.get("averaged", payload["online"]), "averaged"
-        )
-        core.adam.restore(payload["optimizer"])
+        if not act_only:
+            checkpoint.restore_module(core.target, payload["target"], "target")
+            # Checkpoints from before the moving average start it at the online weights.
+            checkpoint.restore_module(
+                core.averaged, payload.get("averaged", payload["online"]), "averaged"
+            )
+            core.adam.restore(payload["optimizer"])
         core.step = int(payload["step"])
         core.set_catalog(
             catalog if catalog is not None else checkpoint.catalog_from_tensors(payload["catalog"])

@@ -445,16 +445,20 @@ class CatalogScorer:
         return out.T + offset.unsqueeze(1)
 
 
-def grow_id_embeddings(networks: Sequence[QNetwork], optimizer: LazyAdam, added: int) -> None:
+def grow_id_embeddings(
+    networks: Sequence[QNetwork], optimizer: LazyAdam | None, added: int
+) -> None:
     """Append ``added`` zero rows (the unknown-id vector) to the id embedding of
-    each network and to the optimizer's moments for them, for ids that joined
-    the vocabulary; trained rows keep their place."""
+    each network and to the optimizer's moments for them (if it has one), for
+    ids that joined the vocabulary; trained rows keep their place."""
     for net in networks:
         embedding = net.items.id_embedding
         weight = embedding.weight
         # Assigning .data keeps the Parameter object the optimizer refers to.
         weight.data = torch.cat([weight.data, weight.data.new_zeros(added, weight.shape[1])])
         embedding.num_embeddings = weight.shape[0]
+        if optimizer is None:
+            continue
         state = optimizer.moments(weight)
         for key in ("exp_avg", "exp_avg_sq"):
             if key in state:

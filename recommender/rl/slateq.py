@@ -41,7 +41,14 @@ from torch import Tensor, nn
 
 from recommender.rl import checkpoint
 from recommender.rl.config import DQNConfig
-from recommender.rl.core import DoubleDQN, TrainStats, attribute_count, category_count
+from recommender.rl.core import (
+    DoubleDQN,
+    NotKept,
+    TrainStats,
+    attribute_count,
+    category_count,
+    kept,
+)
 from recommender.rl.encoding import IdVocabulary, ItemIndex, ObservationEncoder
 from recommender.rl.explain import ExplainedSlate, reasons, relative
 from recommender.rl.network import (
@@ -420,7 +427,9 @@ class SlateQAgent:
         if self.config.grow_vocabulary:
             added = self.click_vocabulary.extend(catalog.ids)
             if added:
-                grow_id_embeddings([self.click.towers], self.click_adam, added)
+                grow_id_embeddings(
+                    [self.click.towers], self.click_adam if kept(self.click_adam) else None, added
+                )
         self._use_catalog(catalog)
 
     def _use_catalog(self, catalog: ItemCatalog) -> None:
@@ -456,8 +465,11 @@ class SlateQAgent:
         return cls.from_payload(checkpoint.loads(data), catalog)
 
     @classmethod
-    def from_payload(cls, payload: dict, catalog: ItemCatalog | None = None) -> SlateQAgent:
-        """``load`` from an already parsed checkpoint."""
+    def from_payload(
+        cls, payload: dict, catalog: ItemCatalog | None = None, *, act_only: bool = False
+    ) -> SlateQAgent:
+        """``load`` from an already parsed checkpoint (``act_only``: see
+        ``agents.load_agent``)."""
         saved = payload.get("slateq")
         if not isinstance(saved, dict) or not {
             "click_vocabulary",
@@ -472,12 +484,15 @@ class SlateQAgent:
             raise checkpoint.CheckpointError(f"invalid click vocabulary: {exc}") from exc
         agent = cls.__new__(cls)
         agent._setup(config, n_categories, n_attributes, click_vocabulary)
-        agent.core = DoubleDQN.from_payload(payload, BestSlate(agent.clicks))
+        agent.core = DoubleDQN.from_payload(payload, BestSlate(agent.clicks), act_only=act_only)
         extended = agent.core.catalog
         if not len(extended) or extended.ids[-1] != NO_CLICK_ID:
             raise checkpoint.CheckpointError("SlateQ checkpoint without its no-click row")
         checkpoint.restore_module(agent.click, saved["click"], "click")
-        agent.click_adam.restore(saved["click_optimizer"])
+        if act_only:
+            agent.click_adam = NotKept("click model optimizer")
+        else:
+            agent.click_adam.restore(saved["click_optimizer"])
         agent._use_catalog(without_no_click_row(extended))
         if catalog is not None:
             agent.set_catalog(catalog)

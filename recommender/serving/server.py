@@ -102,15 +102,15 @@ class _Loaded:
 
 def load_servable(weights: bytes, catalog: ItemCatalog | None = None) -> Learner:
     """A checkpoint's policy, loaded as every web process loads it (over
-    ``catalog``, default the current one) and asked for one greedy slate.
-    Raises whatever would stop it serving; activation calls this first
-    (recommender.serving.checkpoints)."""
+    ``catalog``, default the current one; only what acting uses) and asked
+    for one greedy slate. Raises whatever would stop it serving; activation
+    calls this first (recommender.serving.checkpoints)."""
     from recommender.rl.agents import load_agent
     from recommender.rl.runtime import configure_torch_threads
 
     configure_torch_threads()
     catalog = catalog if catalog is not None else features.build_catalog()
-    agent = load_agent(weights, catalog=catalog)
+    agent = load_agent(weights, catalog=catalog, act_only=True)
     serve_once(agent, catalog)
     return agent
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from recommender.rl.agent import DQNAgent
-from recommender.rl.agents import check_agent
+from recommender.rl.agents import check_agent, load_agent
 from recommender.rl.checkpoint import CheckpointError
 from recommender.rl.config import DQNConfig
 from recommender.rl.replay import ReplayBuffer
@@ -149,6 +149,40 @@ print(agent.adam.built, "torch._dynamo" in sys.modules)
         cwd=Path(__file__).resolve().parents[3],
     )
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_an_agent_loaded_to_act_serves_the_same_slates_and_refuses_to_learn():
+    """What a web process loads: the online network alone. It serves exactly
+    what the whole agent serves, over a grown catalog too, and training or
+    saving it fails loudly instead of learning from a network it lacks."""
+    agent = trained_agent()
+    newer = item_catalog(10, max_price=80, attributes=np.eye(10, 3))
+    whole = load_agent(agent.save(), catalog=newer)
+    acting = load_agent(agent.save(), catalog=newer, act_only=True)
+
+    np.testing.assert_array_equal(
+        acting.q_values_batch(OBSERVATIONS, newer.ids),
+        whole.q_values_batch(OBSERVATIONS, newer.ids),
+    )
+    for obs in OBSERVATIONS:
+        served = [
+            a.act_explained(
+                obs, newer.ids, 4, np.random.default_rng(3), 0.3, reference_ids=newer.ids
+            )
+            for a in (whole, acting)
+        ]
+        for whole_part, acting_part in zip(served[0].slate, served[1].slate, strict=True):
+            np.testing.assert_array_equal(acting_part, whole_part)
+        assert served[1].reasons() == served[0].reasons()
+    replay = ReplayBuffer(CONFIG)
+    replay.add_many([Transition(OBSERVATIONS[0], 10, 1.0, OBSERVATIONS[1], False, 0.5)], newer)
+    for learn in (
+        lambda: acting.train_steps(replay, 1, np.random.default_rng(0)),
+        acting.sync_target,
+        acting.save,
+    ):
+        with pytest.raises(RuntimeError, match="loaded only to act"):
+            learn()
 
 
 def test_a_checkpoint_loaded_for_a_grown_catalog_keeps_its_optimizer_moments():

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from recommender.rl.agent import DQNAgent
-from recommender.rl.agents import check_agent
+from recommender.rl.agents import check_agent, load_agent
 from recommender.rl.checkpoint import CheckpointError
 from recommender.rl.config import DQNConfig
 from recommender.rl.network import StateInputs
@@ -265,6 +265,23 @@ def test_a_saved_agent_serves_the_same_slates_and_keeps_learning_after_loading()
     assert loaded.step == agent.step
     stats = loaded.train_steps(replay, 5, np.random.default_rng(1))
     assert stats.steps == 5 and np.isfinite(stats.loss)
+
+
+def test_a_slateq_agent_loaded_to_act_serves_the_same_slates_and_refuses_to_learn():
+    agent, replay = trained_agent()
+    whole = load_agent(agent.save())
+    acting = load_agent(agent.save(), act_only=True)
+    obs = Observation(Slot.PRODUCT, current_item=int(agent.catalog.ids[0]), page_depth=2)
+    candidates = agent.catalog.ids[1:]
+    served = [
+        a.act(obs, candidates, 3, np.random.default_rng(4), epsilon=0.3) for a in (whole, acting)
+    ]
+    for whole_part, acting_part in zip(*served, strict=True):
+        np.testing.assert_array_equal(acting_part, whole_part)
+    with pytest.raises(RuntimeError, match="loaded only to act"):
+        acting.train_steps(replay, 1, np.random.default_rng(0))
+    with pytest.raises(RuntimeError, match="loaded only to act"):
+        acting.save()
 
 
 def test_checkpoints_of_one_agent_kind_are_refused_by_the_other():
