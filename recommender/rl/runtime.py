@@ -3,6 +3,7 @@
 import ctypes
 import ctypes.util
 import os
+from functools import cache
 
 # glibc mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -52,12 +53,8 @@ def keep_freed_memory(mmap_threshold_mb: int = 32, trim_threshold_mb: int = 256)
 
     Returns False, changing nothing, where the C library is not glibc.
     """
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
+    mallopt = _glibc("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
@@ -66,3 +63,26 @@ def keep_freed_memory(mmap_threshold_mb: int = 32, trim_threshold_mb: int = 256)
         mallopt(_M_MMAP_THRESHOLD, mmap_threshold_mb << 20)
         and mallopt(_M_TRIM_THRESHOLD, trim_threshold_mb << 20)
     )
+
+
+def return_freed_memory() -> None:
+    """Hand back to the kernel the free heap memory glibc's malloc keeps, in
+    a process that serves: after loading a checkpoint or a catalog, which
+    builds and drops large temporaries, a web worker would otherwise stay at
+    its loading peak for as long as it lives. A no-op where the C library is
+    not glibc."""
+    trim = _glibc("malloc_trim")
+    if trim is not None:
+        trim(0)
+
+
+@cache
+def _glibc(function: str):
+    """``function`` of the C library, None where it has none (not glibc)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        return getattr(ctypes.CDLL(name), function)
+    except (OSError, AttributeError):
+        return None

@@ -24,7 +24,6 @@ process that serves no carousel never pays for it.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import logging
 import os
@@ -33,7 +32,6 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 
 import numpy as np
 from django.conf import settings
@@ -44,6 +42,7 @@ from recommender.db import read_binary
 from recommender.models import Checkpoint, SoldOutSet
 from recommender.rl.explain import ExplainedSlate, reference_items, relative
 from recommender.rl.learner import Learner
+from recommender.rl.runtime import return_freed_memory
 from recommender.rl.types import ItemCatalog, Observation, Slate, Slot
 from recommender.serving import features
 from shop.models import Product
@@ -465,25 +464,6 @@ def explained_reasons(explained: ExplainedSlate) -> tuple[int | None, ...]:
         None if reason.item == int(item) else reason.item
         for item, reason in zip(items, found, strict=True)
     )
-
-
-@cache
-def _malloc_trim():
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-
-def return_freed_memory() -> None:
-    """Hand back to the system the heap memory a checkpoint or catalog load
-    freed. Loading builds and drops large temporaries, and glibc's malloc
-    keeps what they freed for reuse, so without this a web worker would stay
-    at its loading peak for as long as it lives. A no-op where the C library
-    has no ``malloc_trim`` (musl, macOS)."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 def sold_out_digest(product_ids) -> str:
