@@ -197,6 +197,7 @@ def session_state(
     # statement comes on top of the latest events it read: keep the newest.
     recent.sort(key=lambda row: row[:2])
     recent = recent[-MAX_RECENT_EVENTS:]
+    at_now = now.timestamp()
     cart.sort(key=lambda row: row[:2])
     history.sort(key=lambda row: row[:2])
     observation = Observation(
@@ -204,7 +205,7 @@ def session_state(
         current_item=product_id,
         recent_items=tuple(item for _, _, item, _ in recent),
         recent_events=tuple(int(EVENT_CODE[t]) for _, _, _, t in recent),
-        recent_ages=tuple(max(0.0, (now - at).total_seconds()) for at, _, _, _ in recent),
+        recent_ages=tuple(max(0.0, at_now - at) for at, _, _, _ in recent),
         cart_items=tuple(item for _, _, item in cart),
         history_items=tuple(item for _, _, item in history),
         page_depth=depth,
@@ -217,19 +218,19 @@ def session_state(
 _RECENT, _CART, _HISTORY, _DEPTH, _VIEWED, _BADGE = range(6)
 
 _STATE_SQL = """
-SELECT 0, e.product_id, e.type, e.created_at, e.id FROM {event} e WHERE e.id IN (
+SELECT 0, e.product_id, e.type, EPOCH(e.created_at), e.id FROM {event} e WHERE e.id IN (
     SELECT id FROM {event} WHERE session_key = %s AND created_at >= %s
     ORDER BY created_at DESC, id DESC LIMIT {max_recent})
 UNION ALL
-SELECT 1, ci.product_id, NULL, ci.added_at, ci.id FROM {cart_item} ci
+SELECT 1, ci.product_id, NULL, EPOCH(ci.added_at), ci.id FROM {cart_item} ci
     JOIN {cart} c ON c.id = ci.cart_id WHERE c.{cart_owner} = %s
 UNION ALL
-SELECT 2, ol.product_id, NULL, o.created_at, ol.id FROM {order_line} ol
+SELECT 2, ol.product_id, NULL, EPOCH(o.created_at), ol.id FROM {order_line} ol
     JOIN {order} o ON o.id = ol.order_id WHERE ol.id IN (
         SELECT l.id FROM {order_line} l JOIN {order} h ON h.id = l.order_id
         WHERE h.user_id = %s ORDER BY h.created_at DESC, l.id DESC LIMIT {max_history})
 UNION ALL
-SELECT 3, NULL, {depth}, i.created_at, 0 FROM {impression} i WHERE i.id IN (
+SELECT 3, NULL, {depth}, NULL, 0 FROM {impression} i WHERE i.id IN (
     SELECT id FROM {impression} WHERE session_key = %s ORDER BY created_at DESC LIMIT 1)
 """
 """A session's state as (kind, product id, text, time, primary key) rows, one
@@ -239,7 +240,11 @@ session's), a signed-in shopper's MAX_HISTORY_ITEMS latest purchased lines
 (none for a guest: ``user_id = NULL`` matches nothing) and the page depth
 logged by the session's latest impression. LIMITs sit in ``IN`` subqueries
 because SQLite allows none in the branches of a compound SELECT. Raw SQL
-because building the same union with the ORM cost more than running it."""
+because building the same union with the ORM cost more than running it.
+Times are seconds since the epoch (``_state_rows``): ``EPOCH(column)`` has
+PostgreSQL compute them, because Django's timestamptz loader is pure Python
+and reading the times as timestamps was a good part of the statement's
+cost."""
 
 
 _BADGE_SQL = """
@@ -265,7 +270,7 @@ viewed AS (INSERT INTO {event} ({columns}) SELECT {values} FROM mode
  RETURNING product_id, type, created_at, id)
 {state}
 UNION ALL
-SELECT {viewed}, product_id, type, created_at, id FROM viewed"""
+SELECT {viewed}, product_id, type, EPOCH(created_at), id FROM viewed"""
 
 
 @cache
@@ -294,16 +299,31 @@ def _state_sql(vendor: str, by_user: bool, with_view: bool = False, badge: bool 
             owner="b.user_id = %s" if by_user else "b.session_key = %s AND b.user_id IS NULL",
         )
     if not with_view:
-        return state
+        return _epochs(state, vendor)
     connection = connections[router.db_for_write(Event)]
     fields = written_fields(Event)
-    return _VIEW_SQL.format(
-        event=connection.ops.quote_name(Event._meta.db_table),
-        columns=", ".join(connection.ops.quote_name(f.column) for f in fields),
-        values=typed_placeholders(fields, connection),
-        state=state,
-        viewed=_VIEWED,
+    return _epochs(
+        _VIEW_SQL.format(
+            event=connection.ops.quote_name(Event._meta.db_table),
+            columns=", ".join(connection.ops.quote_name(f.column) for f in fields),
+            values=typed_placeholders(fields, connection),
+            state=state,
+            viewed=_VIEWED,
+        ),
+        vendor,
     )
+
+
+_EPOCH = re.compile(r"EPOCH\(([\w.]+)\)")
+
+
+def _epochs(sql: str, vendor: str) -> str:
+    """``sql`` with each ``EPOCH(column)`` in the database's spelling: seconds
+    since the epoch on PostgreSQL (``date_part`` is a float; ``extract`` a
+    numeric), the column itself elsewhere (``_state_rows`` converts it)."""
+    if vendor == "postgresql":
+        return _EPOCH.sub(r"date_part('epoch', \1)", sql)
+    return _EPOCH.sub(r"\1", sql)
 
 
 def _state_rows(
@@ -340,10 +360,13 @@ def _state_rows(
         (view.pk,) = (pk for kind, _, _, _, pk in rows if kind == _VIEWED)
         view._state.adding, view._state.db = False, alias
         rows = [(_RECENT if row[0] == _VIEWED else row[0], *row[1:]) for row in rows]
-    if connection.vendor == "sqlite":
-        # Raw rows skip the ORM's converters: SQLite returns naive UTC text.
+    if connection.vendor != "postgresql":
+        # Raw rows skip the ORM's converters (SQLite returns naive UTC text).
         convert = connection.ops.convert_datetimefield_value
-        rows = [(k, p, t, convert(at, None, connection), s) for k, p, t, at, s in rows]
+        rows = [
+            (k, p, t, None if at is None else convert(at, None, connection).timestamp(), s)
+            for k, p, t, at, s in rows
+        ]
     return rows
 
 
