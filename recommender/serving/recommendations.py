@@ -5,6 +5,7 @@ Used by the HTML carousels and by GET /api/v1/recommendations/."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -75,10 +76,20 @@ def replayable_serving(seed: int) -> Iterator[None]:
             _seeded = None
 
 
+# Real traffic's exploration: one generator per thread of each process, made
+# from fresh OS entropy the first time that thread serves in that process (a
+# forked web worker makes its own rather than repeat its parent's draws).
+# Seeding a new one per request cost more than drawing from it.
+_unseeded = threading.local()
+
+
 def _rng() -> np.random.Generator:
     seeded = _seeded
     if seeded is None:
-        return np.random.default_rng()
+        pid = os.getpid()
+        if getattr(_unseeded, "pid", None) != pid:
+            _unseeded.pid, _unseeded.rng = pid, np.random.default_rng()
+        return _unseeded.rng
     with _seeded_lock:
         # One child per request: requests served in the same order draw the
         # same numbers, whatever each of them consumes.

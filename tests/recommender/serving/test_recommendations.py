@@ -4,11 +4,13 @@ simulator and tasks call it."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from recommender.feedback.events import event_record
 from recommender.models import Event, EventType, Impression
-from recommender.serving.recommendations import recommend, replayable_serving
+from recommender.serving.recommendations import _rng, recommend, replayable_serving
 from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("recommender_isolation")]
@@ -85,3 +87,25 @@ def test_replayable_serving_replays_the_same_slates_and_only_while_it_lasts(cata
         replayable_serving(7),
     ):
         pass
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_worker_explores_with_draws_of_its_own():
+    """A web worker forked from a process that already served (gunicorn's
+    master preloads the app) must not repeat its parent's exploration: the
+    same draws in every worker would make them explore in lockstep."""
+    _rng().random()  # this process has served: its generator exists
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (runs in the child)
+        try:
+            os.write(write, _rng().bytes(16))
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    with os.fdopen(read, "rb") as pipe:
+        drawn_in_child = pipe.read()
+
+    assert len(drawn_in_child) == 16
+    assert drawn_in_child != _rng().bytes(16)
