@@ -22,8 +22,10 @@ resident memory of each worker and of the master that forks them (what of
 it is private, the proportional share, whether torch is in it), what
 refreshing the candidate list costs (per refresh and per request on
 average), and where a carousel's time goes, part by part (one request at a
-time in this process), with the model and with none (the popularity
-fallback: what any policy's carousel costs). Then what the run
+time in this process), with the model, with none (the popularity
+fallback: what any policy's carousel costs) and at its floor (only the
+impression's statement and the rendering: what a carousel that logs each
+slate in the request cannot cost less than). Then what the run
 logged: impressions and events sent vs stored (they must be equal), bytes per
 logged row, and the time build_transitions and a training run took on them
 (docs/scaling.md extrapolates from these).
@@ -540,7 +542,12 @@ CAROUSEL_PARTS = {
 
 
 def carousel_parts(
-    product_slugs: list[str], cart_products: list[int], requests: int, *, model: bool = True
+    product_slugs: list[str],
+    cart_products: list[int],
+    requests: int,
+    *,
+    model: bool = True,
+    floor: bool = False,
 ) -> dict:
     """Where a carousel's time goes, in this process: per page, the mean wall
     time of a request without and with the carousel, and of each part of the
@@ -550,7 +557,13 @@ def carousel_parts(
 
     ``model=False``: the carousels serve the popularity fallback, as with no
     checkpoint active: what a carousel costs whatever its policy (the state
-    read, the logged impression, the throttle, its items)."""
+    read, the logged impression, the throttle, its items).
+
+    ``floor=True``: the least a carousel can cost while every slate it serves
+    is logged in the request with its propensities, in one statement: no
+    budget counted, no state read (nor the product page's view), no policy
+    (the first eligible candidates, each logged with propensity 1), only the
+    impression's statement and the items' rendering."""
     import importlib
     from contextlib import ExitStack
     from unittest import mock
@@ -590,6 +603,8 @@ def carousel_parts(
     with ExitStack() as patches:
         if not model:
             patches.enter_context(mock.patch.object(policy_server, "active_policy", lambda _: None))
+        if floor:
+            _patch_to_floor(patches)
         for name, (module, attribute) in CAROUSEL_PARTS.items():
             owner = importlib.import_module(module)
             *path, leaf = attribute.split(".")
@@ -622,6 +637,38 @@ def carousel_parts(
             row["other"] = row["on"] - row["off"] - sum(row[name] for name in spent)
             results[page] = row
     return results
+
+
+def _patch_to_floor(patches) -> None:
+    """``carousel_parts(floor=True)``: every part but the impression's
+    statement and the rendering replaced by what costs next to nothing."""
+    from unittest import mock
+
+    import numpy as np
+
+    from recommender.rl.types import Observation, Slate
+    from recommender.serving import carousels, features
+    from recommender.serving.server import POLICY_POPULARITY, ServedSlate, policy_server
+
+    def fixed_slate(observation, *, k, exclude, rng, fresh=False) -> ServedSlate:
+        candidates = policy_server.candidates(reload_catalog=fresh)
+        items = [int(i) for i in candidates.ids[: k + len(exclude)] if int(i) not in exclude][:k]
+        slate = Slate(
+            items=np.asarray(items, dtype=np.int64),
+            propensities=np.ones(len(items)),
+            scores=np.zeros(len(items), dtype=np.float32),
+        )
+        return ServedSlate(slate, POLICY_POPULARITY, None, 0.0, candidates.sold_out_id)
+
+    def empty_state(*, slot, product_id=None, **kwargs) -> features.SessionState:
+        return features.SessionState(
+            Observation(slot=features.SLOT_BY_NAME[slot], current_item=product_id)
+        )
+
+    patches.enter_context(mock.patch.object(carousels, "allows", lambda request, budget: True))
+    patches.enter_context(mock.patch.object(carousels, "record_page_view", lambda *a, **k: None))
+    patches.enter_context(mock.patch.object(features, "session_state", empty_state))
+    patches.enter_context(mock.patch.object(policy_server, "recommend", fixed_slate))
 
 
 def refresh_costs(runs: int = 10) -> dict[str, float]:
@@ -835,6 +882,7 @@ def main(argv: list[str] | None = None) -> int:
             requests = 50 if args.quick else 200
             small["parts"] = carousel_parts(slugs, in_cart, requests)
             small["parts_without_model"] = carousel_parts(slugs, in_cart, requests, model=False)
+            small["parts_floor"] = carousel_parts(slugs, in_cart, requests, floor=True)
             stage(f"{args.products:,} products")
             costs = log_costs(train=not args.quick)
             stage("log costs")
@@ -931,6 +979,11 @@ def report(args, sizes: list[dict], costs: dict, stages: dict[str, float], setti
         for key, title in (
             ("parts", "where a carousel's time goes"),
             ("parts_without_model", "the same with no model (the popularity fallback)"),
+            (
+                "parts_floor",
+                "the floor: no budget, state or policy, only a fixed slate logged in one "
+                "statement and rendered",
+            ),
         ):
             if key not in size:
                 continue
