@@ -197,9 +197,9 @@ def session_state(
     # statement comes on top of the latest events it read: keep the newest.
     recent.sort(key=lambda row: row[:2])
     recent = recent[-MAX_RECENT_EVENTS:]
-    at_now = now.timestamp()
     cart.sort(key=lambda row: row[:2])
     history.sort(key=lambda row: row[:2])
+    at_now = now.timestamp()  # the rows' times are seconds since the epoch
     observation = Observation(
         slot=SLOT_BY_NAME[slot],
         current_item=product_id,
